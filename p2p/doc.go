@@ -1,0 +1,98 @@
+// Package p2p runs Convene's libp2p host: the peer's identity key,
+// listen addresses and transports, LAN discovery by mDNS, an optional
+// Kademlia DHT with per-namespace rendezvous, connection limits and a clean
+// Close. Higher layers (gossip, repo) take the libp2p host from
+// [Host.Host] and never configure libp2p themselves.
+//
+//	h, err := p2p.New(ctx, p2p.Config{KeyFile: filepath.Join(dir, "identity.key")})
+//	...
+//	defer h.Close()
+//	stop := h.Rendezvous("convene/room/lobby") // no-op without a DHT
+//	defer stop()
+//
+// # Defaults, and why
+//
+// The zero [Config] is a LAN peer that needs no flags:
+//
+//   - Identity: an ephemeral Ed25519 key unless Config.Key or
+//     Config.KeyFile is set. A key file is created on first run (mode 0600,
+//     parent directories 0700, written atomically) and reused afterwards,
+//     so the peer ID survives restarts. A file that exists but cannot be
+//     read or decoded is an error and is never overwritten: replacing it
+//     would silently change the peer's identity. [LoadOrCreateKey] is the
+//     same logic for tools such as "peer id".
+//   - Listen addresses ([DefaultListenAddrs]): TCP and QUIC on every IPv4
+//     and IPv6 interface with kernel-chosen ports. All interfaces, because
+//     mDNS advertises the addresses we listen on and a LAN peer must be able
+//     to dial one; random ports, so several peers can share a machine.
+//     Transports, security (TLS 1.3 and Noise) and the resource manager are
+//     libp2p's defaults.
+//   - mDNS is on, with service name [DefaultMDNSService] ("_convene._udp")
+//     rather than libp2p's "_p2p._udp", so a peer only dials other Convene
+//     peers. Every peer found is dialled (10 s timeout). mDNS needs an UP
+//     interface with the MULTICAST flag; if it cannot start, New still
+//     succeeds and [Host.MDNSError] says why.
+//   - No DHT unless Config.Bootstrap is set ([DHTAuto]); then a DHT server.
+//     Server, not libp2p's automatic mode (a client until AutoNAT proves the
+//     node public), because in a closed network of peers on private
+//     addresses clients never become servers and nobody stores records.
+//     The protocol prefix is [DefaultDHTPrefix] ("/convene"): a private DHT,
+//     not the public IPFS one, and no public bootstrap peers are used unless
+//     given. A bootstrap node itself sets DHT: [DHTServer].
+//   - Connection manager watermarks [DefaultConnLow]/[DefaultConnHigh]
+//     (100/400), above libp2p's 160/192 so that a host in several busy rooms
+//     is not trimmed early; GossipSub protects its mesh peers anyway.
+//     Bootstrap peers are protected from trimming.
+//   - libp2p metrics are off: by default libp2p registers them in the
+//     global Prometheus registry, which collides when a process (a test, a
+//     simulator) runs several hosts. Pass libp2p.PrometheusRegisterer in
+//     Config.Options to turn them on.
+//   - No PSK. With Config.PSK (32 bytes; [ParsePSK] reads the usual
+//     swarm.key file) the host only talks to peers holding the same key.
+//     QUIC and other UDP-based listen addresses are then dropped, because
+//     libp2p's PSK protector only wraps stream transports, and New fails if
+//     no address remains. This is checked before libp2p.New, because a
+//     failed libp2p.New leaks goroutines.
+//
+// [LocalConfig] is the preset for tests and demos on one machine: loopback
+// TCP only, no mDNS, no DHT, no relay.
+//
+// # DHT bootstrap and rendezvous
+//
+// New returns without waiting for the network. A background loop dials the
+// bootstrap peers and triggers a DHT refresh while the routing table is
+// empty, with a backoff from 100 ms to 5 s (the DHT's own retry waits two
+// minutes), and checks again every 30 s so the host recovers when a
+// bootstrap node restarts.
+//
+// [Host.Rendezvous] advertises the host under a namespace (the namespace's
+// SHA-256 as a DHT provider key) and looks up the others. Advertising fails
+// until the routing table has peers, so it retries with a 100 ms to 5 s
+// backoff rather than libp2p's two-minute retry, re-advertises 30 s after
+// the first success (the network may have been tiny then) and then every
+// TTL/2 (90 min); Convene DHT nodes keep provider records for 3 h (the
+// DHT's default is 48 h), so a host that stopped advertising stops being
+// found within 3 h. Lookups run every 0.5 s until 10 s after the first
+// successful advertisement, then every 30 s; every peer found other than
+// this host is dialled. In a closed network of DHT servers, peers in one
+// namespace typically find each other within about 0.1–0.5 s of calling
+// Rendezvous.
+//
+// # Logging
+//
+// This package logs through go-log's "convene/p2p" logger, quiet unless
+// GOLOG_LOG_LEVEL asks otherwise. It never prints. Two libraries below it do
+// their own thing, and only the program (cmd/peer) should change them,
+// since both are process-wide: go-libp2p logs through log/slog (route it
+// with gologshim.SetDefaultHandler), and the zeroconf library behind mDNS
+// prints a few warnings with the standard library's log package (for
+// example "[zeroconf] no suitable IPv6 interface" on hosts without IPv6
+// multicast); silence them with log.SetOutput.
+//
+// # Shutdown
+//
+// [Host.Close] stops mDNS, cancels the rendezvous and bootstrap loops and
+// in-flight discovery dials and waits for them, then closes the DHT and the
+// libp2p host, in that order. It is idempotent and leaves no goroutine
+// behind.
+package p2p

@@ -1,0 +1,298 @@
+package p2p
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+
+	golog "github.com/ipfs/go-log/v2"
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p-kad-dht/records"
+	"github.com/libp2p/go-libp2p/config"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+var log = golog.Logger("convene/p2p")
+
+// ErrClosed is returned by operations on a closed Host.
+var ErrClosed = errors.New("p2p: host closed")
+
+// Host is a libp2p host with Convene's discovery: mDNS on the LAN and an
+// optional Kademlia DHT with per-namespace rendezvous. It is safe for
+// concurrent use. Close releases everything it started.
+type Host struct {
+	h       host.Host
+	dht     *dht.IpfsDHT
+	disc    *drouting.RoutingDiscovery
+	mdns    mdns.Service
+	mdnsErr error
+	boot    []peer.AddrInfo
+	hooks   *hooks
+
+	// ctx is cancelled by Close; every background goroutine derives from it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup // background goroutines; Add only under mu while !closed
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New creates and starts a host: it listens, starts mDNS (unless
+// Config.NoMDNS) and the DHT (per Config.DHT), and begins bootstrapping in
+// the background. ctx bounds construction only; the host lives until Close.
+//
+// An mDNS service that fails to start (for example on a machine without a
+// multicast-capable interface) does not fail New; see [Host.MDNSError].
+func New(ctx context.Context, cfg Config) (*Host, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("p2p: %w", err)
+	}
+	s, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+
+	key := cfg.Key
+	switch {
+	case key != nil:
+	case cfg.KeyFile != "":
+		if key, err = LoadOrCreateKey(cfg.KeyFile); err != nil {
+			return nil, err
+		}
+	default:
+		if key, _, err = crypto.GenerateEd25519Key(rand.Reader); err != nil {
+			return nil, fmt.Errorf("p2p: generate key: %w", err)
+		}
+	}
+
+	var cm *connmgr.BasicConnMgr // created by finish unless Options bring one
+	opts := []libp2p.Option{
+		libp2p.Identity(key),
+		libp2p.ListenAddrs(s.listen...),
+	}
+	if s.psk != nil {
+		opts = append(opts, libp2p.PrivateNetwork(pnet.PSK(s.psk)))
+	}
+	opts = append(opts, cfg.Options...)
+	// finish runs after the caller's options and before libp2p's defaults.
+	// Any error here happens before libp2p builds anything, so nothing leaks.
+	finish := func(c *config.Config) error {
+		if c.PSK != nil {
+			kept := c.ListenAddrs[:0:0]
+			for _, a := range c.ListenAddrs {
+				if pskCompatible(a) {
+					kept = append(kept, a)
+				}
+			}
+			if len(kept) == 0 && len(c.ListenAddrs) > 0 {
+				return errors.New("no listen address left: QUIC, WebTransport and WebRTC cannot be used with a PSK")
+			}
+			c.ListenAddrs = kept
+		}
+		if c.PrometheusRegisterer == nil {
+			c.DisableMetrics = true
+		}
+		if c.ConnManager == nil {
+			m, err := connmgr.NewConnManager(s.connLow, s.connHigh)
+			if err != nil {
+				return err
+			}
+			cm = m
+			c.ConnManager = m
+		}
+		return nil
+	}
+	opts = append(opts, finish)
+
+	lh, err := libp2p.New(opts...)
+	if err != nil {
+		if cm != nil {
+			cm.Close()
+		}
+		return nil, fmt.Errorf("p2p: start libp2p host: %w", err)
+	}
+
+	hctx, cancel := context.WithCancel(context.Background())
+	h := &Host{
+		h:      lh,
+		boot:   s.bootstrap,
+		hooks:  cfg.hooks,
+		ctx:    hctx,
+		cancel: cancel,
+	}
+
+	if s.dht != DHTOff {
+		mode := dht.ModeServer
+		if s.dht == DHTClient {
+			mode = dht.ModeClient
+		}
+		dopts := []dht.Option{
+			dht.Mode(mode),
+			dht.ProtocolPrefix(protocol.ID(s.dhtPrefix)),
+			dht.ProviderManagerOpts(records.ProvideValidity(provideValidity)),
+		}
+		if len(s.bootstrap) > 0 {
+			dopts = append(dopts, dht.BootstrapPeers(s.bootstrap...))
+		}
+		d, err := dht.New(lh, dopts...)
+		if err != nil {
+			cancel()
+			lh.Close()
+			return nil, fmt.Errorf("p2p: start DHT: %w", err)
+		}
+		h.dht = d
+		h.disc = drouting.NewRoutingDiscovery(d)
+		for _, b := range s.bootstrap {
+			lh.ConnManager().Protect(b.ID, "convene-bootstrap")
+		}
+		h.wg.Add(1)
+		go h.bootstrapLoop()
+	}
+
+	if s.mdns {
+		svc := mdns.NewMdnsService(lh, s.mdnsService, (*mdnsNotifee)(h))
+		if err := svc.Start(); err != nil {
+			svc.Close()
+			h.mdnsErr = fmt.Errorf("p2p: start mDNS: %w", err)
+			log.Warnw("mDNS discovery unavailable", "err", err)
+		} else {
+			h.mdns = svc
+		}
+	}
+	return h, nil
+}
+
+// Host returns the underlying libp2p host (for GossipSub and streams). Do
+// not Close it; close the Host instead.
+func (h *Host) Host() host.Host { return h.h }
+
+// ID returns the host's peer ID.
+func (h *Host) ID() peer.ID { return h.h.ID() }
+
+// Addrs returns the host's addresses, each ending in /p2p/<ID>, ready to
+// give to another peer's Connect or Config.Bootstrap.
+func (h *Host) Addrs() []ma.Multiaddr {
+	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: h.h.ID(), Addrs: h.h.Addrs()})
+	if err != nil { // only for an empty peer ID, which a running host never has
+		return nil
+	}
+	return addrs
+}
+
+// DHT returns the Kademlia DHT, or nil when the DHT is off.
+func (h *Host) DHT() *dht.IpfsDHT { return h.dht }
+
+// MDNSError reports why mDNS discovery is not running: nil when it runs or
+// was not requested, otherwise the error from starting it.
+func (h *Host) MDNSError() error { return h.mdnsErr }
+
+// Connect dials the peer at addr, a multiaddr ending in /p2p/<peer ID>.
+func (h *Host) Connect(ctx context.Context, addr string) error {
+	info, err := peer.AddrInfoFromString(addr)
+	if err != nil {
+		return fmt.Errorf("p2p: connect: address %q (want a multiaddr ending in /p2p/<peer ID>): %w", addr, err)
+	}
+	if info.ID == h.h.ID() {
+		return fmt.Errorf("p2p: connect: %s is this host", info.ID)
+	}
+	if h.isClosed() {
+		return ErrClosed
+	}
+	if err := h.h.Connect(ctx, *info); err != nil {
+		return fmt.Errorf("p2p: connect %s: %w", info.ID, err)
+	}
+	return nil
+}
+
+// Close stops discovery and rendezvous loops, waits for them, then closes
+// the DHT and the libp2p host. It is idempotent; later calls return nil.
+func (h *Host) Close() error {
+	first := false
+	h.closeOnce.Do(func() {
+		first = true
+		h.mu.Lock()
+		h.closed = true
+		h.mu.Unlock()
+		h.cancel()
+
+		var errs []error
+		if h.mdns != nil {
+			// Waits for the browse goroutines; HandlePeerFound calls that
+			// start later see closed and return at once.
+			if err := h.mdns.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("mDNS: %w", err))
+			}
+		}
+		h.wg.Wait()
+		if h.dht != nil {
+			if err := h.dht.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("DHT: %w", err))
+			}
+		}
+		if err := h.h.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("host: %w", err))
+		}
+		if err := errors.Join(errs...); err != nil {
+			h.closeErr = fmt.Errorf("p2p: close: %w", err)
+		}
+	})
+	if !first {
+		return nil
+	}
+	return h.closeErr
+}
+
+// goTracked runs f in a goroutine that Close waits for. It returns false
+// (and does not run f) once Close has begun.
+func (h *Host) goTracked(f func()) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// enter registers the calling goroutine with Close's wait group; the caller
+// must call h.wg.Done when finished. It returns false once Close has begun.
+func (h *Host) enter() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.wg.Add(1)
+	return true
+}
+
+func (h *Host) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
+}
+
+// connected reports whether the host has a live connection to p.
+func (h *Host) connected(p peer.ID) bool {
+	return h.h.Network().Connectedness(p) == network.Connected
+}

@@ -1,0 +1,141 @@
+// Package room runs one Convene room: who is here, what each member's
+// presence is, and what happens when peers join, leave, crash or restart.
+//
+// A Room is created with New over a Network (the gossip package implements
+// it on a GossipSub topic; this package has no libp2p import). The user
+// holds the *Room: Set/Delete the local presence, read anyone's with
+// Get/State/States, list Members, Broadcast, Watch events, and finally
+// Leave (graceful) or Close (immediate).
+//
+// # Structure: pure core, imperative shell
+//
+// The room's logic is an unexported state machine with no goroutines,
+// locks, I/O or clock reads (time is an argument of every input). It owns
+// the room's ephemeral.Store (the presence, ordered by the authors' logical
+// versions) and the member table (identity, epoch, last heard on the local
+// clock). Its inputs are API calls, network events, fetch results and timer
+// ticks; its outputs are messages to publish, events, fetches to start, and
+// the next deadline.
+//
+// One goroutine per room (the loop) owns the machine:
+//
+//	API call ──request──▶ ┌──────┐ ──publish──▶ sender goroutine ──▶ Network.Publish
+//	Network.Next ─reader─▶ │ loop │ ──events───▶ watchers (bounded buffers)
+//	Fetch results ───────▶ │      │ ──fetch────▶ fetch goroutines (≤ 8) ──▶ Network.Fetch
+//	Clock timer ─────────▶ └──────┘ ──view─────▶ atomic snapshot ◀── Get/State/States/Members, Serve
+//
+// Reads never go through the loop: after every input the loop publishes an
+// immutable snapshot (an atomic pointer; unchanged peers' maps are shared
+// between snapshots), so Get, State, States, Members, Status and the answer
+// to other peers' Fetch cost a pointer load and a copy, from any goroutine.
+// Writes (Set, Delete, Leave, Rejoin) are requests answered by the loop, so
+// limit errors are returned synchronously and a Get right after Set sees
+// the new value.
+//
+// The loop, the network reader, the sender and the fetchers all belong to
+// the Room: Close (or the end of the linger) cancels them, closes the
+// network and waits for each of them before Done is closed.
+//
+// # Protocol behaviour
+//
+// Each incarnation of the local peer in a room has an epoch: unix
+// milliseconds at join, and strictly greater than any epoch this process
+// used before. The presence store orders entries by (epoch, counter), so a
+// restarted peer's state replaces its old state at once.
+//
+//   - Join: publish a hello (identity, epoch, full own state). On every
+//     EventPeerUp the room fetches that peer's state over a direct stream
+//     (Network.Fetch) and treats the reply as a heartbeat: a newcomer sees
+//     each directly connected member without depending on any publish
+//     arriving. A failed fetch of a peer that is not a member yet is
+//     retried after 100, 200 and 400ms (it may have subscribed a moment
+//     before its room could answer). On the first PeerUp after joining the
+//     hello is published
+//     again (after PublishInterval, so a burst of connections costs one),
+//     for members that are not directly connected.
+//   - Answering newcomers: a member that admits a new peer (or a new epoch
+//     of a known one) from a hello, heartbeat or delta sends an early
+//     heartbeat after a random 0–50ms, at most one per PublishInterval;
+//     it reaches the newcomer and the newcomer's other neighbours.
+//   - Membership: a peer becomes a member on its first valid hello,
+//     heartbeat, delta or fetch reply. A delta carries no identity: its
+//     author is admitted with an empty Name, and the room fetches its
+//     identity directly (MemberUpdated follows when it arrives).
+//     Broadcasts are delivered from any verified author whose incarnation
+//     is not stale, but do not make it a member (they carry no identity);
+//     from a member they count as a sign of life.
+//   - Heartbeats every HeartbeatInterval (±10%) carry identity, epoch and
+//     the full own state, so lost deltas heal within one interval.
+//   - Local writes are coalesced: a write publishes a delta at once if none
+//     went out in the last PublishInterval, else at the end of that window
+//     with whatever is latest then (the trailing edge is always sent). A
+//     burst of 1000 writes costs two publishes.
+//   - Leave (remote): the member is dropped at once (MemberLeft with
+//     ReasonLeft, its presence removed with cause leave). A goodbye from an
+//     older epoch than the member's current one is ignored.
+//   - Silence: a member not heard from for Timeout (on the local clock) is
+//     dropped with ReasonTimeout, exactly at the deadline.
+//   - EventPeerDown is only a hint: the room probes the peer (Fetch,
+//     timeout min(1s, Timeout)); if the probe fails, the peer is dropped at
+//     once with ReasonTimeout, unless it was heard from more than
+//     min(250ms, Timeout/4) after the hint (messages right after the hint
+//     were most likely queued before it). A killed peer whose connections
+//     close is gone as soon as the probe fails (at most about a second);
+//     otherwise within Timeout after its last heartbeat.
+//   - Restart (same peer, new epoch): still one member; its new state
+//     replaces the old at once; MemberUpdated if its name or meta changed;
+//     never a MemberLeft/MemberJoined pair.
+//   - No ghosts: the room remembers the epoch of every removed member (for
+//     max(2×Timeout, 3min), at most 4096 peers). Messages of an older epoch,
+//     or of the epoch that said goodbye, never bring it back; a newer epoch
+//     does. After a silence timeout, fresh messages of the same epoch do
+//     bring it back (a healed partition). After a failed probe, messages
+//     of the same epoch that arrive within min(1s, Timeout) may be in
+//     flight from a dead peer: they trigger a new probe instead, and only
+//     its success readmits the peer.
+//
+// # Lifecycle
+//
+// Status is Joined after New. Leave publishes the goodbye (and waits until
+// it is handed to the network, bounded by its context), stops heartbeats,
+// clears the local presence (PresenceChanged with cause leave and
+// MemberLeft for self), and moves to Left: the room keeps receiving for
+// Config.Linger, then it is destroyed: status Closed, the network closed,
+// RoomDestroyed delivered, Done closed. Rejoin during the linger starts a
+// new epoch, publishes a hello and moves back to Joined (MemberJoined for
+// self). Close destroys the room at once without a goodbye; it is
+// idempotent and waits for every goroutine of the room. If the network
+// ends by itself, the room is destroyed as by Close.
+//
+// # Events
+//
+// Events are forward-only: read the state first (Members, States), then
+// Watch, then call Next. All events of a room come from its loop, in
+// order, and the readable state is updated before the events describing
+// it are delivered. The local peer's own join in New is not an event (no
+// watcher exists yet); Leave emits PresenceChanged (cause leave) and
+// MemberLeft for self, Rejoin emits MemberJoined for self. For a member that joins, MemberJoined comes before the
+// PresenceChanged carrying its state; for a member that goes, the
+// PresenceChanged removing its state comes before MemberLeft.
+//
+// Each Watcher has a bounded buffer (256 events by default). The room never
+// waits for a watcher: when the buffer is full, newer events are dropped
+// and counted, and the consumer receives one Lagged event (with Dropped
+// set) at the place of the gap, after the events buffered before it. On
+// Lagged, re-read the state. RoomDestroyed is never dropped and is always
+// the last event; then Next returns ErrClosed.
+//
+// # Errors
+//
+// ErrClosed ("room: closed") after the room is destroyed; ErrNotJoined
+// ("room: not joined") for writes while Left; ErrInvalidID from
+// ValidateID; limit errors of the presence store wrapped with the key
+// (errors.Is(err, ephemeral.ErrValueTooLarge) and so on). Stale or
+// duplicate network input is not an error: it is ignored.
+//
+// # Time
+//
+// The room reads time only through a Clock (the real one unless WithClock
+// says otherwise). Timeouts of network calls (Fetch, the drain of the
+// final publishes) use context deadlines.
+package room

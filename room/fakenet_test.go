@@ -1,0 +1,222 @@
+package room
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// An in-memory network for the shell tests: a bus that connects every
+// joined fakeNet with every other one, unless a link is cut. Publishing
+// delivers to every linked peer at once (or to none, with dropPublish);
+// Fetch calls the target's Serve function directly.
+
+var _ Network = (*fakeNet)(nil)
+
+type bus struct {
+	mu          sync.Mutex
+	nets        map[PeerID]*fakeNet
+	cut         map[[2]PeerID]bool
+	dropPublish bool // lose every publish (only Fetch gets through)
+}
+
+func newBus() *bus {
+	return &bus{nets: make(map[PeerID]*fakeNet), cut: make(map[[2]PeerID]bool)}
+}
+
+func link(a, b PeerID) [2]PeerID {
+	if a > b {
+		a, b = b, a
+	}
+	return [2]PeerID{a, b}
+}
+
+// join attaches a new network for self; it and every linked peer see each
+// other come up.
+func (b *bus) join(self PeerID) *fakeNet {
+	n := &fakeNet{bus: b, self: self, wake: make(chan struct{}, 1)}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, o := range b.nets {
+		if !b.cut[link(self, o.self)] {
+			o.push(NetEvent{Kind: EventPeerUp, From: self})
+			n.push(NetEvent{Kind: EventPeerUp, From: o.self})
+		}
+	}
+	b.nets[self] = n
+	return n
+}
+
+// setCut cuts or heals the link between a and b; both see the peer go
+// down or come up.
+func (b *bus) setCut(a, c PeerID, cut bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cut[link(a, c)] == cut {
+		return
+	}
+	b.cut[link(a, c)] = cut
+	kind := EventPeerUp
+	if cut {
+		kind = EventPeerDown
+	}
+	if na, nc := b.nets[a], b.nets[c]; na != nil && nc != nil {
+		na.push(NetEvent{Kind: kind, From: c})
+		nc.push(NetEvent{Kind: kind, From: a})
+	}
+}
+
+func (b *bus) setDropPublish(drop bool) {
+	b.mu.Lock()
+	b.dropPublish = drop
+	b.mu.Unlock()
+}
+
+type fakeNet struct {
+	bus  *bus
+	self PeerID
+	wake chan struct{}
+
+	mu        sync.Mutex
+	q         []NetEvent
+	closed    bool
+	serve     func() (Message, bool)
+	published []Message
+}
+
+func (n *fakeNet) push(ev NetEvent) {
+	n.mu.Lock()
+	if !n.closed {
+		n.q = append(n.q, ev)
+	}
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (n *fakeNet) Publish(ctx context.Context, m Message) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return ErrNetworkClosed
+	}
+	n.published = append(n.published, m)
+	n.mu.Unlock()
+	b := n.bus
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.dropPublish {
+		return nil
+	}
+	for _, o := range b.nets {
+		if o != n && !b.cut[link(n.self, o.self)] {
+			o.push(NetEvent{Kind: EventMessage, From: n.self, Msg: m})
+		}
+	}
+	return nil
+}
+
+func (n *fakeNet) Next(ctx context.Context) (NetEvent, error) {
+	for {
+		n.mu.Lock()
+		if n.closed {
+			n.mu.Unlock()
+			return NetEvent{}, ErrNetworkClosed
+		}
+		if len(n.q) > 0 {
+			ev := n.q[0]
+			n.q = n.q[1:]
+			n.mu.Unlock()
+			return ev, nil
+		}
+		n.mu.Unlock()
+		select {
+		case <-n.wake:
+		case <-ctx.Done():
+			return NetEvent{}, ctx.Err()
+		}
+	}
+}
+
+var errUnreachable = errors.New("fakenet: peer unreachable")
+
+func (n *fakeNet) Fetch(ctx context.Context, p PeerID) (Message, error) {
+	if err := ctx.Err(); err != nil {
+		return Message{}, err
+	}
+	b := n.bus
+	b.mu.Lock()
+	o := b.nets[p]
+	cut := b.cut[link(n.self, p)]
+	b.mu.Unlock()
+	if o == nil || cut || n.isClosed() {
+		return Message{}, errUnreachable
+	}
+	o.mu.Lock()
+	serve, closed := o.serve, o.closed
+	o.mu.Unlock()
+	if closed || serve == nil {
+		return Message{}, errUnreachable
+	}
+	m, ok := serve()
+	if !ok {
+		return Message{}, errors.New("fakenet: refused")
+	}
+	return m, nil
+}
+
+func (n *fakeNet) Serve(f func() (Message, bool)) {
+	n.mu.Lock()
+	n.serve = f
+	n.mu.Unlock()
+}
+
+func (n *fakeNet) isClosed() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.closed
+}
+
+// Close leaves the bus: every linked peer sees this one go down.
+func (n *fakeNet) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	n.q = nil
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+	b := n.bus
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.nets[n.self] == n {
+		delete(b.nets, n.self)
+		for _, o := range b.nets {
+			if !b.cut[link(n.self, o.self)] {
+				o.push(NetEvent{Kind: EventPeerDown, From: n.self})
+			}
+		}
+	}
+	return nil
+}
+
+// sent returns the kinds of the messages published so far.
+func (n *fakeNet) sent() []MessageKind {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []MessageKind
+	for _, m := range n.published {
+		out = append(out, m.Kind)
+	}
+	return out
+}

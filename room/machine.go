@@ -1,0 +1,888 @@
+package room
+
+import (
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/convene-p2p/convene/ephemeral"
+)
+
+// maxAnswerJitter bounds the random delay before an early heartbeat that
+// answers a newcomer, so that the members of a room do not all answer in
+// the same instant.
+const maxAnswerJitter = 50 * time.Millisecond
+
+// maxGone bounds how many removed peers the machine remembers.
+const maxGone = 4096
+
+// A failed join-snapshot fetch of a peer that is not (yet) a member is
+// retried after 100ms, 200ms and 400ms: the peer may have subscribed to
+// the topic a moment before its room could answer.
+const (
+	fetchRetries    = 3
+	fetchRetryDelay = 100 * time.Millisecond
+)
+
+// retry is the state of the snapshot fetch retries of one peer.
+type retry struct {
+	at       time.Time // zero: none scheduled
+	attempts int
+}
+
+// fetchPurpose says why the machine wants a direct Fetch of a peer.
+type fetchPurpose uint8
+
+const (
+	// fetchSnapshot: the join snapshot (on PeerUp) or an identity fill-in
+	// (a delta from an unknown peer). Failure means nothing.
+	fetchSnapshot fetchPurpose = 1 << iota
+	// fetchProbe: a liveness probe (after PeerDown, or a message during
+	// quarantine). Failure removes the member with ReasonTimeout, unless
+	// it was heard from after the probe started.
+	fetchProbe
+)
+
+// fetchRequest asks the shell to Fetch peer and report back through
+// machine.fetched with the same purpose and start time.
+type fetchRequest struct {
+	peer    PeerID
+	purpose fetchPurpose
+	started time.Time
+}
+
+// output is what the machine asks the shell to do after an input.
+type output struct {
+	publish []Message      // in order
+	events  []Event        // in order
+	fetches []fetchRequest // to start
+	destroy bool           // tear down: close the network, close Done
+}
+
+// member is a remote member as the machine knows it.
+type member struct {
+	id    Identity
+	epoch uint64
+	heard time.Time // receiver's clock
+	named bool      // identity came from a hello/heartbeat (not only a delta)
+}
+
+// gone remembers a removed member's last incarnation.
+type gone struct {
+	epoch  uint64
+	reason LeaveReason
+	at     time.Time
+	probed bool // removed by a failed probe: quarantine applies
+}
+
+// source says where a membership message came from.
+type source uint8
+
+const (
+	fromGossip source = iota + 1
+	fromFetch
+)
+
+// machine is the pure state machine of one room: membership, heartbeats,
+// coalescing, join snapshot requests, leave, linger and expiry. It has no
+// goroutines, locks, I/O or clock reads: every input carries now, and its
+// outputs (messages to publish, events, fetches, destroy) are collected
+// with take. The next time it needs to run is deadline. It is not safe for
+// concurrent use; the shell owns it from one goroutine.
+type machine struct {
+	id   string
+	self Identity
+	cfg  Config // validated
+	rng  *rand.Rand
+	log  *slog.Logger
+
+	status Status
+	store  *ephemeral.Store
+
+	members      map[PeerID]*member // remote members only
+	memberExpiry time.Time          // lower bound of the earliest member deadline
+	gone         map[PeerID]gone
+	goneSweep    time.Time
+
+	nextHeartbeat time.Time // periodic heartbeat due (Joined only)
+	answerAt      time.Time // early heartbeat due; zero if none pending
+	lastHeartbeat time.Time // last hello/heartbeat published
+	helloAt       time.Time // debounced hello republish due; zero if none
+	helloDone     bool      // the first PeerUp since joining was seen
+	deltaDirty    bool      // local writes not yet published
+	deltaAt       time.Time // trailing-edge delta publish due
+	lastDelta     time.Time // last delta publish
+	lingerEnd     time.Time // Left: when the room is destroyed
+
+	fetching map[PeerID]fetchPurpose // in flight, per purpose
+	retries  map[PeerID]retry        // snapshot fetches to retry
+
+	selfSnap []byte // cached EncodeSnapshot(self); nil when stale
+
+	// what changed since the last view
+	dirtyPeers   map[PeerID]struct{}
+	dirtyMembers bool
+	dirtyStatus  bool
+
+	out output
+}
+
+// newMachine creates a joined room machine at now: it publishes the hello
+// and schedules the first heartbeat. epoch must be greater than any epoch
+// this peer used before in this room.
+func newMachine(now time.Time, id string, self Identity, cfg Config, epoch, seed uint64) (*machine, error) {
+	store, err := ephemeral.New(ephemeral.Config{Self: self.Peer, Epoch: epoch, Timeout: cfg.Timeout, Limits: cfg.Limits})
+	if err != nil {
+		return nil, fmt.Errorf("room: presence store: %w", err)
+	}
+	m := &machine{
+		id:         id,
+		self:       cloneIdentity(self),
+		cfg:        cfg,
+		rng:        rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		log:        cfg.Logger,
+		store:      store,
+		members:    make(map[PeerID]*member),
+		gone:       make(map[PeerID]gone),
+		fetching:   make(map[PeerID]fetchPurpose),
+		retries:    make(map[PeerID]retry),
+		dirtyPeers: make(map[PeerID]struct{}),
+	}
+	m.join(now)
+	return m, nil
+}
+
+// join makes the local peer a member with the store's epoch: hello now,
+// first heartbeat after a jittered interval.
+func (m *machine) join(now time.Time) {
+	m.status = Joined
+	m.dirtyStatus, m.dirtyMembers = true, true
+	m.dirtyPeers[m.self.Peer] = struct{}{}
+	m.helloDone = false
+	m.helloAt, m.answerAt, m.deltaAt, m.lingerEnd = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	m.lastDelta = time.Time{}
+	m.deltaDirty = false
+	m.selfSnap = nil
+	m.publishHello(now)
+}
+
+// take returns and clears the pending outputs.
+func (m *machine) take() output {
+	o := m.out
+	m.out = output{}
+	return o
+}
+
+func (m *machine) emit(ev Event) {
+	ev.Room = m.id
+	m.out.events = append(m.out.events, ev)
+}
+
+func (m *machine) emitChange(ch ephemeral.Change) {
+	if ch.Empty() {
+		return
+	}
+	m.dirtyPeers[ch.Peer] = struct{}{}
+	if ch.Peer == m.self.Peer {
+		m.selfSnap = nil
+	}
+	m.emit(Event{Type: PresenceChanged, Change: ch})
+}
+
+func (m *machine) publish(msg Message) { m.out.publish = append(m.out.publish, msg) }
+
+func (m *machine) epoch() uint64 { return m.store.Epoch() }
+
+// errIfNotJoined is the error for operations that need status Joined.
+func (m *machine) errIfNotJoined() error {
+	switch m.status {
+	case Joined:
+		return nil
+	case Left:
+		return ErrNotJoined
+	}
+	return ErrClosed
+}
+
+// selfSnapshot is the encoded snapshot of the local peer's own state.
+func (m *machine) selfSnapshot() []byte {
+	if m.selfSnap == nil {
+		m.selfSnap = m.store.EncodeSnapshot(m.self.Peer)
+	}
+	return m.selfSnap
+}
+
+func (m *machine) selfMessage(kind MessageKind) Message {
+	return Message{Kind: kind, Epoch: m.epoch(), Name: m.self.Name, Meta: m.self.Meta, State: m.selfSnapshot()}
+}
+
+func (m *machine) publishHello(now time.Time) {
+	m.publishFull(now, KindHello)
+}
+
+func (m *machine) publishHeartbeat(now time.Time) {
+	m.publishFull(now, KindHeartbeat)
+}
+
+// publishFull publishes a hello or heartbeat (identity, epoch, full own
+// state). It supersedes any pending delta and early answer, and restarts
+// the heartbeat period.
+func (m *machine) publishFull(now time.Time, kind MessageKind) {
+	m.store.EncodeDelta() // the full state supersedes the pending delta
+	m.deltaDirty, m.deltaAt = false, time.Time{}
+	m.publish(m.selfMessage(kind))
+	m.lastHeartbeat = now
+	m.answerAt = time.Time{}
+	m.nextHeartbeat = now.Add(m.jitter(m.cfg.HeartbeatInterval))
+}
+
+// jitter returns d ±10%.
+func (m *machine) jitter(d time.Duration) time.Duration {
+	span := int64(d / 5)
+	if span <= 0 {
+		return d
+	}
+	return d - d/10 + time.Duration(m.rng.Int64N(span+1))
+}
+
+// ---- local writes
+
+// set writes a local key (ttl > 0: the key expires ttl after the write,
+// everywhere).
+func (m *machine) set(now time.Time, key string, value []byte, ttl time.Duration) error {
+	m.advance(now)
+	if err := m.errIfNotJoined(); err != nil {
+		return err
+	}
+	var (
+		ch  ephemeral.Change
+		err error
+	)
+	if ttl > 0 {
+		ch, err = m.store.SetTTL(now, key, value, ttl)
+	} else {
+		ch, err = m.store.Set(now, key, value)
+	}
+	if err != nil {
+		return fmt.Errorf("room: set %q: %w", key, err)
+	}
+	m.localChange(now, ch)
+	return nil
+}
+
+// del deletes a local key. Deleting a missing key is a no-op.
+func (m *machine) del(now time.Time, key string) error {
+	m.advance(now)
+	if err := m.errIfNotJoined(); err != nil {
+		return err
+	}
+	ch, err := m.store.Delete(now, key)
+	if err != nil {
+		return fmt.Errorf("room: delete %q: %w", key, err)
+	}
+	m.localChange(now, ch)
+	return nil
+}
+
+// localChange emits a local change and schedules its publication: at once
+// if no delta went out in the last PublishInterval (leading edge), else at
+// the end of that window (trailing edge), carrying whatever is latest then.
+func (m *machine) localChange(now time.Time, ch ephemeral.Change) {
+	if ch.Empty() {
+		return
+	}
+	m.emitChange(ch)
+	m.selfSnap = nil
+	m.deltaDirty = true
+	if m.lastDelta.IsZero() || !now.Before(m.lastDelta.Add(m.cfg.PublishInterval)) {
+		m.publishDelta(now)
+		return
+	}
+	m.deltaAt = m.lastDelta.Add(m.cfg.PublishInterval)
+}
+
+func (m *machine) publishDelta(now time.Time) {
+	m.deltaDirty, m.deltaAt = false, time.Time{}
+	m.lastDelta = now
+	if d := m.store.EncodeDelta(); len(d) > 0 {
+		m.publish(Message{Kind: KindDelta, Epoch: m.epoch(), State: d})
+	}
+}
+
+// ---- network input
+
+// receive handles one validated message authored by from.
+func (m *machine) receive(now time.Time, from PeerID, msg Message) {
+	m.advance(now)
+	if m.status == Closed || from == m.self.Peer || from == "" {
+		return
+	}
+	switch msg.Kind {
+	case KindHello, KindHeartbeat, KindDelta:
+		m.announce(now, from, msg, fromGossip)
+	case KindLeave:
+		m.remoteLeave(now, from, msg.Epoch)
+	case KindBroadcast:
+		m.broadcast(now, from, msg)
+	}
+}
+
+// stale reports whether a message of epoch e from p belongs to an
+// incarnation that must not be (re)admitted, and whether it must first be
+// confirmed by a probe (quarantine after a failed probe).
+func (m *machine) stale(now time.Time, p PeerID, e uint64, src source) (stale, confirm bool) {
+	if mem := m.members[p]; mem != nil {
+		return e < mem.epoch, false
+	}
+	g, ok := m.gone[p]
+	if !ok || e > g.epoch {
+		return false, false
+	}
+	if e < g.epoch || g.reason == ReasonLeft {
+		return true, false
+	}
+	// Same epoch, removed by timeout: fresh messages bring it back (a
+	// partition healed), except right after a failed probe, when they may
+	// still be in flight from a dead peer.
+	if g.probed && src == fromGossip && now.Before(g.at.Add(m.cfg.quarantine())) {
+		return true, true
+	}
+	return false, false
+}
+
+// announce handles a hello, heartbeat, delta or fetch reply from p: it
+// admits p as a member if needed, applies its state and refreshes its
+// liveness.
+func (m *machine) announce(now time.Time, p PeerID, msg Message, src source) {
+	stale, confirm := m.stale(now, p, msg.Epoch, src)
+	if confirm {
+		m.requestFetch(now, p, fetchProbe)
+	}
+	if stale {
+		return
+	}
+	mem := m.members[p]
+	isNew := mem == nil
+	newEpoch := !isNew && msg.Epoch > mem.epoch
+	if isNew {
+		if err := m.store.Heard(now, p); err != nil {
+			m.log.Debug("room: peer not admitted", "room", m.id, "peer", p, "err", err)
+			return
+		}
+	}
+	var changes []ephemeral.Change
+	if len(msg.State) > 0 {
+		ch, err := m.store.Apply(now, p, msg.State)
+		if err != nil {
+			m.log.Debug("room: state rejected", "room", m.id, "peer", p, "kind", msg.Kind, "err", err)
+			if isNew {
+				m.store.Remove(p, ephemeral.CauseRemote)
+				return
+			}
+			// A known member: still alive, keep it.
+			_ = m.store.Heard(now, p)
+		}
+		changes = ch
+	} else if !isNew {
+		_ = m.store.Heard(now, p)
+	}
+	full := msg.Kind == KindHello || msg.Kind == KindHeartbeat
+	if isNew {
+		delete(m.gone, p)
+		delete(m.retries, p)
+		mem = &member{id: Identity{Peer: p}, epoch: msg.Epoch, heard: now}
+		if full {
+			mem.id.Name, mem.id.Meta, mem.named = msg.Name, cloneMeta(msg.Meta), true
+		}
+		m.members[p] = mem
+		m.dirtyMembers = true
+		m.dirtyPeers[p] = struct{}{}
+		m.emit(Event{Type: MemberJoined, Member: cloneIdentity(mem.id)})
+	} else {
+		mem.heard = now
+		if newEpoch {
+			mem.epoch = msg.Epoch
+		}
+		if full && (!mem.named || mem.id.Name != msg.Name || !maps.Equal(mem.id.Meta, msg.Meta)) {
+			changed := mem.id.Name != msg.Name || !maps.Equal(mem.id.Meta, msg.Meta)
+			mem.id.Name, mem.id.Meta, mem.named = msg.Name, cloneMeta(msg.Meta), true
+			if changed {
+				m.dirtyMembers = true
+				m.emit(Event{Type: MemberUpdated, Member: cloneIdentity(mem.id)})
+			}
+		}
+	}
+	if d := mem.heard.Add(m.cfg.Timeout); m.memberExpiry.IsZero() || d.Before(m.memberExpiry) {
+		m.memberExpiry = d
+	}
+	for _, ch := range changes {
+		m.emitChange(ch)
+	}
+	if !full && (isNew || newEpoch) {
+		// Known only from a delta: fetch its identity (and full state).
+		m.requestFetch(now, p, fetchSnapshot)
+	}
+	if src == fromGossip && m.status == Joined && (isNew || newEpoch) {
+		m.scheduleAnswer(now)
+	}
+}
+
+// scheduleAnswer schedules an early heartbeat after a newcomer (or a new
+// incarnation) appeared: jittered by 0–50ms, and never sooner than
+// PublishInterval after the previous hello/heartbeat, so a burst of
+// newcomers costs one heartbeat per window.
+func (m *machine) scheduleAnswer(now time.Time) {
+	if !m.answerAt.IsZero() {
+		return
+	}
+	at := now.Add(time.Duration(m.rng.Int64N(int64(maxAnswerJitter) + 1)))
+	if !m.lastHeartbeat.IsZero() {
+		if earliest := m.lastHeartbeat.Add(m.cfg.PublishInterval); at.Before(earliest) {
+			at = earliest
+		}
+	}
+	m.answerAt = at
+}
+
+// remoteLeave handles a goodbye of epoch e from p.
+func (m *machine) remoteLeave(now time.Time, p PeerID, e uint64) {
+	if mem := m.members[p]; mem != nil {
+		if e < mem.epoch {
+			return // a stale goodbye from an older incarnation
+		}
+		m.removeMember(now, p, ReasonLeft, e, false, nil)
+		return
+	}
+	// Not a member (yet): remember the goodbye so that late messages of
+	// this incarnation cannot admit it.
+	if g, ok := m.gone[p]; !ok || e > g.epoch || (e == g.epoch && g.reason != ReasonLeft) {
+		m.remember(now, p, gone{epoch: e, reason: ReasonLeft, at: now})
+	}
+}
+
+// broadcast delivers an application message. Any verified author whose
+// incarnation is not stale may broadcast; a broadcast does not make its
+// author a member (it carries no identity), but it proves a member alive.
+func (m *machine) broadcast(now time.Time, p PeerID, msg Message) {
+	if stale, _ := m.stale(now, p, msg.Epoch, fromFetch); stale {
+		return
+	}
+	id := Identity{Peer: p}
+	if mem := m.members[p]; mem != nil {
+		id = cloneIdentity(mem.id)
+		if msg.Epoch == mem.epoch {
+			mem.heard = now
+			_ = m.store.Heard(now, p)
+		}
+	}
+	m.emit(Event{Type: Broadcast, Member: id, Payload: msg.Payload})
+}
+
+// removeMember drops member p now. ch is the store's change if the store
+// already dropped it (Expire); otherwise the store is told to.
+func (m *machine) removeMember(now time.Time, p PeerID, reason LeaveReason, epoch uint64, probed bool, ch *ephemeral.Change) {
+	mem := m.members[p]
+	if mem == nil {
+		return
+	}
+	delete(m.members, p)
+	m.dirtyMembers = true
+	m.dirtyPeers[p] = struct{}{}
+	if ch == nil {
+		cause := ephemeral.CauseTimeout
+		if reason == ReasonLeft {
+			cause = ephemeral.CauseLeave
+		}
+		c := m.store.Remove(p, cause)
+		ch = &c
+	}
+	m.emitChange(*ch)
+	m.emit(Event{Type: MemberLeft, Member: cloneIdentity(mem.id), Reason: reason})
+	m.remember(now, p, gone{epoch: max(epoch, mem.epoch), reason: reason, at: now, probed: probed})
+}
+
+func (m *machine) remember(now time.Time, p PeerID, g gone) {
+	if _, ok := m.gone[p]; !ok && len(m.gone) >= maxGone {
+		m.sweepGone(now, true)
+	}
+	m.gone[p] = g
+}
+
+// sweepGone forgets removed peers older than the retention; with force,
+// it also forgets the oldest record so that there is room for one more.
+func (m *machine) sweepGone(now time.Time, force bool) {
+	var oldest PeerID
+	var oldestAt time.Time
+	for p, g := range m.gone {
+		if !now.Before(g.at.Add(m.cfg.goneRetention())) {
+			delete(m.gone, p)
+			continue
+		}
+		if oldest == "" || g.at.Before(oldestAt) {
+			oldest, oldestAt = p, g.at
+		}
+	}
+	if force && len(m.gone) >= maxGone && oldest != "" {
+		delete(m.gone, oldest)
+	}
+	m.goneSweep = now.Add(m.cfg.goneRetention() / 2)
+}
+
+// peerUp handles the transport hint that p can be reached: fetch its state
+// directly (the join snapshot), and on the first PeerUp since joining,
+// republish our hello shortly (peers that are not directly connected
+// learn about us from it).
+func (m *machine) peerUp(now time.Time, p PeerID) {
+	m.advance(now)
+	if m.status == Closed || p == m.self.Peer || p == "" {
+		return
+	}
+	delete(m.retries, p)
+	m.requestFetch(now, p, fetchSnapshot)
+	if m.status == Joined && !m.helloDone {
+		m.helloDone = true
+		m.helloAt = now.Add(m.cfg.PublishInterval)
+	}
+}
+
+// peerDown handles the transport hint that p's connection closed: probe
+// it; if the probe fails, it is removed at once.
+func (m *machine) peerDown(now time.Time, p PeerID) {
+	m.advance(now)
+	if m.status == Closed {
+		return
+	}
+	delete(m.retries, p)
+	if m.members[p] != nil {
+		m.requestFetch(now, p, fetchProbe)
+	}
+}
+
+func (m *machine) requestFetch(now time.Time, p PeerID, purpose fetchPurpose) {
+	if m.fetching[p]&purpose != 0 {
+		return
+	}
+	m.fetching[p] |= purpose
+	m.out.fetches = append(m.out.fetches, fetchRequest{peer: p, purpose: purpose, started: now})
+}
+
+// fetched handles the result of a fetch the machine asked for.
+func (m *machine) fetched(now time.Time, req fetchRequest, msg Message, err error) {
+	m.advance(now)
+	if f := m.fetching[req.peer] &^ req.purpose; f == 0 {
+		delete(m.fetching, req.peer)
+	} else {
+		m.fetching[req.peer] = f
+	}
+	if m.status == Closed {
+		return
+	}
+	if err != nil {
+		if req.purpose == fetchSnapshot {
+			m.scheduleRetry(now, req.peer)
+			return
+		}
+		// Remove unless it was heard from well after the probe began:
+		// messages still arriving then (e.g. through relays) prove it
+		// alive, but those heard right after the PeerDown hint were most
+		// likely queued or in flight before it died.
+		if mem := m.members[req.peer]; mem != nil && !mem.heard.After(req.started.Add(m.cfg.probeGrace())) {
+			m.removeMember(now, req.peer, ReasonTimeout, mem.epoch, true, nil)
+		}
+		return
+	}
+	if msg.Kind != KindHeartbeat && msg.Kind != KindHello {
+		return
+	}
+	m.announce(now, req.peer, msg, fromFetch)
+}
+
+// scheduleRetry schedules the next snapshot fetch of a peer that is not a
+// member, if it has retries left.
+func (m *machine) scheduleRetry(now time.Time, p PeerID) {
+	if m.members[p] != nil {
+		return
+	}
+	r := m.retries[p]
+	if r.attempts >= fetchRetries {
+		return
+	}
+	r.at = now.Add(fetchRetryDelay << r.attempts)
+	r.attempts++
+	m.retries[p] = r
+}
+
+// ---- time
+
+// advance expires what is due at now: silent members, TTL keys, old
+// removal records. Every input calls it first, so inputs always see an
+// up-to-date room.
+func (m *machine) advance(now time.Time) {
+	if m.status == Closed {
+		return
+	}
+	if !m.memberExpiry.IsZero() && !now.Before(m.memberExpiry) {
+		m.memberExpiry = time.Time{}
+		var due []PeerID
+		for p, mem := range m.members {
+			d := mem.heard.Add(m.cfg.Timeout)
+			if !now.Before(d) {
+				due = append(due, p)
+			} else if m.memberExpiry.IsZero() || d.Before(m.memberExpiry) {
+				m.memberExpiry = d
+			}
+		}
+		slices.Sort(due)
+		for _, p := range due {
+			m.removeMember(now, p, ReasonTimeout, m.members[p].epoch, false, nil)
+		}
+	}
+	for _, ch := range m.store.Expire(now) {
+		if ch.Gone {
+			if m.members[ch.Peer] != nil {
+				c := ch
+				m.removeMember(now, ch.Peer, ReasonTimeout, 0, false, &c)
+			}
+			continue
+		}
+		if ch.Peer == m.self.Peer && m.status != Joined {
+			continue
+		}
+		m.emitChange(ch)
+	}
+	if len(m.gone) > 0 && !now.Before(m.goneSweep) {
+		m.sweepGone(now, false)
+	}
+}
+
+// tick runs the timers due at now.
+func (m *machine) tick(now time.Time) {
+	m.advance(now)
+	switch m.status {
+	case Joined:
+		if !m.helloAt.IsZero() && !now.Before(m.helloAt) {
+			m.helloAt = time.Time{}
+			m.publishHello(now)
+		}
+		if (!m.answerAt.IsZero() && !now.Before(m.answerAt)) || !now.Before(m.nextHeartbeat) {
+			m.publishHeartbeat(now)
+		}
+		if m.deltaDirty && !now.Before(m.deltaAt) {
+			m.publishDelta(now)
+		}
+	case Left:
+		if !now.Before(m.lingerEnd) {
+			m.destroy()
+			return
+		}
+	}
+	for _, p := range slices.Sorted(maps.Keys(m.retries)) {
+		if r := m.retries[p]; !r.at.IsZero() && !now.Before(r.at) {
+			r.at = time.Time{}
+			m.retries[p] = r
+			m.requestFetch(now, p, fetchSnapshot)
+		}
+	}
+}
+
+// deadline is the next time tick has something to do.
+func (m *machine) deadline() (time.Time, bool) {
+	var d time.Time
+	consider := func(t time.Time) {
+		if !t.IsZero() && (d.IsZero() || t.Before(d)) {
+			d = t
+		}
+	}
+	switch m.status {
+	case Closed:
+		return time.Time{}, false
+	case Joined:
+		consider(m.nextHeartbeat)
+		consider(m.answerAt)
+		consider(m.helloAt)
+		if m.deltaDirty {
+			consider(m.deltaAt)
+		}
+	case Left:
+		consider(m.lingerEnd)
+	}
+	consider(m.memberExpiry)
+	for _, r := range m.retries {
+		consider(r.at)
+	}
+	if t, ok := m.store.NextDeadline(); ok {
+		consider(t)
+	}
+	return d, !d.IsZero()
+}
+
+// ---- lifecycle
+
+// leave says goodbye: publishes the leave, stops heartbeats and deltas,
+// clears the local presence and starts the linger.
+func (m *machine) leave(now time.Time) error {
+	m.advance(now)
+	if err := m.errIfNotJoined(); err != nil {
+		return err
+	}
+	m.publish(Message{Kind: KindLeave, Epoch: m.epoch()})
+	m.status = Left
+	m.dirtyStatus, m.dirtyMembers = true, true
+	m.nextHeartbeat, m.answerAt, m.helloAt, m.deltaAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	m.deltaDirty = false
+	var keys []string
+	for k := range m.store.State(m.self.Peer) {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		_, _ = m.store.Delete(now, k)
+	}
+	m.store.EncodeDelta() // never published: the goodbye says it all
+	m.selfSnap = nil
+	m.dirtyPeers[m.self.Peer] = struct{}{}
+	m.emit(Event{Type: PresenceChanged, Change: ephemeral.Change{Peer: m.self.Peer, Removed: keys, Cause: ephemeral.CauseLeave, Gone: true}})
+	m.emit(Event{Type: MemberLeft, Member: cloneIdentity(m.self), Reason: ReasonLeft})
+	if m.cfg.Linger < 0 {
+		m.destroy()
+	} else {
+		m.lingerEnd = now.Add(m.cfg.Linger)
+	}
+	return nil
+}
+
+// rejoin makes the local peer a member again during the linger, with a
+// new epoch (greater than the previous one). Rejoining a joined room is a
+// no-op.
+func (m *machine) rejoin(now time.Time, epoch uint64) error {
+	m.advance(now)
+	switch m.status {
+	case Joined:
+		return nil
+	case Closed:
+		return ErrClosed
+	}
+	if epoch <= m.epoch() {
+		return fmt.Errorf("room: rejoin: epoch %d not greater than %d", epoch, m.epoch())
+	}
+	store, err := ephemeral.New(ephemeral.Config{Self: m.self.Peer, Epoch: epoch, Timeout: m.cfg.Timeout, Limits: m.cfg.Limits})
+	if err != nil {
+		return fmt.Errorf("room: rejoin: %w", err)
+	}
+	// Hand the remote members' state over to the new store.
+	peers := slices.Sorted(maps.Keys(m.members))
+	if len(peers) > 0 {
+		if _, err := store.ApplyTrusted(now, m.store.EncodeSnapshot(peers...)); err != nil {
+			return fmt.Errorf("room: rejoin: %w", err)
+		}
+		for _, p := range peers {
+			_ = store.Heard(m.members[p].heard, p)
+		}
+	}
+	m.store = store
+	m.join(now)
+	m.emit(Event{Type: MemberJoined, Member: cloneIdentity(m.self)})
+	return nil
+}
+
+// destroy ends the room: status Closed, RoomDestroyed, and the shell tears
+// down.
+func (m *machine) destroy() {
+	if m.status == Closed {
+		return
+	}
+	m.status = Closed
+	m.dirtyStatus, m.dirtyMembers = true, true
+	m.dirtyPeers[m.self.Peer] = struct{}{}
+	m.emit(Event{Type: RoomDestroyed})
+	m.out.destroy = true
+}
+
+// ---- reads
+
+// view is an immutable snapshot of what readers see. The shell publishes
+// it after every input; any goroutine may read it.
+type view struct {
+	status  Status
+	epoch   uint64
+	members []Identity                   // sorted by peer; self included while joined
+	states  map[PeerID]map[string][]byte // members only; inner maps never change
+	serve   Message                      // our answer to Fetch
+}
+
+// view returns the snapshot after the latest inputs, reusing what did not
+// change from prev (which may be nil).
+func (m *machine) view(prev *view) *view {
+	if prev != nil && !m.dirtyStatus && !m.dirtyMembers && len(m.dirtyPeers) == 0 {
+		return prev
+	}
+	v := &view{status: m.status, epoch: m.epoch()}
+	if prev != nil && !m.dirtyMembers {
+		v.members = prev.members
+	} else {
+		v.members = make([]Identity, 0, len(m.members)+1)
+		if m.status == Joined {
+			v.members = append(v.members, cloneIdentity(m.self))
+		}
+		for _, mem := range m.members {
+			v.members = append(v.members, cloneIdentity(mem.id))
+		}
+		slices.SortFunc(v.members, func(a, b Identity) int {
+			switch {
+			case a.Peer < b.Peer:
+				return -1
+			case a.Peer > b.Peer:
+				return 1
+			}
+			return 0
+		})
+	}
+	if prev != nil {
+		// Every membership change marks the peer dirty, so patching the
+		// previous states is enough.
+		v.states = maps.Clone(prev.states)
+		for p := range m.dirtyPeers {
+			m.refreshState(v.states, p)
+		}
+	} else {
+		v.states = make(map[PeerID]map[string][]byte, len(m.members)+1)
+		m.refreshState(v.states, m.self.Peer)
+		for p := range m.members {
+			m.refreshState(v.states, p)
+		}
+	}
+	if m.status == Joined {
+		v.serve = m.selfMessage(KindHeartbeat)
+	}
+	clear(m.dirtyPeers)
+	m.dirtyMembers, m.dirtyStatus = false, false
+	return v
+}
+
+func (m *machine) refreshState(states map[PeerID]map[string][]byte, p PeerID) {
+	isMember := m.members[p] != nil || (p == m.self.Peer && m.status == Joined)
+	if !isMember {
+		delete(states, p)
+		return
+	}
+	s := m.store.State(p)
+	if s == nil {
+		s = map[string][]byte{}
+	}
+	states[p] = s
+}
+
+func cloneMeta(meta map[string]string) map[string]string {
+	if len(meta) == 0 {
+		return nil
+	}
+	return maps.Clone(meta)
+}
+
+func cloneIdentity(id Identity) Identity {
+	id.Meta = cloneMeta(id.Meta)
+	return id
+}

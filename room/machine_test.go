@@ -1,0 +1,993 @@
+package room
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/convene-p2p/convene/ephemeral"
+)
+
+// Table and scenario tests of the pure machine: every input carries an
+// explicit now; remote peers are other machines, so the messages are real.
+
+var t0 = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+
+func testConfig() Config {
+	cfg, err := Config{
+		Timeout:           3 * time.Second,
+		HeartbeatInterval: time.Second,
+		PublishInterval:   50 * time.Millisecond,
+		Linger:            3 * time.Second,
+		Logger:            discardLogger(),
+	}.validate()
+	if err != nil {
+		panic(err)
+	}
+	return cfg
+}
+
+// tm is a machine under test with the outputs it produced so far.
+type tm struct {
+	*machine
+	t *testing.T
+}
+
+func newTM(t *testing.T, peer string, epoch uint64, cfg Config) *tm {
+	t.Helper()
+	m, err := newMachine(t0, "lobby", Identity{Peer: PeerID(peer), Name: strings.ToUpper(peer)}, cfg, epoch, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tm{machine: m, t: t}
+}
+
+// out takes the pending outputs.
+func (x *tm) out() output { return x.take() }
+
+// deliver hands msgs, authored by from, to x at now and returns x's
+// outputs.
+func (x *tm) deliver(now time.Time, from *tm, msgs ...Message) output {
+	for _, msg := range msgs {
+		x.receive(now, from.self.Peer, msg)
+	}
+	return x.take()
+}
+
+// heartbeat is the heartbeat x would publish now.
+func (x *tm) heartbeat() Message { return x.selfMessage(KindHeartbeat) }
+
+func (x *tm) mustSet(now time.Time, key, value string) {
+	x.t.Helper()
+	if err := x.set(now, key, []byte(value), 0); err != nil {
+		x.t.Fatal(err)
+	}
+}
+
+func (x *tm) memberIDs() []string {
+	var out []string
+	for _, id := range x.view(nil).members {
+		out = append(out, string(id.Peer))
+	}
+	return out
+}
+
+func (x *tm) state(p string) map[string]string {
+	s, ok := x.view(nil).states[PeerID(p)]
+	if !ok {
+		return nil
+	}
+	out := map[string]string{}
+	for k, v := range s {
+		out[k] = string(v)
+	}
+	return out
+}
+
+// describe renders events compactly: "member-joined b", "member-left b left",
+// "presence-changed b remote +k ~k -k gone", "broadcast b hi".
+func describe(evs []Event) []string {
+	var out []string
+	for _, ev := range evs {
+		s := ev.Type.String()
+		switch ev.Type {
+		case MemberJoined, MemberUpdated:
+			s += " " + string(ev.Member.Peer)
+			if ev.Member.Name != "" {
+				s += "(" + ev.Member.Name + ")"
+			}
+		case MemberLeft:
+			s += " " + string(ev.Member.Peer) + " " + ev.Reason.String()
+		case PresenceChanged:
+			c := ev.Change
+			s += " " + string(c.Peer) + " " + c.Cause.String()
+			for _, k := range c.Added {
+				s += " +" + k
+			}
+			for _, k := range c.Updated {
+				s += " ~" + k
+			}
+			for _, k := range c.Removed {
+				s += " -" + k
+			}
+			if c.Gone {
+				s += " gone"
+			}
+		case Broadcast:
+			s += " " + string(ev.Member.Peer) + " " + string(ev.Payload)
+		case Lagged:
+			s += fmt.Sprintf(" %d", ev.Dropped)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func kinds(msgs []Message) []string {
+	var out []string
+	for _, m := range msgs {
+		out = append(out, m.Kind.String())
+	}
+	return out
+}
+
+func eq(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Errorf("%s:\n got  %q\n want %q", what, got, want)
+	}
+}
+
+// run drives x's timers until end and returns the outputs with their times.
+func (x *tm) run(from, end time.Time) (times []time.Time, outs []output) {
+	now := from
+	for {
+		d, ok := x.deadline()
+		if !ok || d.After(end) {
+			return times, outs
+		}
+		if d.Before(now) {
+			d = now
+		}
+		now = d
+		x.tick(now)
+		o := x.take()
+		times = append(times, now)
+		outs = append(outs, o)
+	}
+}
+
+func TestMachineMemberJoinsOnHello(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	b := newTM(t, "b", 1, cfg)
+	a.out()
+	b.mustSet(t0, "cursor", "1,2")
+	hello := b.out().publish // hello (before the set), delta
+	eq(t, "b publishes", kinds(hello), []string{"hello", "delta"})
+
+	o := a.deliver(t0, b, hello[0])
+	eq(t, "events", describe(o.events), []string{"member-joined b(B)"})
+	o = a.deliver(t0, b, hello[1])
+	eq(t, "events", describe(o.events), []string{"presence-changed b remote +cursor"})
+	eq(t, "members", a.memberIDs(), []string{"a", "b"})
+	if got := a.state("b"); got["cursor"] != "1,2" {
+		t.Errorf("state of b = %v", got)
+	}
+}
+
+func TestMachineHelloCarriesFullState(t *testing.T) {
+	cfg := testConfig()
+	b := newTM(t, "b", 1, cfg)
+	b.mustSet(t0, "x", "1")
+	b.out()
+	// A restart of the same room for b: a machine whose hello carries state.
+	a := newTM(t, "a", 1, cfg)
+	a.out()
+	b.tick(t0.Add(2 * time.Second)) // heartbeat with the full state
+	hb := b.out().publish
+	eq(t, "b publishes", kinds(hb), []string{"heartbeat"})
+	o := a.deliver(t0.Add(2*time.Second), b, hb...)
+	eq(t, "events", describe(o.events), []string{"member-joined b(B)", "presence-changed b remote +x"})
+}
+
+func TestMachineIdentityFromHeartbeat(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	b := newTM(t, "b", 1, cfg)
+	a.out()
+	b.out() // the hello is lost
+	b.mustSet(t0, "k", "v")
+	delta := b.out().publish
+	o := a.deliver(t0, b, delta...)
+	eq(t, "events on a delta from an unknown peer", describe(o.events), []string{"member-joined b", "presence-changed b remote +k"})
+	if len(o.fetches) != 1 || o.fetches[0].peer != "b" || o.fetches[0].purpose != fetchSnapshot {
+		t.Errorf("fetches = %+v, want one identity fetch of b", o.fetches)
+	}
+	now := t0.Add(time.Second)
+	o = a.deliver(now, b, b.heartbeat())
+	eq(t, "events on the heartbeat", describe(o.events), []string{"member-updated b(B)"})
+	if got := a.view(nil).members[1].Name; got != "B" {
+		t.Errorf("name = %q", got)
+	}
+}
+
+func TestMachineFetchReplyIsJoinSnapshot(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	b := newTM(t, "b", 1, cfg)
+	b.mustSet(t0, "k", "v")
+	a.out()
+	a.peerUp(t0, "b")
+	o := a.out()
+	if len(o.fetches) != 1 || o.fetches[0].purpose != fetchSnapshot {
+		t.Fatalf("fetches = %+v", o.fetches)
+	}
+	// What b's Serve answers: its view's serve message.
+	reply := b.view(nil).serve
+	a.fetched(t0.Add(time.Millisecond), o.fetches[0], reply, nil)
+	o = a.out()
+	eq(t, "events", describe(o.events), []string{"member-joined b(B)", "presence-changed b remote +k"})
+	if o.publish != nil {
+		t.Errorf("a fetch reply must not trigger an answer, got %q", kinds(o.publish))
+	}
+}
+
+func TestMachineFirstPeerUpRepublishesHelloDebounced(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	a.out()
+	for i, p := range []PeerID{"b", "c", "d"} {
+		a.peerUp(t0.Add(time.Duration(i)*time.Millisecond), p)
+	}
+	if got := len(a.out().fetches); got != 3 {
+		t.Errorf("fetches = %d, want 3", got)
+	}
+	times, outs := a.run(t0, t0.Add(500*time.Millisecond))
+	var hellos []time.Time
+	for i, o := range outs {
+		for _, m := range o.publish {
+			if m.Kind == KindHello {
+				hellos = append(hellos, times[i])
+			}
+		}
+	}
+	if len(hellos) != 1 || !hellos[0].Equal(t0.Add(cfg.PublishInterval)) {
+		t.Errorf("hellos at %v, want one at %v", hellos, t0.Add(cfg.PublishInterval))
+	}
+}
+
+func TestMachineLeaveRemovesWithReasonLeft(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	b := newTM(t, "b", 1, cfg)
+	a.out()
+	b.mustSet(t0, "k", "v")
+	a.deliver(t0, b, b.out().publish...)
+	if err := b.leave(t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	bo := b.out()
+	eq(t, "b publishes", kinds(bo.publish), []string{"leave"})
+	eq(t, "b's own events", describe(bo.events), []string{"presence-changed b leave -k gone", "member-left b left"})
+	o := a.deliver(t0.Add(time.Second), b, bo.publish...)
+	eq(t, "events", describe(o.events), []string{"presence-changed b leave -k gone", "member-left b left"})
+	eq(t, "members", a.memberIDs(), []string{"a"})
+	if a.state("b") != nil {
+		t.Errorf("state of b after leave: %v", a.state("b"))
+	}
+}
+
+func TestMachineSilenceTimesOutExactlyAtDeadline(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	b := newTM(t, "b", 1, cfg)
+	a.out()
+	heard := t0.Add(100 * time.Millisecond)
+	b.mustSet(t0, "k", "v")
+	a.deliver(heard, b, b.out().publish...)
+	deadline := heard.Add(cfg.Timeout)
+
+	a.tick(deadline.Add(-time.Nanosecond))
+	if o := a.out(); len(describe(o.events)) != 0 {
+		t.Errorf("events just before the deadline: %q", describe(o.events))
+	}
+	d, ok := a.deadline()
+	if !ok || d.After(deadline) {
+		t.Errorf("deadline = %v %v, want <= %v", d, ok, deadline)
+	}
+	a.tick(deadline)
+	o := a.out()
+	eq(t, "events at the deadline", describe(o.events), []string{"presence-changed b timeout -k gone", "member-left b timeout"})
+	eq(t, "members", a.memberIDs(), []string{"a"})
+}
+
+func TestMachineHeartbeatKeepsMemberAlive(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	b := newTM(t, "b", 1, cfg)
+	a.out()
+	a.deliver(t0, b, b.out().publish...)
+	// Run both for 20 s of virtual time, b's heartbeats delivered to a.
+	now := t0
+	for now.Before(t0.Add(20 * time.Second)) {
+		da, _ := a.deadline()
+		db, _ := b.deadline()
+		now = da
+		if db.Before(da) {
+			now = db
+		}
+		b.tick(now)
+		a.deliver(now, b, b.out().publish...)
+		a.tick(now)
+		if o := a.out(); slices.ContainsFunc(o.events, func(e Event) bool { return e.Type == MemberLeft }) {
+			t.Fatalf("b left at %v: %q", now.Sub(t0), describe(o.events))
+		}
+	}
+	eq(t, "members", a.memberIDs(), []string{"a", "b"})
+}
+
+func TestMachineRestartWithNewEpoch(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	a.out()
+	old := newTM(t, "b", 100, cfg)
+	for i := range 50 { // a high counter in the old epoch
+		old.mustSet(t0, "x", fmt.Sprint(i))
+	}
+	old.mustSet(t0, "stale", "yes")
+	a.deliver(t0, old, old.out().publish...)
+	a.deliver(t0, old, old.heartbeat())
+	if got := a.state("b"); len(got) != 2 {
+		t.Fatalf("state of the old b = %v", got)
+	}
+	oldHB := old.heartbeat() // delivered late, below
+
+	// b restarts: new epoch, new name, different state.
+	now := t0.Add(time.Second)
+	b, err := newMachine(now, "lobby", Identity{Peer: "b", Name: "B2"}, cfg, 200, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb := &tm{machine: b, t: t}
+	nb.mustSet(now, "y", "2")
+	o := a.deliver(now, nb, nb.out().publish...)
+	// The hello of the new epoch (no keys yet) replaces the old state at
+	// once; the delta then adds y. No member-left/member-joined pair.
+	eq(t, "events", describe(o.events), []string{"member-updated b(B2)", "presence-changed b remote -stale -x", "presence-changed b remote +y"})
+	if got := a.state("b"); len(got) != 1 || got["y"] != "2" {
+		t.Errorf("state of b = %v, want only y=2", got)
+	}
+	eq(t, "members", a.memberIDs(), []string{"a", "b"})
+	if len(o.publish) != 0 {
+		// the answer is scheduled, not immediate
+		t.Errorf("immediate publish %q", kinds(o.publish))
+	}
+	// The old incarnation's late heartbeat (higher counter) loses.
+	o = a.deliver(now.Add(time.Millisecond), old, oldHB)
+	if len(o.events) != 0 {
+		t.Errorf("old epoch changed something: %q", describe(o.events))
+	}
+	if got := a.state("b"); len(got) != 1 || got["y"] != "2" {
+		t.Errorf("state of b after a stale heartbeat = %v", got)
+	}
+}
+
+func TestMachineStaleLeaveFromOldEpochIgnored(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	a.out()
+	old := newTM(t, "b", 100, cfg)
+	a.deliver(t0, old, old.out().publish...)
+	if err := old.leave(t0); err != nil {
+		t.Fatal(err)
+	}
+	oldLeave := old.out().publish
+	nb := newTM(t, "b", 200, cfg)
+	a.deliver(t0, nb, nb.out().publish...)
+	a.out()
+	o := a.deliver(t0.Add(time.Millisecond), old, oldLeave...)
+	if len(o.events) != 0 {
+		t.Errorf("a stale leave changed something: %q", describe(o.events))
+	}
+	eq(t, "members", a.memberIDs(), []string{"a", "b"})
+}
+
+func TestMachineLeftMemberNotBroughtBackByReplays(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	a.out()
+	b := newTM(t, "b", 100, cfg)
+	b.mustSet(t0, "k", "v")
+	early := b.out().publish             // hello, delta
+	early = append(early, b.heartbeat()) // heartbeat
+	a.deliver(t0, b, early...)
+	if err := b.leave(t0.Add(2 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	a.deliver(t0.Add(2*time.Second), b, b.out().publish...)
+
+	// Replays of everything b said in that epoch, later: nothing.
+	o := a.deliver(t0.Add(10*time.Second), b, early...)
+	if len(o.events) != 0 || len(o.publish) != 0 {
+		t.Errorf("replays: events %q publish %q", describe(o.events), kinds(o.publish))
+	}
+	eq(t, "members after replays", a.memberIDs(), []string{"a"})
+	// A fetch reply of that epoch: nothing either.
+	a.fetched(t0.Add(10*time.Second), fetchRequest{peer: "b", purpose: fetchSnapshot, started: t0}, early[2], nil)
+	eq(t, "members after a stale fetch reply", a.memberIDs(), []string{"a"})
+
+	// A newer epoch does bring it back.
+	nb := newTM(t, "b", 101, cfg)
+	o = a.deliver(t0.Add(11*time.Second), nb, nb.out().publish...)
+	eq(t, "events for the new epoch", describe(o.events), []string{"member-joined b(B)"})
+}
+
+func TestMachineLeaveBeforeHelloKeepsPeerOut(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	a.out()
+	b := newTM(t, "b", 5, cfg)
+	hello := b.out().publish
+	if err := b.leave(t0); err != nil {
+		t.Fatal(err)
+	}
+	// Reordered: the goodbye arrives before the hello.
+	o := a.deliver(t0, b, b.out().publish...)
+	o2 := a.deliver(t0.Add(time.Millisecond), b, hello...)
+	if len(o.events)+len(o2.events) != 0 {
+		t.Errorf("events: %q %q", describe(o.events), describe(o2.events))
+	}
+	eq(t, "members", a.memberIDs(), []string{"a"})
+}
+
+func TestMachineHeartbeatCadence(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	eq(t, "first publish", kinds(a.out().publish), []string{"hello"})
+	times, outs := a.run(t0, t0.Add(30*cfg.HeartbeatInterval))
+	prev := t0
+	n := 0
+	for i, o := range outs {
+		for _, m := range o.publish {
+			if m.Kind != KindHeartbeat {
+				t.Errorf("unexpected %v", m.Kind)
+				continue
+			}
+			gap := times[i].Sub(prev)
+			if gap < cfg.HeartbeatInterval*9/10 || gap > cfg.HeartbeatInterval*11/10 {
+				t.Errorf("heartbeat gap %v outside %v ±10%%", gap, cfg.HeartbeatInterval)
+			}
+			if m.Epoch != 1 || m.Name != "A" {
+				t.Errorf("heartbeat %+v lacks identity or epoch", m)
+			}
+			prev = times[i]
+			n++
+		}
+	}
+	if n < 27 || n > 34 {
+		t.Errorf("%d heartbeats in 30 intervals", n)
+	}
+}
+
+func TestMachineCoalescesLocalWrites(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	r := newTM(t, "r", 1, cfg)
+	a.out()
+	r.out()
+	var publishes []Message
+	// 1000 writes over 100ms, the timers run in between.
+	now := t0
+	for i := range 1000 {
+		now = t0.Add(time.Duration(i) * 100 * time.Microsecond)
+		if d, ok := a.deadline(); ok && !d.After(now) {
+			a.tick(d)
+			publishes = append(publishes, a.out().publish...)
+		}
+		a.mustSet(now, "cursor", fmt.Sprint(i))
+		publishes = append(publishes, a.out().publish...)
+	}
+	_, outs := a.run(now, now.Add(cfg.PublishInterval))
+	for _, o := range outs {
+		publishes = append(publishes, o.publish...)
+	}
+	deltas := 0
+	for _, m := range publishes {
+		if m.Kind == KindDelta {
+			deltas++
+		}
+	}
+	// Leading edge + one per 50ms window + the trailing edge.
+	if deltas < 2 || deltas > 4 {
+		t.Errorf("%d deltas for 1000 writes in 100ms (publishes %q)", deltas, kinds(publishes))
+	}
+	r.deliver(now, a, publishes...)
+	if got := r.state("a")["cursor"]; got != "999" {
+		t.Errorf("receiver has cursor=%q, want the last value 999", got)
+	}
+}
+
+func TestMachineBurstOfWritesAtOneInstant(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	a.out()
+	for i := range 1000 {
+		a.mustSet(t0, "cursor", fmt.Sprint(i))
+	}
+	first := a.out().publish
+	_, outs := a.run(t0, t0.Add(cfg.PublishInterval))
+	total := len(first)
+	for _, o := range outs {
+		total += len(o.publish)
+	}
+	if len(first) != 1 || total != 2 {
+		t.Errorf("publishes: %d at once, %d in all; want 1 and 2", len(first), total)
+	}
+}
+
+func TestMachineAnswersNewcomerWithEarlyHeartbeat(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	a.out()
+	// Five newcomers' hellos at the same instant.
+	for i := range 5 {
+		n := newTM(t, fmt.Sprint("n", i), 1, cfg)
+		a.deliver(t0.Add(200*time.Millisecond), n, n.out().publish...)
+	}
+	at := t0.Add(200 * time.Millisecond)
+	d, ok := a.deadline()
+	if !ok || d.Before(at) || d.After(at.Add(maxAnswerJitter)) {
+		t.Fatalf("answer deadline %v, want within [%v, +50ms]", d.Sub(t0), at.Sub(t0))
+	}
+	times, outs := a.run(at, at.Add(300*time.Millisecond))
+	var hbs []time.Time
+	for i, o := range outs {
+		for _, m := range o.publish {
+			if m.Kind == KindHeartbeat {
+				hbs = append(hbs, times[i])
+			}
+		}
+	}
+	if len(hbs) != 1 {
+		t.Fatalf("heartbeats after five hellos: %v, want one", hbs)
+	}
+	// Another newcomer right after the answer: the next answer waits for
+	// PublishInterval after the previous heartbeat.
+	n := newTM(t, "late", 1, cfg)
+	a.deliver(hbs[0].Add(time.Millisecond), n, n.out().publish...)
+	d, _ = a.deadline()
+	if d.Before(hbs[0].Add(cfg.PublishInterval)) {
+		t.Errorf("second answer at %v, sooner than PublishInterval after %v", d.Sub(t0), hbs[0].Sub(t0))
+	}
+	// A known member's hello (same epoch) is not answered.
+	a.tick(d)
+	a.out()
+	a.deliver(d.Add(time.Millisecond), n, Message{Kind: KindHello, Epoch: 1, Name: "LATE"})
+	if d2, _ := a.deadline(); d2.Before(d.Add(cfg.HeartbeatInterval * 9 / 10)) {
+		t.Errorf("a known member's hello was answered (deadline %v)", d2.Sub(d))
+	}
+}
+
+func TestMachinePeerDownFailedProbeRemoves(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	b := newTM(t, "b", 1, cfg)
+	a.out()
+	b.mustSet(t0, "k", "v")
+	a.deliver(t0, b, b.out().publish...)
+
+	down := t0.Add(500 * time.Millisecond)
+	a.peerDown(down, "b")
+	o := a.out()
+	if len(o.fetches) != 1 || o.fetches[0].purpose != fetchProbe {
+		t.Fatalf("fetches = %+v, want one probe", o.fetches)
+	}
+	a.fetched(down.Add(10*time.Millisecond), o.fetches[0], Message{}, errors.New("unreachable"))
+	o = a.out()
+	eq(t, "events", describe(o.events), []string{"presence-changed b timeout -k gone", "member-left b timeout"})
+
+	// Its messages in flight, within the quarantine: not readmitted, probed.
+	o = a.deliver(down.Add(100*time.Millisecond), b, b.heartbeat())
+	if len(o.events) != 0 {
+		t.Errorf("a quarantined heartbeat readmitted b: %q", describe(o.events))
+	}
+	if len(o.fetches) != 1 || o.fetches[0].purpose != fetchProbe {
+		t.Fatalf("fetches = %+v, want a confirming probe", o.fetches)
+	}
+	// The probe succeeds after all: b is back, with its state.
+	a.fetched(down.Add(120*time.Millisecond), o.fetches[0], b.view(nil).serve, nil)
+	o = a.out()
+	eq(t, "events after a successful probe", describe(o.events), []string{"member-joined b(B)", "presence-changed b remote +k"})
+}
+
+func TestMachinePeerDownProbeNotTrustedOverFreshMessages(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	b := newTM(t, "b", 1, cfg)
+	a.out()
+	a.deliver(t0, b, b.out().publish...)
+	a.peerDown(t0.Add(time.Second), "b")
+	probe := a.out().fetches[0]
+	// b is heard from (through another path) while the probe runs, well
+	// after the hint.
+	a.deliver(t0.Add(1500*time.Millisecond), b, b.heartbeat())
+	a.fetched(t0.Add(2*time.Second), probe, Message{}, errors.New("timeout"))
+	if o := a.out(); len(o.events) != 0 {
+		t.Errorf("events: %q", describe(o.events))
+	}
+	// And a successful probe changes nothing.
+	a.peerDown(t0.Add(2*time.Second), "b")
+	probe = a.out().fetches[0]
+	a.fetched(t0.Add(2100*time.Millisecond), probe, b.view(nil).serve, nil)
+	if o := a.out(); len(o.events) != 0 {
+		t.Errorf("events after a successful probe: %q", describe(o.events))
+	}
+	eq(t, "members", a.memberIDs(), []string{"a", "b"})
+}
+
+func TestMachineTimedOutMemberReturnsAfterPartitionHeals(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	b := newTM(t, "b", 1, cfg)
+	a.out()
+	b.mustSet(t0, "k", "v")
+	a.deliver(t0, b, b.out().publish...)
+	a.tick(t0.Add(cfg.Timeout))
+	eq(t, "events", describe(a.out().events), []string{"presence-changed b timeout -k gone", "member-left b timeout"})
+	// The partition heals: b's next heartbeat (same epoch, nothing new).
+	now := t0.Add(cfg.Timeout + time.Second)
+	o := a.deliver(now, b, b.heartbeat())
+	eq(t, "events", describe(o.events), []string{"member-joined b(B)", "presence-changed b remote +k"})
+}
+
+func TestMachineLingerThenDestroyed(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	a.mustSet(t0, "k", "v")
+	a.out()
+	leaveAt := t0.Add(time.Second)
+	if err := a.leave(leaveAt); err != nil {
+		t.Fatal(err)
+	}
+	o := a.out()
+	eq(t, "publish", kinds(o.publish), []string{"leave"})
+	if a.status != Left {
+		t.Fatalf("status %v", a.status)
+	}
+	if err := a.set(leaveAt, "k", nil, 0); !errors.Is(err, ErrNotJoined) {
+		t.Errorf("set while left: %v", err)
+	}
+	if err := a.leave(leaveAt); !errors.Is(err, ErrNotJoined) {
+		t.Errorf("second leave: %v", err)
+	}
+	if v := a.view(nil); v.status != Left || len(v.members) != 0 || v.states["a"] != nil {
+		t.Errorf("view while left: %+v", v)
+	}
+	// Still receiving during the linger.
+	b := newTM(t, "b", 1, cfg)
+	o = a.deliver(leaveAt.Add(time.Second), b, b.out().publish...)
+	eq(t, "events while lingering", describe(o.events), []string{"member-joined b(B)"})
+	if len(o.publish) != 0 {
+		t.Errorf("a lingering room answered: %q", kinds(o.publish))
+	}
+	times, outs := a.run(leaveAt, leaveAt.Add(time.Hour))
+	var destroyedAt time.Time
+	for i, o := range outs {
+		if o.destroy {
+			destroyedAt = times[i]
+			eq(t, "last events", describe(o.events)[len(o.events)-1:], []string{"room-destroyed"})
+		}
+		for _, m := range o.publish {
+			t.Errorf("published %v while lingering", m.Kind)
+		}
+	}
+	if !destroyedAt.Equal(leaveAt.Add(cfg.Linger)) {
+		t.Errorf("destroyed at %v, want %v", destroyedAt.Sub(t0), leaveAt.Add(cfg.Linger).Sub(t0))
+	}
+	if err := a.set(destroyedAt, "k", nil, 0); !errors.Is(err, ErrClosed) {
+		t.Errorf("set after destroy: %v", err)
+	}
+	if _, ok := a.deadline(); ok {
+		t.Errorf("a destroyed machine has a deadline")
+	}
+}
+
+func TestMachineNegativeLingerDestroysAtOnce(t *testing.T) {
+	cfg := testConfig()
+	cfg.Linger = -1
+	a := newTM(t, "a", 1, cfg)
+	a.out()
+	if err := a.leave(t0); err != nil {
+		t.Fatal(err)
+	}
+	o := a.out()
+	if !o.destroy || a.status != Closed {
+		t.Errorf("destroy %v status %v", o.destroy, a.status)
+	}
+	eq(t, "publish", kinds(o.publish), []string{"leave"})
+}
+
+func TestMachineRejoinWithinLinger(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	b := newTM(t, "b", 1, cfg)
+	b.mustSet(t0, "k", "v")
+	a.deliver(t0, b, b.out().publish...)
+	a.out()
+	a.mustSet(t0, "mine", "1")
+	b.deliver(t0, a, a.out().publish...)
+	if err := a.leave(t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	b.deliver(t0.Add(time.Second), a, a.out().publish...)
+	if err := a.rejoin(t0.Add(2*time.Second), 2); err != nil {
+		t.Fatal(err)
+	}
+	o := a.out()
+	eq(t, "publish", kinds(o.publish), []string{"hello"})
+	if o.publish[0].Epoch != 2 {
+		t.Errorf("hello epoch %d, want 2", o.publish[0].Epoch)
+	}
+	eq(t, "events", describe(o.events), []string{"member-joined a(A)"})
+	if a.status != Joined {
+		t.Errorf("status %v", a.status)
+	}
+	// Remote state survived the hand-over to the new epoch's store.
+	if got := a.state("b"); got["k"] != "v" {
+		t.Errorf("b's state after rejoin: %v", got)
+	}
+	if got := a.state("a"); len(got) != 0 {
+		t.Errorf("own state after rejoin: %v", got)
+	}
+	eq(t, "members", a.memberIDs(), []string{"a", "b"})
+	// The peer that saw the goodbye takes the new epoch back.
+	ob := b.deliver(t0.Add(2*time.Second), a, o.publish...)
+	eq(t, "b's events", describe(ob.events), []string{"member-joined a(A)"})
+	// The old linger deadline passes: nothing.
+	_, outs := a.run(t0.Add(2*time.Second), t0.Add(5*time.Second))
+	for _, o := range outs {
+		if o.destroy {
+			t.Fatal("destroyed after rejoin")
+		}
+	}
+	if err := a.rejoin(t0.Add(5*time.Second), 3); err != nil {
+		t.Errorf("rejoin while joined: %v", err)
+	}
+	if a.epoch() != 2 {
+		t.Errorf("rejoin while joined changed the epoch to %d", a.epoch())
+	}
+}
+
+func TestMachineLimitErrors(t *testing.T) {
+	cfg := testConfig()
+	cfg.Limits = ephemeral.Limits{MaxKeyLen: 4, MaxValueSize: 8, MaxKeysPerPeer: 2, MaxPeers: 2}
+	a := newTM(t, "a", 1, cfg)
+	a.out()
+	tests := []struct {
+		name  string
+		key   string
+		value string
+		want  error
+	}{
+		{"key too long", "toolong", "v", ephemeral.ErrKeyTooLong},
+		{"value too large", "k", "123456789", ephemeral.ErrValueTooLarge},
+		{"fits", "k1", "v", nil},
+		{"fits again", "k2", "v", nil},
+		{"too many keys", "k3", "v", ephemeral.ErrTooManyKeys},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := a.set(t0, tt.key, []byte(tt.value), 0)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("set(%q) = %v, want %v", tt.key, err, tt.want)
+			}
+			if err != nil && !strings.HasPrefix(err.Error(), "room: ") {
+				t.Errorf("error %q lacks the package prefix", err)
+			}
+		})
+	}
+	t.Run("too many peers", func(t *testing.T) {
+		b := newTM(t, "b", 1, testConfig())
+		c := newTM(t, "c", 1, testConfig())
+		a.deliver(t0, b, b.out().publish...)
+		o := a.deliver(t0, c, c.out().publish...)
+		if len(o.events) != 0 {
+			t.Errorf("events: %q", describe(o.events))
+		}
+		eq(t, "members", a.memberIDs(), []string{"a", "b"})
+	})
+}
+
+func TestMachineBroadcast(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	b := newTM(t, "b", 1, cfg)
+	a.out()
+	a.deliver(t0, b, b.out().publish...)
+	o := a.deliver(t0, b, Message{Kind: KindBroadcast, Epoch: 1, Payload: []byte("hi")})
+	eq(t, "from a member", describe(o.events), []string{"broadcast b hi"})
+	if o.events[0].Member.Name != "B" {
+		t.Errorf("sender identity %+v", o.events[0].Member)
+	}
+	stranger := newTM(t, "s", 1, cfg)
+	o = a.deliver(t0, stranger, Message{Kind: KindBroadcast, Epoch: 1, Payload: []byte("yo")})
+	eq(t, "from a non-member", describe(o.events), []string{"broadcast s yo"})
+	eq(t, "members", a.memberIDs(), []string{"a", "b"})
+	// From an incarnation that said goodbye: dropped.
+	a.deliver(t0, b, Message{Kind: KindLeave, Epoch: 1})
+	o = a.deliver(t0, b, Message{Kind: KindBroadcast, Epoch: 1, Payload: []byte("late")})
+	if len(o.events) != 0 {
+		t.Errorf("stale broadcast delivered: %q", describe(o.events))
+	}
+}
+
+func TestMachineRemoteKeyTTL(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	b := newTM(t, "b", 1, cfg)
+	a.out()
+	b.out()
+	if err := b.set(t0, "typing", []byte("yes"), 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	recv := t0.Add(100 * time.Millisecond)
+	a.deliver(recv, b, b.out().publish...)
+	// Keep b alive meanwhile.
+	a.deliver(t0.Add(time.Second), b, b.heartbeat())
+	a.tick(recv.Add(2*time.Second - time.Nanosecond))
+	if o := a.out(); len(o.events) != 0 {
+		t.Errorf("events before the TTL: %q", describe(o.events))
+	}
+	a.tick(recv.Add(2 * time.Second))
+	eq(t, "events at the TTL", describe(a.out().events), []string{"presence-changed b timeout -typing"})
+	eq(t, "members", a.memberIDs(), []string{"a", "b"})
+}
+
+func TestMachineIgnoresOwnAndAnonymousMessages(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	a.out()
+	a.receive(t0, "a", Message{Kind: KindHello, Epoch: 9})
+	a.receive(t0, "", Message{Kind: KindHello, Epoch: 9})
+	a.peerUp(t0, "a")
+	if o := a.out(); len(o.events)+len(o.fetches) != 0 {
+		t.Errorf("outputs: %+v", o)
+	}
+	eq(t, "members", a.memberIDs(), []string{"a"})
+}
+
+func TestMachineRetriesFailedSnapshotFetch(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	a.out()
+	a.peerUp(t0, "b")
+	req := a.out().fetches[0]
+	now := t0
+	var gaps []time.Duration
+	for {
+		a.fetched(now, req, Message{}, errUnreachableTest)
+		a.out()
+		_, outs := a.run(now, now.Add(time.Second))
+		var next *fetchRequest
+		for _, o := range outs {
+			for i := range o.fetches {
+				next = &o.fetches[i]
+			}
+		}
+		if next == nil {
+			break
+		}
+		gaps = append(gaps, next.started.Sub(now))
+		now, req = next.started, *next
+	}
+	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond}
+	if !slices.Equal(gaps, want) {
+		t.Errorf("retries after %v, want %v", gaps, want)
+	}
+	// A new PeerUp starts over; a success ends the retries.
+	a.peerUp(now, "b")
+	req = a.out().fetches[0]
+	a.fetched(now, req, Message{}, errUnreachableTest)
+	b := newTM(t, "b", 1, cfg)
+	a.deliver(now.Add(time.Millisecond), b, b.out().publish...)
+	a.tick(now.Add(time.Second))
+	if o := a.out(); len(o.fetches) != 0 {
+		t.Errorf("fetched a member again: %+v", o.fetches)
+	}
+}
+
+var errUnreachableTest = errors.New("unreachable")
+
+func TestMachineDeletePropagates(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	r := newTM(t, "r", 1, cfg)
+	r.out()
+	a.mustSet(t0, "k", "v")
+	r.deliver(t0, a, a.out().publish...)
+	now := t0.Add(time.Second)
+	if err := a.del(now, "k"); err != nil {
+		t.Fatal(err)
+	}
+	o := a.out()
+	eq(t, "local events", describe(o.events), []string{"presence-changed a local -k"})
+	ro := r.deliver(now, a, o.publish...)
+	eq(t, "remote events", describe(ro.events), []string{"presence-changed a remote -k"})
+	// Deleting a missing key: nothing at all.
+	if err := a.del(now.Add(time.Second), "missing"); err != nil {
+		t.Fatal(err)
+	}
+	if o := a.out(); len(o.events)+len(o.publish) != 0 {
+		t.Errorf("a no-op delete produced %q %q", describe(o.events), kinds(o.publish))
+	}
+	// The set that the delete superseded, replayed late: no resurrection.
+	a2 := newTM(t, "a", 1, cfg) // same epoch, counter 1: the old set
+	a2.mustSet(t0, "k", "v")
+	if ro := r.deliver(now.Add(2*time.Second), a, a2.out().publish[1]); len(ro.events) != 0 {
+		t.Errorf("a stale set resurrected the key: %q", describe(ro.events))
+	}
+}
+
+func TestMachineForgetsRemovedPeersAfterRetention(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	a.out()
+	b := newTM(t, "b", 1, cfg)
+	hello := b.out().publish
+	a.deliver(t0, b, hello...)
+	a.deliver(t0, b, Message{Kind: KindLeave, Epoch: 1})
+	if len(a.gone) != 1 {
+		t.Fatalf("gone = %v", a.gone)
+	}
+	a.tick(t0.Add(cfg.goneRetention() - time.Nanosecond))
+	if len(a.gone) != 1 {
+		t.Fatalf("forgotten too early")
+	}
+	a.tick(t0.Add(cfg.goneRetention()))
+	a.tick(t0.Add(cfg.goneRetention() * 2))
+	if len(a.gone) != 0 {
+		t.Errorf("gone = %v after the retention", a.gone)
+	}
+}
+
+func TestSenderDropsOnlyHeartbeatsAndDeltas(t *testing.T) {
+	s := newSender()
+	leave := s.push(Message{Kind: KindLeave})
+	first := s.push(Message{Kind: KindHeartbeat})
+	for range maxSendQueue - 2 {
+		s.push(Message{Kind: KindDelta})
+	}
+	s.push(Message{Kind: KindHello}) // the queue is full: the oldest heartbeat goes
+	if err := <-first; !errors.Is(err, errDropped) {
+		t.Errorf("oldest heartbeat: %v", err)
+	}
+	select {
+	case err := <-leave:
+		t.Errorf("the leave was dropped: %v", err)
+	default:
+	}
+	if len(s.q) != maxSendQueue || s.q[0].msg.Kind != KindLeave || s.q[len(s.q)-1].msg.Kind != KindHello {
+		t.Errorf("queue: %d items, first %v last %v", len(s.q), s.q[0].msg.Kind, s.q[len(s.q)-1].msg.Kind)
+	}
+}
+
+func TestMachinePeerDownQueuedMessagesDoNotSaveADeadPeer(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	b := newTM(t, "b", 1, cfg)
+	a.out()
+	a.deliver(t0, b, b.out().publish...)
+	// The network reports the peer down ahead of messages it had queued.
+	down := t0.Add(time.Second)
+	a.peerDown(down, "b")
+	probe := a.out().fetches[0]
+	b.mustSet(down, "cursor", "1")
+	a.deliver(down.Add(time.Millisecond), b, b.out().publish...)
+	a.out()
+	a.fetched(down.Add(5*time.Millisecond), probe, Message{}, errors.New("connection refused"))
+	eq(t, "events", describe(a.out().events), []string{"presence-changed b timeout -cursor gone", "member-left b timeout"})
+}

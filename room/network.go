@@ -1,0 +1,126 @@
+package room
+
+import (
+	"context"
+	"errors"
+
+	"github.com/convene-p2p/convene/ephemeral"
+)
+
+// PeerID is a peer's verified identity: the bytes of its libp2p peer ID,
+// held as a string so that this package needs no libp2p import.
+type PeerID = ephemeral.PeerID
+
+// Identity is how a member presents itself in a room. Peer is
+// cryptographically bound (the message signer); Name and Meta are
+// self-asserted display data and must be treated as such.
+type Identity struct {
+	Peer PeerID
+	Name string
+	Meta map[string]string
+}
+
+// MessageKind says what a room message is.
+type MessageKind uint8
+
+const (
+	// KindHello announces a member that has just joined: identity, epoch and
+	// its full own state. Members that receive a hello from a peer they do
+	// not know (or from a new epoch) answer with an early heartbeat.
+	KindHello MessageKind = iota + 1
+	// KindHeartbeat is the periodic liveness message: identity, epoch and the
+	// full own state, so a lost delta heals within one heartbeat interval.
+	KindHeartbeat
+	// KindDelta carries an ephemeral delta of the author's own keys.
+	KindDelta
+	// KindLeave is the signed goodbye: receivers drop the member at once.
+	KindLeave
+	// KindBroadcast is a fire-and-forget application payload.
+	KindBroadcast
+)
+
+// String returns the kind's lower-case name.
+func (k MessageKind) String() string {
+	switch k {
+	case KindHello:
+		return "hello"
+	case KindHeartbeat:
+		return "heartbeat"
+	case KindDelta:
+		return "delta"
+	case KindLeave:
+		return "leave"
+	case KindBroadcast:
+		return "broadcast"
+	}
+	return "unknown"
+}
+
+// Message is one room message, before encoding by the network layer.
+// Which fields are meaningful depends on Kind:
+//
+//	hello, heartbeat: Epoch, Name, Meta, State (an ephemeral snapshot of the author's own state)
+//	delta:            Epoch, State (an ephemeral delta)
+//	leave:            Epoch
+//	broadcast:        Epoch, Payload
+type Message struct {
+	Kind    MessageKind
+	Epoch   uint64
+	Name    string
+	Meta    map[string]string
+	State   []byte
+	Payload []byte
+}
+
+// EventKind says what a network NetEvent carries.
+type EventKind uint8
+
+const (
+	// EventMessage is a message received on the room topic (or the reply to
+	// a Fetch), with its verified author in From.
+	EventMessage EventKind = iota + 1
+	// EventPeerUp is a transport hint: From subscribed to the room topic and
+	// we can send to it. It is not membership.
+	EventPeerUp
+	// EventPeerDown is a transport hint: From unsubscribed or its connection
+	// to us closed. It is not membership: From may still be reachable.
+	EventPeerDown
+)
+
+// NetEvent is what Network.Next returns. (It is not the room Event that
+// watchers receive.)
+type NetEvent struct {
+	Kind EventKind
+	From PeerID
+	Msg  Message // only for EventMessage
+}
+
+// ErrNetworkClosed is returned by a Network after Close.
+var ErrNetworkClosed = errors.New("room: network closed")
+
+// Network is what a room needs from the network: one room topic.
+// The gossip package implements it over GossipSub; room tests may use
+// fakes. Implementations must be safe for concurrent use.
+type Network interface {
+	// Publish sends m to every member of the room, signed by the local peer.
+	// It returns once the message is handed to the transport.
+	Publish(ctx context.Context, m Message) error
+	// Next blocks until the next inbound event. Messages are already
+	// validated: decodable, within limits, authored by From, within the
+	// author's rate limit. Own messages are not returned. After Close it
+	// returns ErrNetworkClosed.
+	Next(ctx context.Context) (NetEvent, error)
+	// Fetch asks peer, over a direct authenticated stream, for its own
+	// current state in this room (a KindHeartbeat message). It fails if the
+	// peer cannot be reached or is not in the room.
+	Fetch(ctx context.Context, peer PeerID) (Message, error)
+	// Serve sets the function that answers other peers' Fetch requests. It
+	// is called from network goroutines and must be cheap and safe for
+	// concurrent use; returning ok=false refuses the request. New calls
+	// Serve once, before it starts reading events; requests that arrive
+	// before that should be refused (the asking room retries a failed
+	// join-snapshot fetch a few times).
+	Serve(state func() (m Message, ok bool))
+	// Close leaves the topic and releases everything; it is idempotent.
+	Close() error
+}

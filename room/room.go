@@ -1,0 +1,635 @@
+package room
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Shell sizes.
+const (
+	maxFetches   = 8   // concurrent Fetch calls per room
+	maxSendQueue = 256 // queued publishes before the oldest droppable one goes
+	inboundQueue = 64  // network events between the reader and the loop
+	drainTimeout = 2 * time.Second
+)
+
+// Room is one joined room: the local peer's presence in it, the other
+// members and their presence, and the room's events. Create it with New.
+// All methods are safe for concurrent use.
+type Room struct {
+	id    string
+	self  Identity
+	cfg   Config
+	net   Network
+	clock Clock
+	log   *slog.Logger
+	hub   *hub
+
+	view atomic.Pointer[view]
+
+	reqs     chan request
+	inbound  chan NetEvent
+	fetchRes chan fetchResult
+	netGone  chan struct{} // closed by the reader when the network ends
+
+	ctx    context.Context // cancelled to stop every goroutine
+	cancel context.CancelFunc
+	send   *sender
+	wg     sync.WaitGroup // reader, sender, fetchers; the loop waits for them
+
+	done     chan struct{} // closed when the room is destroyed
+	closeErr error         // set before done is closed
+}
+
+// request is an API call run on the loop goroutine.
+type request struct {
+	fn    func(m *machine, now time.Time) error
+	ack   bool // reply with the ack of the last message the call published
+	reply chan reply
+}
+
+type reply struct {
+	err error
+	ack <-chan error
+}
+
+type fetchResult struct {
+	req fetchRequest
+	msg Message
+	err error
+}
+
+// New joins room id as self over net and returns the live room (status
+// Joined): it starts the room's goroutines, publishes the hello and serves
+// Fetch requests. On success the room owns net and closes it when it is
+// destroyed; on error net is untouched and still the caller's.
+// self.Peer must be the network's local peer. The zero Config means
+// DefaultConfig.
+func New(id string, self Identity, cfg Config, net Network, opts ...Option) (*Room, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	if self.Peer == "" {
+		return nil, errors.New("room: self has no peer ID")
+	}
+	if net == nil {
+		return nil, errors.New("room: nil network")
+	}
+	cfg, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	o := options{clock: realClock{}, watchBuffer: DefaultWatchBuffer}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if !o.seeded {
+		var b [8]byte
+		_, _ = crand.Read(b[:])
+		o.seed = binary.LittleEndian.Uint64(b[:])
+	}
+	now := o.clock.Now()
+	m, err := newMachine(now, id, self, cfg, nextEpoch(now), o.seed)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Room{
+		id:       id,
+		self:     cloneIdentity(self),
+		cfg:      cfg,
+		net:      net,
+		clock:    o.clock,
+		log:      cfg.Logger,
+		hub:      newHub(id, o.watchBuffer),
+		reqs:     make(chan request),
+		inbound:  make(chan NetEvent, inboundQueue),
+		fetchRes: make(chan fetchResult),
+		netGone:  make(chan struct{}),
+		ctx:      ctx,
+		cancel:   cancel,
+		send:     newSender(),
+		done:     make(chan struct{}),
+	}
+	r.view.Store(m.view(nil))
+	net.Serve(r.serve)
+	r.wg.Add(2)
+	go r.readLoop()
+	go r.send.run(ctx, &r.wg, net, r.log)
+	go r.run(m)
+	return r, nil
+}
+
+// epochs makes epochs grow strictly within this process, whatever the
+// clock does; across restarts they grow with the wall clock (unix ms).
+var lastEpoch atomic.Uint64
+
+func nextEpoch(now time.Time) uint64 {
+	want := uint64(max(now.UnixMilli(), 1))
+	for {
+		last := lastEpoch.Load()
+		e := max(want, last+1)
+		if lastEpoch.CompareAndSwap(last, e) {
+			return e
+		}
+	}
+}
+
+// serve answers other peers' Fetch: our own state, while joined.
+func (r *Room) serve() (Message, bool) {
+	v := r.view.Load()
+	return v.serve, v.status == Joined
+}
+
+// readLoop feeds network events to the loop until the network or the room
+// ends.
+func (r *Room) readLoop() {
+	defer r.wg.Done()
+	for {
+		ev, err := r.net.Next(r.ctx)
+		if err != nil {
+			if r.ctx.Err() == nil {
+				if !errors.Is(err, ErrNetworkClosed) {
+					r.log.Warn("room: network failed", "room", r.id, "err", err)
+				}
+				close(r.netGone)
+			}
+			return
+		}
+		select {
+		case r.inbound <- ev:
+		case <-r.ctx.Done():
+			return
+		}
+	}
+}
+
+// run is the room's loop: the only goroutine that touches the machine.
+func (r *Room) run(m *machine) {
+	var (
+		timer       <-chan time.Time
+		armed       time.Time
+		fetchQueue  []fetchRequest
+		fetchActive int
+	)
+	startFetches := func() {
+		for fetchActive < maxFetches && len(fetchQueue) > 0 {
+			req := fetchQueue[0]
+			fetchQueue = fetchQueue[1:]
+			fetchActive++
+			r.wg.Add(1)
+			go r.fetch(req)
+		}
+	}
+	// flush carries out the machine's outputs; it reports whether the room
+	// must be torn down, and returns the ack of the last publish.
+	flush := func() (destroy bool, ack <-chan error) {
+		out := m.take()
+		// The snapshot first: a consumer that sees an event reads a state
+		// at least as new.
+		r.view.Store(m.view(r.view.Load()))
+		for _, msg := range out.publish {
+			ack = r.send.push(msg)
+		}
+		r.hub.emit(out.events)
+		fetchQueue = append(fetchQueue, out.fetches...)
+		startFetches()
+		return out.destroy, ack
+	}
+	flush() // the hello
+	for {
+		if d, ok := m.deadline(); ok && (armed.IsZero() || d.Before(armed)) {
+			armed = d
+			timer = r.clock.After(max(d.Sub(r.clock.Now()), 0))
+		}
+		var destroy bool
+		select {
+		case <-r.ctx.Done(): // Close
+			r.teardown(m, false)
+			return
+		case <-r.netGone: // the network ended on its own
+			r.teardown(m, false)
+			return
+		case req := <-r.reqs:
+			err := req.fn(m, r.clock.Now())
+			var ack <-chan error
+			destroy, ack = flush()
+			if !req.ack {
+				ack = nil
+			}
+			req.reply <- reply{err: err, ack: ack}
+		case ev := <-r.inbound:
+			r.handle(m, ev)
+			// Take what else is queued before one flush: under load, one
+			// snapshot per batch rather than per message.
+			for more := true; more; {
+				select {
+				case ev := <-r.inbound:
+					r.handle(m, ev)
+				default:
+					more = false
+				}
+			}
+			destroy, _ = flush()
+		case res := <-r.fetchRes:
+			fetchActive--
+			m.fetched(r.clock.Now(), res.req, res.msg, res.err)
+			destroy, _ = flush()
+		case <-timer:
+			timer, armed = nil, time.Time{}
+			m.tick(r.clock.Now())
+			destroy, _ = flush()
+		}
+		if destroy { // linger over
+			r.teardown(m, true)
+			return
+		}
+	}
+}
+
+// handle feeds one network event to the machine.
+func (r *Room) handle(m *machine, ev NetEvent) {
+	now := r.clock.Now()
+	switch ev.Kind {
+	case EventMessage:
+		m.receive(now, ev.From, ev.Msg)
+	case EventPeerUp:
+		m.peerUp(now, ev.From)
+	case EventPeerDown:
+		m.peerDown(now, ev.From)
+	}
+}
+
+// teardown destroys the room. After a graceful end (linger over) queued
+// publishes (a goodbye) are still handed to the network first. Then every
+// goroutine is stopped, the network closed, the goroutines waited for, the
+// watchers told, and Done closed.
+func (r *Room) teardown(m *machine, graceful bool) {
+	if graceful {
+		r.send.drain(r.ctx, drainTimeout)
+	}
+	r.cancel()
+	err := r.net.Close() // also unblocks a Next or Fetch that ignores ctx
+	r.wg.Wait()
+	m.destroy()
+	r.view.Store(m.view(r.view.Load()))
+	r.hub.emit(m.take().events)
+	r.hub.close()
+	if err != nil && !errors.Is(err, ErrNetworkClosed) {
+		r.closeErr = fmt.Errorf("room: close network: %w", err)
+	}
+	close(r.done)
+}
+
+// fetch runs one Fetch and reports to the loop.
+func (r *Room) fetch(req fetchRequest) {
+	defer r.wg.Done()
+	timeout := r.cfg.fetchTimeout()
+	if req.purpose == fetchProbe {
+		timeout = r.cfg.probeTimeout()
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, timeout)
+	msg, err := r.net.Fetch(ctx, req.peer)
+	cancel()
+	if err != nil {
+		r.log.Debug("room: fetch failed", "room", r.id, "peer", req.peer, "probe", req.purpose == fetchProbe, "err", err)
+	}
+	select {
+	case r.fetchRes <- fetchResult{req: req, msg: msg, err: err}:
+	case <-r.ctx.Done():
+	}
+}
+
+// do runs fn on the loop and returns its error.
+func (r *Room) do(fn func(m *machine, now time.Time) error) error {
+	rep, err := r.call(fn, false)
+	if err != nil {
+		return err
+	}
+	return rep.err
+}
+
+func (r *Room) call(fn func(m *machine, now time.Time) error, ack bool) (reply, error) {
+	req := request{fn: fn, ack: ack, reply: make(chan reply, 1)}
+	select {
+	case r.reqs <- req:
+	case <-r.done:
+		return reply{}, ErrClosed
+	case <-r.ctx.Done():
+		return reply{}, ErrClosed
+	}
+	return <-req.reply, nil
+}
+
+// ID returns the room ID.
+func (r *Room) ID() string { return r.id }
+
+// Self returns the local peer's identity in this room.
+func (r *Room) Self() Identity { return cloneIdentity(r.self) }
+
+// Status returns the room's lifecycle state.
+func (r *Room) Status() Status { return r.view.Load().status }
+
+// Done is closed when the room is destroyed: after Close, or when the
+// linger after Leave is over.
+func (r *Room) Done() <-chan struct{} { return r.done }
+
+// Set sets a key of the local peer's presence. The write is visible to
+// Get at once and published to the room within PublishInterval (writes in
+// the same window are coalesced; the latest value is always sent). Errors:
+// ErrNotJoined, ErrClosed, or a wrapped ephemeral limit error
+// (ephemeral.ErrKeyTooLong, ErrValueTooLarge, ErrTooManyKeys).
+func (r *Room) Set(key string, value []byte) error {
+	return r.do(func(m *machine, now time.Time) error { return m.set(now, key, value, 0) })
+}
+
+// SetTTL is Set for a key that vanishes ttl after this write, here and at
+// every receiver (each on its own clock), unless written again.
+func (r *Room) SetTTL(key string, value []byte, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("room: set %q: ttl %v is not positive", key, ttl)
+	}
+	return r.do(func(m *machine, now time.Time) error { return m.set(now, key, value, ttl) })
+}
+
+// SetJSON sets key to the JSON encoding of v.
+func (r *Room) SetJSON(key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("room: set %q: %w", key, err)
+	}
+	return r.Set(key, b)
+}
+
+// Delete removes a key of the local peer's presence (a versioned
+// tombstone). Deleting a missing key is a no-op.
+func (r *Room) Delete(key string) error {
+	return r.do(func(m *machine, now time.Time) error { return m.del(now, key) })
+}
+
+// Get returns a copy of peer's value for key (self included).
+func (r *Room) Get(peer PeerID, key string) ([]byte, bool) {
+	v, ok := r.view.Load().states[peer][key]
+	if !ok {
+		return nil, false
+	}
+	return append([]byte(nil), v...), true
+}
+
+// GetJSON decodes peer's value for key into v. It reports false (and no
+// error) if there is no such value.
+func (r *Room) GetJSON(peer PeerID, key string, v any) (bool, error) {
+	b, ok := r.view.Load().states[peer][key]
+	if !ok {
+		return false, nil
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return true, fmt.Errorf("room: get %q: %w", key, err)
+	}
+	return true, nil
+}
+
+// State returns a copy of a member's whole presence, or nil if peer is not
+// a member.
+func (r *Room) State(peer PeerID) map[string][]byte {
+	s, ok := r.view.Load().states[peer]
+	if !ok {
+		return nil
+	}
+	return cloneState(s)
+}
+
+// States returns a copy of every member's presence (self included while
+// joined). Members with no keys map to an empty map.
+func (r *Room) States() map[PeerID]map[string][]byte {
+	v := r.view.Load()
+	out := make(map[PeerID]map[string][]byte, len(v.states))
+	for p, s := range v.states {
+		out[p] = cloneState(s)
+	}
+	return out
+}
+
+func cloneState(s map[string][]byte) map[string][]byte {
+	out := make(map[string][]byte, len(s))
+	for k, v := range s {
+		out[k] = append([]byte(nil), v...)
+	}
+	return out
+}
+
+// Members returns the current members, sorted by peer ID, the local peer
+// included while joined.
+func (r *Room) Members() []Identity {
+	ms := r.view.Load().members
+	out := make([]Identity, len(ms))
+	for i, id := range ms {
+		out[i] = cloneIdentity(id)
+	}
+	return out
+}
+
+// Broadcast sends payload to everyone in the room, fire and forget: it
+// returns once the message is handed to the network (or ctx ends). It is
+// not stored; peers that are not in the room now never see it.
+func (r *Room) Broadcast(ctx context.Context, payload []byte) error {
+	v := r.view.Load()
+	switch v.status {
+	case Left:
+		return ErrNotJoined
+	case Closed:
+		return ErrClosed
+	}
+	err := r.net.Publish(ctx, Message{Kind: KindBroadcast, Epoch: v.epoch, Payload: payload})
+	if err != nil {
+		if errors.Is(err, ErrNetworkClosed) {
+			return ErrClosed
+		}
+		return fmt.Errorf("room: broadcast: %w", err)
+	}
+	return nil
+}
+
+// Watch returns a new forward-only event stream (see Watcher). On a
+// destroyed room the watcher is already closed.
+func (r *Room) Watch() *Watcher { return r.hub.watch() }
+
+// Leave says goodbye: it publishes the signed leave and waits until it is
+// handed to the network (bounded by ctx), stops heartbeats, clears the
+// local presence (events PresenceChanged and MemberLeft for self) and
+// keeps receiving for Config.Linger, after which the room is destroyed
+// (RoomDestroyed, Done). Rejoin during the linger cancels it. Errors:
+// ErrNotJoined if already left, ErrClosed, ctx's error if the goodbye was
+// not handed over in time (the room has left anyway), or the network's
+// publish error.
+func (r *Room) Leave(ctx context.Context) error {
+	rep, err := r.call(func(m *machine, now time.Time) error { return m.leave(now) }, true)
+	if err != nil {
+		return err
+	}
+	if rep.err != nil {
+		return rep.err
+	}
+	return r.waitAck(ctx, rep.ack, "leave")
+}
+
+// Rejoin makes the local peer a member again while the room lingers after
+// Leave: a new epoch (so others see a fresh incarnation), a hello
+// (waited for until handed to the network, bounded by ctx), heartbeats,
+// status Joined and MemberJoined for self. Remote presence received during
+// the linger is kept. On a joined room it does nothing; on a destroyed
+// room it returns ErrClosed.
+func (r *Room) Rejoin(ctx context.Context) error {
+	rep, err := r.call(func(m *machine, now time.Time) error {
+		if m.status != Left {
+			return m.rejoin(now, 0) // no-op or ErrClosed
+		}
+		return m.rejoin(now, nextEpoch(now))
+	}, true)
+	if err != nil {
+		return err
+	}
+	if rep.err != nil {
+		return rep.err
+	}
+	return r.waitAck(ctx, rep.ack, "rejoin")
+}
+
+// waitAck waits until the message behind ack is handed to the network.
+func (r *Room) waitAck(ctx context.Context, ack <-chan error, what string) error {
+	if ack == nil {
+		return nil
+	}
+	result := func(err error) error {
+		if err != nil {
+			return fmt.Errorf("room: %s: %w", what, err)
+		}
+		return nil
+	}
+	select {
+	case err := <-ack:
+		return result(err)
+	case <-ctx.Done():
+		return fmt.Errorf("room: %s: %w", what, ctx.Err())
+	case <-r.done:
+		select {
+		case err := <-ack: // handed over just before the end
+			return result(err)
+		default:
+			return ErrClosed
+		}
+	}
+}
+
+// Close destroys the room at once, without a goodbye (others drop the
+// local peer when it times out, or sooner when its connection closes):
+// it stops and waits for every goroutine of the room, closes the network,
+// delivers RoomDestroyed and closes Done. It is idempotent; it returns the
+// network's close error, if any, every time.
+func (r *Room) Close() error {
+	r.cancel()
+	<-r.done
+	return r.closeErr
+}
+
+// sender publishes the machine's messages in order on its own goroutine,
+// so that a slow network never stalls the loop.
+type sender struct {
+	mu       sync.Mutex
+	q        []sendItem
+	wake     chan struct{}
+	draining bool
+	drained  chan struct{}
+}
+
+type sendItem struct {
+	msg Message
+	ack chan error // nil for messages that may be dropped
+}
+
+func newSender() *sender {
+	return &sender{wake: make(chan struct{}, 1), drained: make(chan struct{})}
+}
+
+// push queues msg and returns a channel that receives the publish error.
+// Heartbeats and deltas may be dropped (oldest first) if the network falls
+// far behind: the next heartbeat heals what they carried. Hellos and
+// leaves are never dropped.
+func (s *sender) push(msg Message) <-chan error {
+	it := sendItem{msg: msg, ack: make(chan error, 1)}
+	s.mu.Lock()
+	if len(s.q) >= maxSendQueue {
+		for i, old := range s.q {
+			if old.msg.Kind == KindHeartbeat || old.msg.Kind == KindDelta {
+				old.ack <- errDropped
+				s.q = append(s.q[:i], s.q[i+1:]...)
+				break
+			}
+		}
+	}
+	s.q = append(s.q, it)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return it.ack
+}
+
+var errDropped = errors.New("room: publish dropped: network too slow")
+
+func (s *sender) run(ctx context.Context, wg *sync.WaitGroup, net Network, log *slog.Logger) {
+	defer wg.Done()
+	for {
+		s.mu.Lock()
+		if len(s.q) == 0 {
+			draining := s.draining
+			s.mu.Unlock()
+			if draining {
+				close(s.drained)
+				return
+			}
+			select {
+			case <-s.wake:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		it := s.q[0]
+		s.q = s.q[1:]
+		s.mu.Unlock()
+		err := net.Publish(ctx, it.msg)
+		if err != nil && ctx.Err() == nil {
+			log.Debug("room: publish failed", "kind", it.msg.Kind, "err", err)
+		}
+		it.ack <- err
+	}
+}
+
+// drain makes the sender publish what is queued and stop, waiting at most
+// d or until ctx ends (the caller then cancels the sender's context).
+func (s *sender) drain(ctx context.Context, d time.Duration) {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-s.drained:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
