@@ -1,0 +1,13 @@
+// Package gossip carries Convene rooms over GossipSub: one topic per room
+// ("/convene/room/1/<roomID>"), a compact versioned envelope for room
+// messages, a topic validator at every relay (decoding, size, author binding,
+// rate limits), peer scoring that graylists peers which keep sending invalid
+// messages, and a direct-stream Fetch protocol for a peer's current state.
+//
+// A Router owns the GossipSub instance of one libp2p host; Router.Join
+// returns a Topic, which implements room.Network. The wire format and every
+// GossipSub parameter choice are documented in docs/PROTOCOL.md.
+//
+// Logging goes to the go-log subsystems "convene/gossip" and "pubsub" unless
+// Config.Logger is set.
+package gossip

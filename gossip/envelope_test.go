@@ -1,0 +1,284 @@
+package gossip
+
+import (
+	"bytes"
+	"errors"
+	"maps"
+	"strings"
+	"testing"
+
+	"github.com/convene-p2p/convene/room"
+)
+
+func sameMessage(a, b room.Message) bool {
+	return a.Kind == b.Kind && a.Epoch == b.Epoch && a.Name == b.Name &&
+		maps.Equal(a.Meta, b.Meta) && bytes.Equal(a.State, b.State) && bytes.Equal(a.Payload, b.Payload)
+}
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	const unixMs = 1_767_225_600_000 // a realistic epoch (unix ms)
+	tests := []struct {
+		name string
+		m    room.Message
+		size int // expected encoded size, or 0 to skip
+	}{
+		{"leave epoch 0", room.Message{Kind: room.KindLeave}, 2},
+		{"leave", room.Message{Kind: room.KindLeave, Epoch: unixMs}, 7},
+		{"delta", room.Message{Kind: room.KindDelta, Epoch: unixMs, State: []byte("0123456789")}, 1 + 6 + 10},
+		{"broadcast", room.Message{Kind: room.KindBroadcast, Epoch: 7, Payload: []byte("hello")}, 1 + 1 + 5},
+		{"hello full", room.Message{
+			Kind: room.KindHello, Epoch: unixMs, Name: "Ada",
+			Meta:  map[string]string{"color": "red", "avatar": "", "z": "last"},
+			State: []byte{1, 2, 3},
+		}, 0},
+		{"heartbeat no state", room.Message{Kind: room.KindHeartbeat, Epoch: 1, Name: "Bob"}, 0},
+		{"state and payload", room.Message{Kind: room.KindBroadcast, Epoch: 1, State: []byte{9}, Payload: []byte{8, 7}}, 1 + 1 + 1 + 1 + 2},
+		{"max epoch", room.Message{Kind: room.KindDelta, Epoch: ^uint64(0), State: []byte{0}}, 1 + 10 + 1},
+		{"limits", room.Message{
+			Kind: room.KindHello, Epoch: 1, Name: strings.Repeat("n", MaxNameLen),
+			Meta: func() map[string]string {
+				m := map[string]string{}
+				for i := range MaxMetaEntries {
+					m[strings.Repeat(string(rune('a'+i%26)), 1+i%MaxMetaKeyLen)+string(rune('A'+i))] = strings.Repeat("v", MaxMetaValueLen)
+				}
+				return m
+			}(),
+		}, 0},
+		{"utf8", room.Message{Kind: room.KindHello, Epoch: 3, Name: "Zoë 😀", Meta: map[string]string{"ключ": "значение"}}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := EncodeMessage(tc.m)
+			if err != nil {
+				t.Fatalf("EncodeMessage: %v", err)
+			}
+			if tc.size != 0 && len(b) != tc.size {
+				t.Errorf("encoded size %d, want %d", len(b), tc.size)
+			}
+			got, err := DecodeMessage(b)
+			if err != nil {
+				t.Fatalf("DecodeMessage: %v", err)
+			}
+			if !sameMessage(got, tc.m) {
+				t.Fatalf("round trip: got %+v, want %+v", got, tc.m)
+			}
+			// Canonical: re-encoding gives the same bytes.
+			b2, err := EncodeMessage(got)
+			if err != nil || !bytes.Equal(b, b2) {
+				t.Fatalf("re-encode: %x, %v; want %x", b2, err, b)
+			}
+			// The decoded message does not alias the input.
+			if len(b) > 0 {
+				for i := range b {
+					b[i] ^= 0xff
+				}
+				if !sameMessage(got, tc.m) {
+					t.Fatalf("decoded message aliases its input")
+				}
+			}
+		})
+	}
+}
+
+// The hot path: a delta's envelope costs one header byte plus the epoch.
+func TestEnvelopeDeltaOverhead(t *testing.T) {
+	state := make([]byte, 40)
+	b, err := EncodeMessage(room.Message{Kind: room.KindDelta, Epoch: 1_767_225_600_000, State: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if overhead := len(b) - len(state); overhead != 7 {
+		t.Fatalf("delta overhead %d bytes, want 7 (header + 6-byte epoch)", overhead)
+	}
+}
+
+func TestEncodeMessageRejects(t *testing.T) {
+	tests := []struct {
+		name string
+		m    room.Message
+		want error
+	}{
+		{"kind 0", room.Message{}, ErrMalformed},
+		{"unknown kind", room.Message{Kind: 6}, ErrMalformed},
+		{"long name", room.Message{Kind: room.KindHello, Name: strings.Repeat("x", MaxNameLen+1)}, ErrTooLarge},
+		{"bad utf8 name", room.Message{Kind: room.KindHello, Name: "\xff"}, ErrMalformed},
+		{"empty meta key", room.Message{Kind: room.KindHello, Meta: map[string]string{"": "v"}}, ErrMalformed},
+		{"long meta key", room.Message{Kind: room.KindHello, Meta: map[string]string{strings.Repeat("k", MaxMetaKeyLen+1): ""}}, ErrTooLarge},
+		{"long meta value", room.Message{Kind: room.KindHello, Meta: map[string]string{"k": strings.Repeat("v", MaxMetaValueLen+1)}}, ErrTooLarge},
+		{"bad utf8 meta", room.Message{Kind: room.KindHello, Meta: map[string]string{"k": "\xc3"}}, ErrMalformed},
+		{"too many meta", room.Message{Kind: room.KindHello, Meta: func() map[string]string {
+			m := map[string]string{}
+			for i := range MaxMetaEntries + 1 {
+				m[string(rune('A'+i))] = ""
+			}
+			return m
+		}()}, ErrTooLarge},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := EncodeMessage(tc.m); !errors.Is(err, tc.want) {
+				t.Fatalf("EncodeMessage error %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecodeMessageRejects(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []byte
+		want error
+	}{
+		{"empty", nil, ErrMalformed},
+		{"kind 0", []byte{0x00, 0x01}, ErrMalformed},
+		{"kind 6", []byte{0x06, 0x01}, ErrMalformed},
+		{"kind 7", []byte{0x07, 0x01}, ErrMalformed},
+		{"reserved bit", []byte{0x84, 0x01}, ErrMalformed},
+		{"no epoch", []byte{0x04}, ErrMalformed},
+		{"truncated epoch", []byte{0x04, 0x80}, ErrMalformed},
+		{"non-minimal epoch", []byte{0x04, 0x81, 0x00}, ErrMalformed},
+		{"overflowing epoch", []byte{0x04, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}, ErrMalformed},
+		{"11-byte epoch", []byte{0x04, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01}, ErrMalformed},
+		{"trailing", []byte{0x04, 0x01, 0x00}, ErrMalformed},
+		{"name truncated", []byte{0x0c, 0x01, 0x05, 'a'}, ErrMalformed},
+		{"name empty", []byte{0x0c, 0x01, 0x00}, ErrMalformed},
+		{"name too long", append([]byte{0x0c, 0x01, 0x81, 0x02}, make([]byte, 257)...), ErrTooLarge},
+		{"name bad utf8", []byte{0x0c, 0x01, 0x01, 0xff}, ErrMalformed},
+		{"meta count 0", []byte{0x14, 0x01, 0x00}, ErrMalformed},
+		{"meta count huge", []byte{0x14, 0x01, 0xff, 0xff, 0xff, 0xff, 0x0f}, ErrTooLarge},
+		{"meta truncated", []byte{0x14, 0x01, 0x02, 0x01, 'a', 0x00}, ErrMalformed},
+		{"meta empty key", []byte{0x14, 0x01, 0x01, 0x00, 0x00, 0x00}, ErrMalformed},
+		{"meta unsorted", []byte{0x14, 0x01, 0x02, 0x01, 'b', 0x00, 0x01, 'a', 0x00}, ErrMalformed},
+		{"meta duplicate", []byte{0x14, 0x01, 0x02, 0x01, 'a', 0x00, 0x01, 'a', 0x00}, ErrMalformed},
+		{"meta value too long", append([]byte{0x14, 0x01, 0x01, 0x01, 'a', 0x81, 0x08}, make([]byte, 1025)...), ErrTooLarge},
+		{"state flag, no state", []byte{0x23, 0x01}, ErrMalformed},
+		{"payload flag, no payload", []byte{0x45, 0x01}, ErrMalformed},
+		{"state length 0 before payload", []byte{0x65, 0x01, 0x00, 0x01}, ErrMalformed},
+		{"state length beyond input", []byte{0x65, 0x01, 0x05, 0x01}, ErrMalformed},
+		{"state but empty payload", []byte{0x65, 0x01, 0x01, 0x01}, ErrMalformed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if m, err := DecodeMessage(tc.in); !errors.Is(err, tc.want) {
+				t.Fatalf("DecodeMessage(%x) = %+v, %v; want error %v", tc.in, m, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestFetchFramingRoundTrip(t *testing.T) {
+	id, err := decodeFetchRequest(encodeFetchRequest("lobby"))
+	if err != nil || id != "lobby" {
+		t.Fatalf("request round trip: %q, %v", id, err)
+	}
+	for _, bad := range [][]byte{nil, {0x00}, {0x05, 'a'}, {0x01, '/'}, {0x01, 0x07}, {0x01, 'a', 'b'}, {0x81, 0x01}} {
+		if _, err := decodeFetchRequest(bad); err == nil {
+			t.Errorf("decodeFetchRequest(%x) accepted", bad)
+		}
+	}
+	env := []byte{0x02, 0x01}
+	st, got, err := decodeFetchReply(encodeFetchReply(fetchOK, env), 64)
+	if err != nil || st != fetchOK || !bytes.Equal(got, env) {
+		t.Fatalf("reply round trip: %d %x %v", st, got, err)
+	}
+	for _, s := range []byte{fetchNotInRoom, fetchRefused, fetchBusy} {
+		if st, _, err := decodeFetchReply(encodeFetchReply(s, nil), 64); err != nil || st != s {
+			t.Errorf("status %d round trip: %d %v", s, st, err)
+		}
+	}
+	for _, bad := range [][]byte{nil, {0x09}, {0x00}, {0x00, 0x00}, {0x00, 0x02, 0x01}, {0x00, 0x01, 0x01, 0x01}, {0x01, 0x00}, {0x00, 0x41}} {
+		if _, _, err := decodeFetchReply(bad, 64); err == nil {
+			t.Errorf("decodeFetchReply(%x) accepted", bad)
+		}
+	}
+	if _, _, err := decodeFetchReply(encodeFetchReply(fetchOK, make([]byte, 65)), 64); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("oversized reply: %v, want ErrTooLarge", err)
+	}
+}
+
+func envelopeSeeds() [][]byte {
+	var seeds [][]byte
+	for _, m := range []room.Message{
+		{Kind: room.KindHello, Epoch: 1_767_225_600_000, Name: "Ada", Meta: map[string]string{"a": "1", "b": ""}, State: []byte{1, 2, 3}},
+		{Kind: room.KindHeartbeat, Epoch: 2, State: []byte{4}},
+		{Kind: room.KindDelta, Epoch: 3, State: []byte("delta")},
+		{Kind: room.KindLeave, Epoch: 4},
+		{Kind: room.KindBroadcast, Epoch: 5, State: []byte{1}, Payload: []byte("chat")},
+	} {
+		b, err := EncodeMessage(m)
+		if err != nil {
+			panic(err)
+		}
+		seeds = append(seeds, b)
+	}
+	return append(seeds, nil, []byte{0x84, 0x01}, []byte{0x14, 0x01, 0xff, 0xff, 0xff, 0xff, 0x0f})
+}
+
+// FuzzDecodeMessage: decoding never panics, and whatever decodes re-encodes
+// to the same bytes (the encoding is canonical).
+func FuzzDecodeMessage(f *testing.F) {
+	for _, s := range envelopeSeeds() {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := DecodeMessage(data)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("unexpected error class: %v", err)
+			}
+			return
+		}
+		b, err := EncodeMessage(m)
+		if err != nil {
+			t.Fatalf("decoded %+v does not re-encode: %v", m, err)
+		}
+		if !bytes.Equal(b, data) {
+			t.Fatalf("not canonical: %x re-encodes to %x", data, b)
+		}
+	})
+}
+
+func FuzzDecodeFetchRequest(f *testing.F) {
+	f.Add(encodeFetchRequest("lobby"))
+	f.Add(encodeFetchRequest(strings.Repeat("r", MaxRoomIDLen)))
+	f.Add([]byte{0x81, 0x01})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		id, err := decodeFetchRequest(data)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(encodeFetchRequest(id), data) {
+			t.Fatalf("not canonical: %x", data)
+		}
+	})
+}
+
+func FuzzDecodeFetchReply(f *testing.F) {
+	for _, s := range envelopeSeeds() {
+		f.Add(encodeFetchReply(fetchOK, s))
+	}
+	f.Add([]byte{fetchNotInRoom})
+	f.Add([]byte{fetchBusy, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, env, err := decodeFetchReply(data, 1024)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(encodeFetchReply(st, env), data) {
+			t.Fatalf("not canonical: %x", data)
+		}
+	})
+}
+
+func TestCheckRoomID(t *testing.T) {
+	for _, ok := range []string{"lobby", "a", strings.Repeat("x", MaxRoomIDLen), "chat general", "café", "doc:42"} {
+		if err := checkRoomID(ok); err != nil {
+			t.Errorf("checkRoomID(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", strings.Repeat("x", MaxRoomIDLen+1), "a/b", "tab\there", "nul\x00", "\xff", "del\x7f", "c1\u0085"} {
+		if err := checkRoomID(bad); !errors.Is(err, ErrInvalidRoomID) {
+			t.Errorf("checkRoomID(%q) = %v, want ErrInvalidRoomID", bad, err)
+		}
+	}
+}

@@ -1,0 +1,110 @@
+package gossip
+
+import (
+	"math"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/time/rate"
+)
+
+// limiters is a token bucket per author, bounded in size. A bucket that has
+// refilled completely is equivalent to a fresh one, so such entries are
+// dropped when the table is full; if none can be dropped, unknown authors
+// are refused until some can.
+type limiters struct {
+	rate  rate.Limit
+	burst int
+	max   int
+
+	mu sync.Mutex
+	m  map[peer.ID]*rate.Limiter
+}
+
+func newLimiters(r float64, burst, max int) *limiters {
+	return &limiters{rate: rate.Limit(r), burst: burst, max: max, m: make(map[peer.ID]*rate.Limiter)}
+}
+
+// allow takes one token from p's bucket at now.
+func (l *limiters) allow(p peer.ID, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim := l.m[p]
+	if lim == nil {
+		if len(l.m) >= l.max {
+			l.sweep(now)
+			if len(l.m) >= l.max {
+				return false
+			}
+		}
+		lim = rate.NewLimiter(l.rate, l.burst)
+		l.m[p] = lim
+	}
+	return lim.AllowN(now, 1)
+}
+
+func (l *limiters) sweep(now time.Time) {
+	for p, lim := range l.m {
+		if lim.TokensAt(now) >= float64(l.burst) {
+			delete(l.m, p)
+		}
+	}
+}
+
+// rateViolations counts, per peer, the over-rate messages it sent us
+// directly (as their author), decaying by decayPerSecond. It feeds
+// GossipSub's application-specific score (P5): a topic validator cannot
+// Reject an over-rate message without also penalising honest relays, because
+// pubsub penalises every peer that delivers a copy of a rejected message and
+// token buckets at different relays do not agree exactly. So over-rate
+// messages are Ignored, and only their author is penalised, here.
+type rateViolations struct {
+	decayPerSecond float64
+	max            int
+
+	mu sync.Mutex
+	m  map[peer.ID]decaying
+}
+
+type decaying struct {
+	v  float64
+	at time.Time
+}
+
+func (d decaying) value(now time.Time, decayPerSecond float64) float64 {
+	dt := now.Sub(d.at).Seconds()
+	if dt <= 0 {
+		return d.v
+	}
+	return d.v * math.Pow(decayPerSecond, dt)
+}
+
+func newRateViolations(decayPerSecond float64, max int) *rateViolations {
+	return &rateViolations{decayPerSecond: decayPerSecond, max: max, m: make(map[peer.ID]decaying)}
+}
+
+func (r *rateViolations) add(p peer.ID, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.m[p]; !ok && len(r.m) >= r.max {
+		for q, d := range r.m {
+			if d.value(now, r.decayPerSecond) < 0.1 {
+				delete(r.m, q)
+			}
+		}
+	}
+	r.m[p] = decaying{v: r.m[p].value(now, r.decayPerSecond) + 1, at: now}
+}
+
+// score is P5 for p: rateWeight × violations².
+func (r *rateViolations) score(p peer.ID) float64 {
+	r.mu.Lock()
+	d, ok := r.m[p]
+	r.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	v := d.value(time.Now(), r.decayPerSecond)
+	return rateWeight * v * v
+}

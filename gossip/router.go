@@ -1,0 +1,259 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+var (
+	// ErrClosed is returned by Router methods after Close.
+	ErrClosed = errors.New("gossip: router closed")
+	// ErrAlreadyJoined is returned by Join for a room that is already open
+	// on this Router.
+	ErrAlreadyJoined = errors.New("gossip: room already joined")
+)
+
+// maxSubscriptionsPerRPC bounds the subscription announcements accepted in
+// one pubsub RPC (a peer announces all its rooms in its first RPC).
+const maxSubscriptionsPerRPC = 1024
+
+// Router is the GossipSub router of one libp2p host: it owns the pubsub
+// instance, the Fetch protocol handler, and the open rooms (Topics). It is
+// safe for concurrent use. Use one Router per host.
+type Router struct {
+	h      host.Host
+	self   peer.ID
+	cfg    Config
+	log    *slog.Logger
+	ps     *pubsub.PubSub
+	cancel context.CancelFunc
+	stats  counters
+
+	fetchSem chan struct{}
+	rateViol *rateViolations
+
+	scoreMu sync.Mutex
+	scores  map[peer.ID]float64
+
+	mu       sync.Mutex
+	closed   bool
+	topics   map[string]*Topic // by room ID
+	streams  map[network.Stream]struct{}
+	handlers sync.WaitGroup // in-flight Fetch handlers
+
+	closeOnce sync.Once
+}
+
+// New starts a GossipSub router on h with the options documented in
+// docs/PROTOCOL.md: StrictSign, flood publishing, peer scoring, a
+// subscription filter for room topics, and the Fetch protocol handler.
+// ctx bounds nothing after New returns: the Router runs until Close. The
+// caller keeps ownership of h and closes it after Router.Close.
+func New(ctx context.Context, h host.Host, cfg Config) (*Router, error) {
+	if h == nil {
+		return nil, errors.New("gossip: nil host")
+	}
+	cfg, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	own, psLog := cfg.loggers()
+	r := &Router{
+		h:        h,
+		self:     h.ID(),
+		cfg:      cfg,
+		log:      own,
+		fetchSem: make(chan struct{}, cfg.MaxConcurrentFetches),
+		topics:   make(map[string]*Topic),
+		streams:  make(map[network.Stream]struct{}),
+		rateViol: newRateViolations(pubsub.ScoreParameterDecay(invalidDecayWindow), 4096),
+	}
+	scoreParams, thresholds := peerScoreParams(r.rateViol.score)
+	opts := []pubsub.Option{
+		pubsub.WithGossipSubParams(*cfg.Params),
+		pubsub.WithFloodPublish(!cfg.DisableFloodPublish),
+		pubsub.WithPeerExchange(false),
+		pubsub.WithSeenMessagesTTL(seenTTL),
+		pubsub.WithValidateQueueSize(256),
+		pubsub.WithPeerOutboundQueueSize(128),
+		pubsub.WithSubscriptionFilter(pubsub.WrapLimitSubscriptionFilter(roomFilter{}, maxSubscriptionsPerRPC)),
+		pubsub.WithPeerScore(scoreParams, thresholds),
+		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(r.inspectScores), scoreInspectInterval),
+		pubsub.WithLogger(psLog),
+	}
+	opts = append(opts, cfg.Options...)
+	opts = append(opts, pubsub.WithMessageSignaturePolicy(pubsub.StrictSign))
+
+	psCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	ps, err := pubsub.NewGossipSub(psCtx, h, opts...)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("gossip: start GossipSub: %w", err)
+	}
+	r.ps, r.cancel = ps, cancel
+	h.SetStreamHandler(FetchProtocol, r.handleFetch)
+	return r, nil
+}
+
+// Join opens the room's topic: it registers the validator, sets the topic's
+// score parameters, subscribes, and starts the Topic's reader goroutines.
+// Joining a room that is already open on this Router returns
+// ErrAlreadyJoined; after Topic.Close the room may be joined again.
+func (r *Router) Join(roomID string) (*Topic, error) {
+	if err := checkRoomID(roomID); err != nil {
+		return nil, fmt.Errorf("gossip: join %q: %w", roomID, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	if _, ok := r.topics[roomID]; ok {
+		return nil, fmt.Errorf("%w: %q", ErrAlreadyJoined, roomID)
+	}
+	t, err := r.openTopic(roomID)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: join %q: %w", roomID, err)
+	}
+	r.topics[roomID] = t
+	return t, nil
+}
+
+// Stats returns the sum of the counters of every Topic this Router has had,
+// plus Fetch requests for rooms it is not in.
+func (r *Router) Stats() Stats { return r.stats.snapshot() }
+
+// PeerScores returns the latest GossipSub peer scores (refreshed every
+// second): 0 is neutral, a negative score means penalties (below -80 the
+// peer is graylisted: its RPCs are dropped unread).
+func (r *Router) PeerScores() map[peer.ID]float64 {
+	r.scoreMu.Lock()
+	defer r.scoreMu.Unlock()
+	return maps.Clone(r.scores)
+}
+
+// Peers returns the peers known to be subscribed to the room's topic that
+// this host has a GossipSub stream to, whether or not this host has joined
+// the room: a Publish on the room reaches each of them directly.
+func (r *Router) Peers(roomID string) []peer.ID {
+	if checkRoomID(roomID) != nil {
+		return nil
+	}
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return nil
+	}
+	return r.ps.ListPeers(TopicName(roomID))
+}
+
+// Close closes every open Topic, stops serving Fetch, stops GossipSub and
+// resets its streams. It does not close the host. It is idempotent.
+func (r *Router) Close() error {
+	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		r.closed = true
+		topics := make([]*Topic, 0, len(r.topics))
+		for _, t := range r.topics {
+			topics = append(topics, t)
+		}
+		streams := make([]network.Stream, 0, len(r.streams))
+		for s := range r.streams {
+			streams = append(streams, s)
+		}
+		r.mu.Unlock()
+
+		for _, t := range topics {
+			_ = t.Close()
+		}
+		r.h.RemoveStreamHandler(FetchProtocol)
+		for _, s := range streams {
+			_ = s.Reset()
+		}
+		r.handlers.Wait()
+
+		r.cancel()
+		// pubsub never unregisters its protocols and leaves its streams to
+		// the host; without this its reader goroutines would live until the
+		// remote side or the host closes them.
+		gsProtos := make(map[protocol.ID]bool)
+		for _, id := range pubsub.GossipSubDefaultProtocols {
+			gsProtos[id] = true
+			r.h.RemoveStreamHandler(id)
+		}
+		for _, c := range r.h.Network().Conns() {
+			for _, s := range c.GetStreams() {
+				if gsProtos[s.Protocol()] {
+					_ = s.Reset()
+				}
+			}
+		}
+	})
+	return nil
+}
+
+func (r *Router) inspectScores(m map[peer.ID]float64) {
+	r.scoreMu.Lock()
+	r.scores = maps.Clone(m)
+	r.scoreMu.Unlock()
+}
+
+func (r *Router) topic(roomID string) *Topic {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.topics[roomID]
+}
+
+func (r *Router) removeTopic(t *Topic) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.topics[t.roomID] == t {
+		delete(r.topics, t.roomID)
+	}
+}
+
+// trackStream registers an inbound Fetch stream so that Close can reset it
+// and wait for its handler; it returns false once the Router is closed.
+func (r *Router) trackStream(s network.Stream) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.streams[s] = struct{}{}
+	r.handlers.Add(1)
+	return true
+}
+
+func (r *Router) untrackStream(s network.Stream) {
+	r.mu.Lock()
+	delete(r.streams, s)
+	r.mu.Unlock()
+	r.handlers.Done()
+}
+
+// roomFilter accepts subscriptions to valid room topics only, local and
+// remote. Remote subscriptions to rooms we have not joined are kept so that
+// a later Join knows its peers at once.
+type roomFilter struct{}
+
+func (roomFilter) CanSubscribe(topic string) bool {
+	_, ok := roomIDFromTopic(topic)
+	return ok
+}
+
+func (f roomFilter) FilterIncomingSubscriptions(_ peer.ID, subs []*pb.RPC_SubOpts) ([]*pb.RPC_SubOpts, error) {
+	return pubsub.FilterSubscriptions(subs, f.CanSubscribe), nil
+}

@@ -1,0 +1,71 @@
+package gossip
+
+import "sync/atomic"
+
+// Stats counts what a Router or a Topic did with messages. Every inbound
+// topic message is counted once (the first copy; pubsub drops duplicates
+// before validation), under exactly one of Accepted, Malformed, Oversized,
+// WrongAuthor or RateLimited. Own publishes are counted in Published only.
+type Stats struct {
+	// Published counts own messages handed to GossipSub.
+	Published uint64
+	// Accepted counts remote messages that passed validation (delivered to
+	// Next unless they were dropped, and relayed).
+	Accepted uint64
+	// Malformed counts messages whose envelope or presence state does not
+	// decode (rejected: the sender is penalised).
+	Malformed uint64
+	// Oversized counts messages above MaxMessageSize, the envelope bounds or
+	// the presence Limits (rejected).
+	Oversized uint64
+	// WrongAuthor counts messages whose presence state describes a peer
+	// other than the signer (rejected).
+	WrongAuthor uint64
+	// RateLimited counts messages over their author's rate. They are
+	// ignored (neither delivered nor forwarded, no penalty for relays); an
+	// author that sent them to us directly is penalised through its peer
+	// score instead.
+	RateLimited uint64
+	// Dropped counts accepted messages dropped because the consumer of Next
+	// lagged and the queue was full.
+	Dropped uint64
+	// FetchServed counts Fetch requests answered with state; FetchRefused
+	// those answered "not in room", "refused" or "busy".
+	FetchServed, FetchRefused uint64
+	// FetchInvalid counts Fetch replies rejected by the local validation
+	// (malformed, oversized, wrong author or wrong kind).
+	FetchInvalid uint64
+}
+
+type counter int
+
+const (
+	cPublished counter = iota
+	cAccepted
+	cMalformed
+	cOversized
+	cWrongAuthor
+	cRateLimited
+	cDropped
+	cFetchServed
+	cFetchRefused
+	cFetchInvalid
+	numCounters
+)
+
+type counters [numCounters]atomic.Uint64
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		Published:    c[cPublished].Load(),
+		Accepted:     c[cAccepted].Load(),
+		Malformed:    c[cMalformed].Load(),
+		Oversized:    c[cOversized].Load(),
+		WrongAuthor:  c[cWrongAuthor].Load(),
+		RateLimited:  c[cRateLimited].Load(),
+		Dropped:      c[cDropped].Load(),
+		FetchServed:  c[cFetchServed].Load(),
+		FetchRefused: c[cFetchRefused].Load(),
+		FetchInvalid: c[cFetchInvalid].Load(),
+	}
+}

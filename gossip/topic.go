@@ -1,0 +1,337 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/convene-p2p/convene/ephemeral"
+	"github.com/convene-p2p/convene/room"
+)
+
+var _ room.Network = (*Topic)(nil)
+
+const (
+	// subBufferSize is pubsub's per-subscription buffer; the reader goroutine
+	// drains it into the Topic's own queue at once.
+	subBufferSize = 256
+	// peerUpPoll and peerUpWait: a PeerJoin is reported as EventPeerUp once
+	// the peer is in the topic's peer list (its subscription arrived and our
+	// send queue to it exists), polled every peerUpPoll, or after peerUpWait.
+	peerUpPoll = 5 * time.Millisecond
+	peerUpWait = 2 * time.Second
+)
+
+// Topic is one joined room: it implements room.Network over a GossipSub
+// topic. It is safe for concurrent use.
+type Topic struct {
+	r      *Router
+	roomID string
+	name   string
+	self   peer.ID
+	lim    *limiters
+	stats  counters
+	serve  atomic.Pointer[func() (room.Message, bool)]
+	q      *queue
+
+	pt  *pubsub.Topic
+	sub *pubsub.Subscription
+	evh *pubsub.TopicEventHandler
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// openTopic is Join's body; r.mu is held.
+func (r *Router) openTopic(roomID string) (_ *Topic, err error) {
+	t := &Topic{
+		r:      r,
+		roomID: roomID,
+		name:   TopicName(roomID),
+		self:   r.self,
+		lim:    newLimiters(r.cfg.Rate, r.cfg.Burst, r.cfg.maxTrackedAuthors()),
+		q:      newQueue(r.cfg.QueueSize),
+	}
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	// The validator is in place before the subscription exists, so that no
+	// message is ever delivered unvalidated.
+	if err := r.ps.RegisterTopicValidator(t.name, pubsub.ValidatorEx(t.validate), pubsub.WithValidatorInline(true)); err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { _ = r.ps.UnregisterTopicValidator(t.name) })
+	if t.pt, err = r.ps.Join(t.name); err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { _ = t.pt.Close() })
+	if err = t.pt.SetScoreParams(topicScoreParams()); err != nil {
+		return nil, err
+	}
+	if t.evh, err = t.pt.EventHandler(); err != nil {
+		return nil, err
+	}
+	undo = append(undo, t.evh.Cancel)
+	if t.sub, err = t.pt.Subscribe(pubsub.WithBufferSize(subBufferSize)); err != nil {
+		return nil, err
+	}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	t.wg.Add(2)
+	go t.readLoop()
+	go t.peerLoop()
+	return t, nil
+}
+
+// RoomID returns the room's ID.
+func (t *Topic) RoomID() string { return t.roomID }
+
+// Stats returns this room's counters.
+func (t *Topic) Stats() Stats { return t.stats.snapshot() }
+
+// Peers returns the peers a Publish on this room currently reaches directly
+// (see Router.Peers).
+func (t *Topic) Peers() []peer.ID {
+	if t.closed.Load() {
+		return nil
+	}
+	return t.pt.ListPeers()
+}
+
+// Publish encodes m and publishes it on the room topic, signed by the local
+// peer. With flood publishing (the default) it is sent at once to every peer
+// in Peers(); see docs/PROTOCOL.md for what is guaranteed to whom. It fails
+// with ErrMalformed, ErrTooLarge or ErrWrongAuthor (wrapped) for a message
+// that other peers would reject.
+func (t *Topic) Publish(ctx context.Context, m room.Message) error {
+	if t.closed.Load() {
+		return room.ErrNetworkClosed
+	}
+	data, err := EncodeMessage(m)
+	if err != nil {
+		return fmt.Errorf("gossip: publish: %w", err)
+	}
+	if _, err := t.r.check(data, t.self); err != nil {
+		return fmt.Errorf("gossip: publish: %w", err)
+	}
+	if err := t.pt.Publish(ctx, data); err != nil {
+		if t.closed.Load() || errors.Is(err, pubsub.ErrTopicClosed) {
+			return room.ErrNetworkClosed
+		}
+		return fmt.Errorf("gossip: publish: %w", err)
+	}
+	t.count(cPublished)
+	return nil
+}
+
+// Next returns the next inbound event: a validated message from another peer
+// (never an own one), or a PeerUp/PeerDown transport hint. Peer events are
+// coalesced per peer (the latest wins) and returned before queued messages.
+// After Close it returns room.ErrNetworkClosed.
+func (t *Topic) Next(ctx context.Context) (room.NetEvent, error) {
+	return t.q.next(ctx)
+}
+
+// Serve sets the function that answers Fetch requests for this room; nil (or
+// never calling Serve) refuses them.
+func (t *Topic) Serve(state func() (m room.Message, ok bool)) {
+	if state == nil {
+		t.serve.Store(nil)
+		return
+	}
+	t.serve.Store(&state)
+}
+
+func (t *Topic) serveState() (room.Message, bool) {
+	f := t.serve.Load()
+	if f == nil {
+		return room.Message{}, false
+	}
+	return (*f)()
+}
+
+// Close leaves the room: it cancels the subscription and the event handler,
+// waits for the reader goroutines, closes the pubsub topic and removes the
+// validator. In-flight Fetch calls on this Topic fail. It is idempotent.
+func (t *Topic) Close() error {
+	t.closeOnce.Do(func() {
+		t.closed.Store(true)
+		t.q.close()
+		t.cancel()
+		t.sub.Cancel()
+		t.evh.Cancel()
+		t.wg.Wait()
+		err := t.pt.Close()
+		if verr := t.r.ps.UnregisterTopicValidator(t.name); err == nil {
+			err = verr
+		}
+		t.r.removeTopic(t)
+		if err != nil {
+			t.closeErr = fmt.Errorf("gossip: close %q: %w", t.roomID, err)
+		}
+	})
+	return t.closeErr
+}
+
+func (t *Topic) count(c counter) {
+	t.stats[c].Add(1)
+	t.r.stats[c].Add(1)
+}
+
+// validate is the topic validator, run inline by pubsub for every message
+// (the first copy of each message ID), including own publishes. See
+// docs/PROTOCOL.md, "Validation".
+func (t *Topic) validate(_ context.Context, src peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	if src == t.self {
+		// Own publish: Publish has already checked it.
+		return pubsub.ValidationAccept
+	}
+	signer := msg.GetFrom()
+	if now := time.Now(); !t.lim.allow(signer, now) {
+		// Ignore, never Reject: relays' buckets disagree at the margin, and
+		// pubsub would penalise every honest relay delivering a copy. The
+		// author is penalised instead (P5) if it sent the message itself.
+		t.count(cRateLimited)
+		if src == signer {
+			t.r.rateViol.add(signer, now)
+		}
+		return pubsub.ValidationIgnore
+	}
+	m, err := t.r.check(msg.GetData(), signer)
+	if err != nil {
+		t.count(reason(err))
+		t.r.log.Debug("rejected message", "room", t.roomID, "from", signer, "via", src, "err", err)
+		return pubsub.ValidationReject
+	}
+	msg.ValidatorData = &m
+	t.count(cAccepted)
+	return pubsub.ValidationAccept
+}
+
+// check applies every content check to an encoded envelope authored by
+// author: size, envelope decoding, and the presence state (ephemeral.Verify:
+// decodable, within Limits, describing author only).
+func (r *Router) check(data []byte, author peer.ID) (room.Message, error) {
+	if len(data) > r.cfg.MaxMessageSize {
+		return room.Message{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), r.cfg.MaxMessageSize)
+	}
+	if author == "" {
+		return room.Message{}, fmt.Errorf("%w: unsigned", ErrMalformed)
+	}
+	m, err := DecodeMessage(data)
+	if err != nil {
+		return room.Message{}, err
+	}
+	if len(m.State) > 0 {
+		if err := ephemeral.Verify(m.State, ephemeral.PeerID(author), r.cfg.Limits); err != nil {
+			switch {
+			case errors.Is(err, ephemeral.ErrForeignPeer):
+				return room.Message{}, fmt.Errorf("%w: %w", ErrWrongAuthor, err)
+			case errors.Is(err, ephemeral.ErrTooLarge), errors.Is(err, ephemeral.ErrKeyTooLong),
+				errors.Is(err, ephemeral.ErrValueTooLarge), errors.Is(err, ephemeral.ErrTooManyKeys),
+				errors.Is(err, ephemeral.ErrTooManyPeers):
+				return room.Message{}, fmt.Errorf("%w: state: %w", ErrTooLarge, err)
+			default:
+				return room.Message{}, fmt.Errorf("%w: state: %w", ErrMalformed, err)
+			}
+		}
+	}
+	return m, nil
+}
+
+// reason maps a check error to its counter.
+func reason(err error) counter {
+	switch {
+	case errors.Is(err, ErrWrongAuthor):
+		return cWrongAuthor
+	case errors.Is(err, ErrTooLarge):
+		return cOversized
+	default:
+		return cMalformed
+	}
+}
+
+// readLoop moves validated messages from the subscription to the queue.
+func (t *Topic) readLoop() {
+	defer t.wg.Done()
+	for {
+		msg, err := t.sub.Next(t.ctx)
+		if err != nil {
+			return // Close
+		}
+		from := msg.GetFrom()
+		if msg.ReceivedFrom == t.self || from == t.self {
+			continue
+		}
+		m, ok := msg.ValidatorData.(*room.Message)
+		if !ok {
+			continue // not validated by us; cannot happen
+		}
+		ev := room.NetEvent{Kind: room.EventMessage, From: room.PeerID(from), Msg: *m}
+		if !t.q.pushMessage(ev) {
+			t.count(cDropped)
+		}
+	}
+}
+
+// peerLoop turns pubsub's PeerJoin/PeerLeave into EventPeerUp/EventPeerDown.
+// A PeerUp waits until the peer is in the topic's peer list, so that a
+// Publish right after it reaches the peer.
+func (t *Topic) peerLoop() {
+	defer t.wg.Done()
+	pending := make(map[peer.ID]time.Time) // joined, not yet reported
+	for {
+		ctx, cancel := t.ctx, context.CancelFunc(nil)
+		if len(pending) > 0 {
+			ctx, cancel = context.WithTimeout(t.ctx, peerUpPoll)
+		}
+		ev, err := t.evh.NextPeerEvent(ctx)
+		if cancel != nil {
+			cancel()
+		}
+		if t.ctx.Err() != nil {
+			return
+		}
+		if err == nil && ev.Peer != t.self {
+			switch ev.Type {
+			case pubsub.PeerJoin:
+				pending[ev.Peer] = time.Now()
+			case pubsub.PeerLeave:
+				if _, ok := pending[ev.Peer]; ok {
+					delete(pending, ev.Peer) // never reported up
+				} else {
+					t.q.pushPeer(ev.Peer, room.EventPeerDown)
+				}
+			}
+		}
+		if len(pending) == 0 {
+			continue
+		}
+		listed := make(map[peer.ID]bool)
+		for _, p := range t.pt.ListPeers() {
+			listed[p] = true
+		}
+		now := time.Now()
+		for p, since := range pending {
+			if listed[p] || now.Sub(since) >= peerUpWait {
+				delete(pending, p)
+				t.q.pushPeer(p, room.EventPeerUp)
+			}
+		}
+	}
+}
