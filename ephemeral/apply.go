@@ -1,0 +1,579 @@
+package ephemeral
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Apply applies remote data (a delta or a snapshot) authored by author, the authenticated
+// signer supplied by the caller, at now on the receiver's clock.
+//
+// Every peer the data describes must be author (else ErrForeignPeer, nothing applied); a
+// delta names no peer, so it always describes its author. Data authored by Self is ignored
+// (nil, nil). Decoder errors (ErrMalformed, ErrTooLarge) and limit errors (ErrTooManyKeys:
+// the result would hold more live keys than the limit; ErrTooManyPeers) leave the store
+// unchanged. Stale and duplicate entries are skipped silently.
+//
+// Apply counts as Heard(now, author), except for data the store ignores as a whole: data
+// from an older epoch than held (a replay of a previous run), data of a peer that left
+// (Remove with CauseLeave) from the epoch it left in, data of a timed-out peer that
+// carries nothing newer than what was dropped, and a snapshot with no record. It returns
+// one Change (CauseRemote) per affected peer, only non-empty ones.
+func (s *Store) Apply(now time.Time, author PeerID, data []byte) ([]Change, error) {
+	if err := checkPeerID(author); err != nil {
+		return nil, fmt.Errorf("ephemeral: Apply: author: %w", err)
+	}
+	if author == s.self {
+		return nil, nil
+	}
+	if err := decode(data, &s.lim, &s.dec, author); err != nil {
+		return nil, err
+	}
+	return s.apply(now, author)
+}
+
+// ApplyTrusted applies a multi-peer snapshot without an author check: only for data the
+// caller itself produced or verified (tests, benchmarks, state hand-off); never for network
+// input. Records of Self are skipped. A delta is rejected (ErrMalformed): it names no peer.
+func (s *Store) ApplyTrusted(now time.Time, data []byte) ([]Change, error) {
+	if err := decode(data, &s.lim, &s.dec, ""); err != nil {
+		return nil, err
+	}
+	if s.dec.kind != kindSnapshot {
+		return nil, fmt.Errorf("%w: ApplyTrusted takes a snapshot, got a delta (a delta names no peer)", ErrMalformed)
+	}
+	return s.apply(now, "")
+}
+
+// arenaSize is what committing a message needs in fresh memory.
+type arenaSize struct {
+	peers, ents, str, val int
+}
+
+// apply plans every record of s.dec against the held state, checks the limits, then
+// commits. author is the delta's author ("" for ApplyTrusted).
+func (s *Store) apply(now time.Time, author PeerID) ([]Change, error) {
+	d := &s.dec
+	snapshot := d.kind == kindSnapshot
+	var sz arenaSize
+	for i := range d.recs {
+		r := &d.recs[i]
+		if r.peer != nil && string(r.peer) == string(s.self) {
+			r.skip = true
+			continue
+		}
+		live := s.plan(r, d.ents[r.first:r.end], snapshot, author, &sz)
+		if r.skip {
+			continue
+		}
+		if live > s.lim.MaxKeysPerPeer {
+			return nil, fmt.Errorf("%w: peer %x would hold %d live keys (limit %d)", ErrTooManyKeys, string(r.id(author)), live, s.lim.MaxKeysPerPeer)
+		}
+	}
+	if sz.peers > 0 && len(s.peers)+sz.peers > s.lim.MaxPeers {
+		return nil, fmt.Errorf("%w: %d new peers with %d held (limit %d)", ErrTooManyPeers, sz.peers, len(s.peers), s.lim.MaxPeers)
+	}
+
+	s.observe(now)
+	if sz.peers > len(s.peers) {
+		// Many new peers at once (a newcomer's first snapshot): size the map once
+		// instead of rehashing it on the way.
+		m := make(map[string]*peerState, len(s.peers)+sz.peers)
+		maps.Copy(m, s.peers)
+		s.peers = m
+	}
+	var a arena
+	a.init(d, sz, author)
+	s.chg.reset()
+	s.chg.items = slices.Grow(s.chg.items, len(d.ents))
+	s.chg.recs = slices.Grow(s.chg.recs, len(d.recs))
+	for i := range d.recs {
+		if r := &d.recs[i]; !r.skip {
+			s.commit(now, r, d.ents[r.first:r.end], snapshot, author, &a)
+		}
+	}
+	// d keeps pointing into data until the next decode: at most one message is retained.
+	return s.chg.build(), nil
+}
+
+// id returns the record's peer ID (author for a delta).
+func (r *wireRecord) id(author PeerID) []byte {
+	if r.peer == nil {
+		return []byte(author)
+	}
+	return r.peer
+}
+
+// held returns the held state of r's peer, or nil.
+func (s *Store) held(r *wireRecord, author PeerID) *peerState {
+	if r.peer == nil {
+		return s.peers[string(author)]
+	}
+	return s.peers[string(r.peer)]
+}
+
+func (s *Store) departed(r *wireRecord, author PeerID) (departure, bool) {
+	if r.peer == nil {
+		d, ok := s.gone.m[string(author)]
+		return d, ok
+	}
+	d, ok := s.gone.m[string(r.peer)]
+	return d, ok
+}
+
+// plan decides, without changing anything, what r does to its peer: it fills the plan
+// fields of r and ents, adds the fresh memory needed to sz, and returns the number of live
+// keys the peer would hold.
+func (s *Store) plan(r *wireRecord, ents []wireEntry, snapshot bool, author PeerID, sz *arenaSize) int {
+	d := &s.dec
+	r.p, r.skip, r.reset, r.structural = s.held(r, author), false, false, false
+	var (
+		epoch, floor, minEpoch uint64
+		live                   int
+		held                   []entry
+	)
+	if p := r.p; p != nil {
+		epoch, floor, minEpoch, live, held = p.epoch, p.floor, p.minEpoch, p.live, p.entries
+	} else if dep, ok := s.departed(r, author); ok {
+		epoch, floor, minEpoch = dep.epoch, dep.high, dep.minEpoch
+	}
+	if r.epoch < epoch || r.epoch < minEpoch {
+		r.skip = true
+		return 0
+	}
+	if r.epoch > epoch {
+		// A newer epoch replaces everything held: every entry wins.
+		r.reset = true
+		live = 0
+		for i := range ents {
+			w := &ents[i]
+			w.accept, w.found, w.pos = true, false, i
+			if !w.tomb {
+				live++
+			}
+			sz.str += int(w.klen)
+			sz.val += int(w.vlen)
+		}
+		sz.ents += len(ents)
+		if r.p == nil {
+			sz.peers++
+			sz.str += len(r.peer)
+		}
+		return live
+	}
+
+	// Same epoch: merge the sorted entries with the sorted held keys.
+	changed := false
+	h := 0
+	absent := func(e *entry) {
+		// A snapshot is complete through r.complete: a held key it lacks, written at or
+		// before that, has been deleted.
+		if snapshot && e.counter <= r.complete {
+			r.structural, changed = true, true
+			if !e.tomb {
+				live--
+			}
+		}
+	}
+	for i := range ents {
+		w := &ents[i]
+		key := d.key(w)
+		for h < len(held) && held[h].key < string(key) {
+			absent(&held[h])
+			h++
+		}
+		w.accept, w.pos = false, h
+		if h < len(held) && held[h].key == string(key) {
+			w.found = true
+			e := &held[h]
+			h++
+			if w.counter <= e.counter {
+				continue // stale or duplicate
+			}
+			w.accept, changed = true, true
+			if e.tomb && !w.tomb {
+				live++
+			} else if !e.tomb && w.tomb {
+				live--
+			}
+			if !w.tomb && cap(e.value) < int(w.vlen) {
+				sz.val += int(w.vlen)
+			}
+			continue
+		}
+		w.found = false
+		// A key not held: new unless the floor says it is stale. A snapshot complete
+		// through at least the floor knows better than the floor.
+		if w.counter > floor || (snapshot && r.complete >= floor) {
+			w.accept, changed, r.structural = true, true, true
+			if !w.tomb {
+				live++
+			}
+			sz.str += int(w.klen)
+			sz.val += int(w.vlen)
+		}
+	}
+	for ; h < len(held); h++ {
+		absent(&held[h])
+	}
+	if snapshot && r.complete > floor {
+		changed = true
+	}
+	if r.p == nil {
+		if !changed {
+			r.skip = true // a departed peer's old news: do not bring it back
+			return 0
+		}
+		sz.peers++
+		sz.str += len(r.peer)
+	}
+	return live
+}
+
+// commit applies the plan of r to its peer and records the change.
+func (s *Store) commit(now time.Time, r *wireRecord, ents []wireEntry, snapshot bool, author PeerID, a *arena) {
+	d := &s.dec
+	p := r.p
+	if p == nil {
+		p = a.peer()
+		if r.peer == nil {
+			p.id = author
+		} else {
+			p.id = PeerID(a.key(r.peer))
+		}
+		s.adopt(p)
+	}
+	s.touch(p, now)
+	ttl := !p.ttlMin.IsZero()
+	c := &s.chg
+	c.begin()
+	switch {
+	case r.reset:
+		old := p.entries
+		nes := a.entries(len(ents))
+		h := 0
+		for i := range ents {
+			w := &ents[i]
+			key := d.key(w)
+			for h < len(old) && old[h].key < string(key) {
+				c.classify(old[h].key, !old[h].tomb, false)
+				h++
+			}
+			wasLive := false
+			if h < len(old) && old[h].key == string(key) {
+				wasLive = !old[h].tomb
+				h++
+			}
+			e := &nes[i]
+			e.key = a.key(key)
+			fill(e, w, d.value(w), now, a)
+			c.classify(e.key, wasLive, !w.tomb)
+			ttl = ttl || w.ttl > 0
+		}
+		for ; h < len(old); h++ {
+			c.classify(old[h].key, !old[h].tomb, false)
+		}
+		p.entries = nes
+		p.epoch, p.high, p.floor, p.complete = r.epoch, 0, 0, 0
+		p.minEpoch = max(p.minEpoch, r.epoch)
+		p.recount()
+	case r.structural:
+		held := p.entries
+		buf := s.entBuf[:0]
+		h := 0
+		keep := func(e *entry) {
+			if snapshot && e.counter <= r.complete {
+				c.classify(e.key, !e.tomb, false)
+				return
+			}
+			buf = append(buf, *e)
+		}
+		for i := range ents {
+			w := &ents[i]
+			for ; h < w.pos; h++ {
+				keep(&held[h])
+			}
+			switch {
+			case w.found:
+				e := held[h]
+				h++
+				if w.accept {
+					wasLive := !e.tomb
+					fill(&e, w, d.value(w), now, a)
+					c.classify(e.key, wasLive, !w.tomb)
+					ttl = ttl || w.ttl > 0
+				}
+				buf = append(buf, e)
+			case w.accept:
+				e := entry{key: a.key(d.key(w))}
+				fill(&e, w, d.value(w), now, a)
+				c.classify(e.key, false, !w.tomb)
+				ttl = ttl || w.ttl > 0
+				buf = append(buf, e)
+			}
+		}
+		for ; h < len(held); h++ {
+			keep(&held[h])
+		}
+		p.entries = append(p.entries[:0], buf...)
+		clear(buf)
+		s.entBuf = buf[:0]
+		p.recount()
+	default:
+		for i := range ents {
+			w := &ents[i]
+			if !w.accept {
+				continue
+			}
+			e := &p.entries[w.pos]
+			wasLive := !e.tomb
+			fill(e, w, d.value(w), now, a)
+			c.classify(e.key, wasLive, !w.tomb)
+			ttl = ttl || w.ttl > 0
+			switch {
+			case wasLive && w.tomb:
+				p.live--
+				p.tombs++
+			case !wasLive && !w.tomb:
+				p.live++
+				p.tombs--
+			}
+		}
+	}
+	for i := range ents {
+		p.high = max(p.high, ents[i].counter)
+	}
+	if snapshot {
+		p.floor = max(p.floor, r.complete)
+		p.complete = max(p.complete, r.complete)
+		p.high = max(p.high, r.complete)
+	}
+	s.capTombs(p)
+	if ttl {
+		s.retime(p)
+	}
+	c.end(p.id, CauseRemote)
+}
+
+// fill writes the accepted wire entry w, with value v, into e (e.key is already set).
+func fill(e *entry, w *wireEntry, v []byte, now time.Time, a *arena) {
+	e.counter = w.counter
+	e.deadline = time.Time{}
+	if w.tomb {
+		e.tomb = true
+		e.value = e.value[:0]
+		return
+	}
+	e.tomb = false
+	if cap(e.value) >= len(v) {
+		e.value = append(e.value[:0], v...)
+	} else {
+		e.value = a.value(v)
+	}
+	if w.ttl > 0 {
+		e.deadline = now.Add(w.ttl)
+	}
+}
+
+// arena hands out the fresh memory one message needs in a few allocations: peer states,
+// entry slices, one string for every new key and peer ID, one buffer for every new value.
+// Pieces are carved with full slice expressions, so growing one never touches another.
+// If the plan underestimated anything, it falls back to ordinary allocation.
+type arena struct {
+	peers []peerState
+	ents  []entry
+	str   string
+	val   []byte
+}
+
+func (a *arena) init(d *decoded, sz arenaSize, author PeerID) {
+	if sz.peers > 0 {
+		a.peers = make([]peerState, sz.peers)
+	}
+	if sz.ents > 0 {
+		a.ents = make([]entry, sz.ents)
+	}
+	if sz.val > 0 {
+		a.val = make([]byte, sz.val)
+	}
+	if sz.str == 0 {
+		return
+	}
+	// Lay out the new strings in commit order (the order a.key is called).
+	var b strings.Builder
+	b.Grow(sz.str)
+	for i := range d.recs {
+		r := &d.recs[i]
+		if r.skip {
+			continue
+		}
+		if r.p == nil && r.peer != nil {
+			b.Write(r.peer)
+		}
+		for i := r.first; i < r.end; i++ {
+			if w := &d.ents[i]; r.reset || (w.accept && !w.found) {
+				b.Write(d.key(w))
+			}
+		}
+	}
+	a.str = b.String()
+}
+
+func (a *arena) peer() *peerState {
+	if len(a.peers) == 0 {
+		return new(peerState)
+	}
+	p := &a.peers[0]
+	a.peers = a.peers[1:]
+	return p
+}
+
+func (a *arena) entries(n int) []entry {
+	if len(a.ents) < n {
+		return make([]entry, n)
+	}
+	e := a.ents[:n:n]
+	a.ents = a.ents[n:]
+	return e
+}
+
+// key returns b as a string, carved from the arena when b is next in it.
+func (a *arena) key(b []byte) string {
+	if len(a.str) >= len(b) && a.str[:len(b)] == string(b) {
+		k := a.str[:len(b)]
+		a.str = a.str[len(b):]
+		return k
+	}
+	return string(b)
+}
+
+func (a *arena) value(b []byte) []byte {
+	if len(a.val) < len(b) {
+		return append([]byte(nil), b...)
+	}
+	v := a.val[:len(b):len(b)]
+	a.val = a.val[len(b):]
+	copy(v, b)
+	return v
+}
+
+// oneChange backs a single-key result of Apply.
+type oneChange struct {
+	c [1]Change
+	k [1]string
+}
+
+// oneChangeSlab is how many single-key results share one allocation (3.5 KiB). A caller
+// that keeps one result keeps its slab alive; nothing else is shared.
+const oneChangeSlab = 32
+
+// changeScratch collects the changes of one operation with few allocations.
+type changeScratch struct {
+	slab  []oneChange
+	items []chItem // keys of every record, in visiting (sorted) order
+	recs  []chRec
+	cur   int // first item of the record being built
+}
+
+type chItem struct {
+	key  string
+	kind uint8 // chAdded, chUpdated, chRemoved
+}
+
+const (
+	chAdded = iota
+	chUpdated
+	chRemoved
+)
+
+type chRec struct {
+	peer       PeerID
+	start, end int // items
+	n          [3]int
+	cause      Cause
+}
+
+// reset empties the scratch. Stale strings beyond the length are not cleared: they are
+// keys the store holds or held, bounded by the largest change so far, and clearing them
+// would cost write barriers on the hot path.
+func (c *changeScratch) reset() {
+	c.items, c.recs, c.cur = c.items[:0], c.recs[:0], 0
+}
+
+func (c *changeScratch) begin() { c.cur = len(c.items) }
+
+// classify records what happened to key: it was or was not live, and now is or is not.
+func (c *changeScratch) classify(key string, was, is bool) {
+	switch {
+	case !was && is:
+		c.items = append(c.items, chItem{key, chAdded})
+	case was && is:
+		c.items = append(c.items, chItem{key, chUpdated})
+	case was && !is:
+		c.items = append(c.items, chItem{key, chRemoved})
+	}
+}
+
+// end closes the record for peer, keeping it only if it has keys.
+func (c *changeScratch) end(peer PeerID, cause Cause) {
+	if len(c.items) == c.cur {
+		return
+	}
+	r := chRec{peer: peer, start: c.cur, end: len(c.items), cause: cause}
+	for _, it := range c.items[c.cur:] {
+		r.n[it.kind]++
+	}
+	c.recs = append(c.recs, r)
+	c.cur = len(c.items)
+}
+
+// build returns the collected changes in memory the store never touches again: for the
+// common single-key case a slab element, otherwise two allocations. Every path visits keys
+// in sorted order, so each list comes out sorted.
+func (c *changeScratch) build() []Change {
+	if len(c.recs) == 0 {
+		return nil
+	}
+	var (
+		out  []Change
+		keys []string
+	)
+	if len(c.recs) == 1 && len(c.items) == 1 {
+		// The common case (one key of one peer) comes from a slab: one allocation per
+		// oneChangeSlab results. Every element is handed out once and never touched again;
+		// its slices have capacity 1, so a caller's append reallocates.
+		if len(c.slab) == 0 {
+			c.slab = make([]oneChange, oneChangeSlab)
+		}
+		one := &c.slab[0]
+		c.slab = c.slab[1:]
+		out, keys = one.c[:], one.k[:]
+	} else {
+		out = make([]Change, len(c.recs))
+		keys = make([]string, len(c.items))
+	}
+	off := 0
+	for i, r := range c.recs {
+		ch := Change{Peer: r.peer, Cause: r.cause}
+		lists := [3]*[]string{&ch.Added, &ch.Updated, &ch.Removed}
+		for kind, n := range r.n {
+			if n == 0 {
+				continue
+			}
+			list := keys[off : off : off+n]
+			for _, it := range c.items[r.start:r.end] {
+				if int(it.kind) == kind {
+					list = append(list, it.key)
+				}
+			}
+			*lists[kind] = list
+			off += n
+		}
+		out[i] = ch
+	}
+	c.reset()
+	return out
+}
