@@ -82,7 +82,9 @@ type Config struct {
 	FetchTimeout time.Duration
 
 	// MaxConcurrentFetches bounds the Fetch requests this peer serves at
-	// once; more are answered "busy". Zero means DefaultMaxConcurrentFetches.
+	// once; more are answered "busy". The same bound applies, separately,
+	// to direct goodbye streams (LeaveProtocol). Zero means
+	// DefaultMaxConcurrentFetches.
 	MaxConcurrentFetches int
 
 	// Options are passed to pubsub.NewGossipSub after Convene's own, so they

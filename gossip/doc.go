@@ -2,7 +2,9 @@
 // ("/convene/room/1/<roomID>"), a compact versioned envelope for room
 // messages, a topic validator at every relay (decoding, size, author binding,
 // rate limits), peer scoring that graylists peers which keep sending invalid
-// messages, and a direct-stream Fetch protocol for a peer's current state.
+// messages, a direct-stream Fetch protocol for a peer's current state, and a
+// direct-stream goodbye protocol (LeaveProtocol) so that a leave published
+// right before closing reaches every directly connected peer.
 //
 // A Router owns the GossipSub instance of one libp2p host; Router.Join
 // returns a Topic, which implements room.Network. The wire format and every

@@ -376,46 +376,6 @@ func TestLaggingConsumerDropsAndCounts(t *testing.T) {
 	}
 }
 
-func TestQueueCoalescesPeerEvents(t *testing.T) {
-	q := newQueue(2)
-	q.pushPeer("p1", room.EventPeerUp)
-	q.pushPeer("p2", room.EventPeerUp)
-	q.pushPeer("p1", room.EventPeerDown)
-	if !q.pushMessage(room.NetEvent{Kind: room.EventMessage, From: "p3"}) || !q.pushMessage(room.NetEvent{Kind: room.EventMessage, From: "p4"}) {
-		t.Fatal("push into a non-full queue failed")
-	}
-	if q.pushMessage(room.NetEvent{Kind: room.EventMessage, From: "p5"}) {
-		t.Fatal("push into a full queue succeeded")
-	}
-	ctx := context.Background()
-	var got []room.NetEvent
-	for range 4 {
-		ev, err := q.next(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, ev)
-	}
-	want := []room.NetEvent{
-		{Kind: room.EventPeerDown, From: "p1"}, {Kind: room.EventPeerUp, From: "p2"},
-		{Kind: room.EventMessage, From: "p3"}, {Kind: room.EventMessage, From: "p4"},
-	}
-	for i := range want {
-		if got[i].Kind != want[i].Kind || got[i].From != want[i].From {
-			t.Fatalf("event %d = %+v, want %+v", i, got[i], want[i])
-		}
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	if _, err := q.next(cctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("next on empty queue with cancelled ctx = %v", err)
-	}
-	q.close()
-	if _, err := q.next(ctx); !errors.Is(err, room.ErrNetworkClosed) {
-		t.Fatalf("next after close = %v", err)
-	}
-}
-
 // Router.Close stops every goroutine it and GossipSub started, while the
 // hosts (owned by the caller) stay open and connected.
 func TestRouterCloseLeavesHostRunningAndClean(t *testing.T) {

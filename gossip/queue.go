@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -13,23 +14,44 @@ import (
 // Next. Messages go into a bounded FIFO (full: the new message is dropped);
 // peer events are coalesced per peer (the latest kind wins), so they are
 // bounded by the number of peers and never dropped. Pushing never blocks.
+//
+// Order: messages come out in the order they were pushed. A peer event
+// comes out after every message from the same peer that was queued before
+// it (so a PeerDown never overtakes that peer's goodbye), and otherwise
+// ahead of queued messages (a PeerUp is not delayed by other peers'
+// backlog). When a peer event replaces a pending one, it takes the new
+// event's place: after every message of that peer queued so far.
 type queue struct {
-	mu       sync.Mutex
-	closed   bool
-	msgs     []room.NetEvent // ring buffer
-	head, n  int
-	peers    []peer.ID // peers with a pending event, oldest first
-	peerKind map[peer.ID]room.EventKind
-	wake     chan struct{} // capacity 1
-	done     chan struct{} // closed by close
+	mu      sync.Mutex
+	closed  bool
+	msgs    []room.NetEvent // ring buffer
+	head, n int
+	// popped counts the messages handed out so far: the message at ring
+	// position i (0 = head) has sequence number popped+i.
+	popped uint64
+	// lastMsg is, per author with messages in the ring, 1 + the sequence
+	// number of its latest queued message.
+	lastMsg map[room.PeerID]uint64
+	peers   []peer.ID // peers with a pending event, oldest first
+	pending map[peer.ID]peerEvent
+	wake    chan struct{} // capacity 1
+	done    chan struct{} // closed by close
+}
+
+// peerEvent is a pending transport event: returned once popped >= after,
+// i.e. once the peer's messages queued before it have been returned.
+type peerEvent struct {
+	kind  room.EventKind
+	after uint64
 }
 
 func newQueue(size int) *queue {
 	return &queue{
-		msgs:     make([]room.NetEvent, size),
-		peerKind: make(map[peer.ID]room.EventKind),
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		msgs:    make([]room.NetEvent, size),
+		lastMsg: make(map[room.PeerID]uint64),
+		pending: make(map[peer.ID]peerEvent),
+		wake:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
 	}
 }
 
@@ -52,38 +74,50 @@ func (q *queue) pushMessage(ev room.NetEvent) bool {
 	}
 	q.msgs[(q.head+q.n)%len(q.msgs)] = ev
 	q.n++
+	q.lastMsg[ev.From] = q.popped + uint64(q.n)
 	q.signal()
 	return true
 }
 
-// pushPeer records the latest transport event for p.
+// pushPeer records the latest transport event for p, to be returned after
+// p's messages queued so far.
 func (q *queue) pushPeer(p peer.ID, kind room.EventKind) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
 		return
 	}
-	if _, ok := q.peerKind[p]; !ok {
-		q.peers = append(q.peers, p)
+	if _, ok := q.pending[p]; ok {
+		q.peers = slices.DeleteFunc(q.peers, func(x peer.ID) bool { return x == p })
 	}
-	q.peerKind[p] = kind
+	q.peers = append(q.peers, p)
+	q.pending[p] = peerEvent{kind: kind, after: q.lastMsg[room.PeerID(p)]}
 	q.signal()
 }
 
+// popLocked returns the next event: the oldest pending peer event whose
+// peer has no earlier message left in the ring, else the oldest message.
+// A pending peer event that must wait always has a message ahead of it, so
+// an empty ring means every pending peer event is ready.
 func (q *queue) popLocked() (room.NetEvent, bool) {
-	if len(q.peers) > 0 {
-		p := q.peers[0]
-		q.peers[0] = ""
-		q.peers = q.peers[1:]
-		kind := q.peerKind[p]
-		delete(q.peerKind, p)
-		return room.NetEvent{Kind: kind, From: room.PeerID(p)}, true
+	for i, p := range q.peers {
+		pe := q.pending[p]
+		if pe.after > q.popped {
+			continue
+		}
+		q.peers = slices.Delete(q.peers, i, i+1)
+		delete(q.pending, p)
+		return room.NetEvent{Kind: pe.kind, From: room.PeerID(p)}, true
 	}
 	if q.n > 0 {
 		ev := q.msgs[q.head]
 		q.msgs[q.head] = room.NetEvent{}
 		q.head = (q.head + 1) % len(q.msgs)
 		q.n--
+		q.popped++
+		if q.lastMsg[ev.From] == q.popped {
+			delete(q.lastMsg, ev.From) // its last queued message
+		}
 		return ev, true
 	}
 	return room.NetEvent{}, false

@@ -29,8 +29,8 @@ var (
 const maxSubscriptionsPerRPC = 1024
 
 // Router is the GossipSub router of one libp2p host: it owns the pubsub
-// instance, the Fetch protocol handler, and the open rooms (Topics). It is
-// safe for concurrent use. Use one Router per host.
+// instance, the Fetch and goodbye protocol handlers, and the open rooms
+// (Topics). It is safe for concurrent use. Use one Router per host.
 type Router struct {
 	h      host.Host
 	self   peer.ID
@@ -41,7 +41,9 @@ type Router struct {
 	stats  counters
 
 	fetchSem chan struct{}
+	leaveSem chan struct{}
 	rateViol *rateViolations
+	sent     *sendTracker
 
 	scoreMu sync.Mutex
 	scores  map[peer.ID]float64
@@ -50,14 +52,15 @@ type Router struct {
 	closed   bool
 	topics   map[string]*Topic // by room ID
 	streams  map[network.Stream]struct{}
-	handlers sync.WaitGroup // in-flight Fetch handlers
+	handlers sync.WaitGroup // in-flight Fetch and goodbye handlers
 
 	closeOnce sync.Once
 }
 
 // New starts a GossipSub router on h with the options documented in
 // docs/PROTOCOL.md: StrictSign, flood publishing, peer scoring, a
-// subscription filter for room topics, and the Fetch protocol handler.
+// subscription filter for room topics, and the Fetch and goodbye
+// (LeaveProtocol) handlers.
 // ctx bounds nothing after New returns: the Router runs until Close. The
 // caller keeps ownership of h and closes it after Router.Close.
 func New(ctx context.Context, h host.Host, cfg Config) (*Router, error) {
@@ -75,6 +78,8 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Router, error) {
 		cfg:      cfg,
 		log:      own,
 		fetchSem: make(chan struct{}, cfg.MaxConcurrentFetches),
+		leaveSem: make(chan struct{}, cfg.MaxConcurrentFetches),
+		sent:     newSendTracker(h.ID()),
 		topics:   make(map[string]*Topic),
 		streams:  make(map[network.Stream]struct{}),
 		rateViol: newRateViolations(pubsub.ScoreParameterDecay(invalidDecayWindow), 4096),
@@ -91,6 +96,7 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Router, error) {
 		pubsub.WithPeerScore(scoreParams, thresholds),
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(r.inspectScores), scoreInspectInterval),
 		pubsub.WithLogger(psLog),
+		pubsub.WithRawTracer(r.sent),
 	}
 	opts = append(opts, cfg.Options...)
 	opts = append(opts, pubsub.WithMessageSignaturePolicy(pubsub.StrictSign))
@@ -103,6 +109,7 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Router, error) {
 	}
 	r.ps, r.cancel = ps, cancel
 	h.SetStreamHandler(FetchProtocol, r.handleFetch)
+	h.SetStreamHandler(LeaveProtocol, r.handleLeave)
 	return r, nil
 }
 
@@ -159,8 +166,11 @@ func (r *Router) Peers(roomID string) []peer.ID {
 	return r.ps.ListPeers(TopicName(roomID))
 }
 
-// Close closes every open Topic, stops serving Fetch, stops GossipSub and
-// resets its streams. It does not close the host. It is idempotent.
+// Close closes every open Topic, waits (at most a second) until own
+// messages still queued in GossipSub, such as a goodbye, are written to the
+// peers' streams, stops serving Fetch and goodbyes, stops GossipSub, closes
+// its outbound streams (so the peers still read what was written) and
+// resets its inbound ones. It does not close the host. It is idempotent.
 func (r *Router) Close() error {
 	r.closeOnce.Do(func() {
 		r.mu.Lock()
@@ -178,7 +188,18 @@ func (r *Router) Close() error {
 		for _, t := range topics {
 			_ = t.Close()
 		}
+		// Every own message is routed (Topic.Close); this request to
+		// pubsub's event loop returns after that routing step, so every
+		// peer queue it went to is counted. Then wait until written.
+		r.ps.ListPeers("")
+		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+		if !r.sent.waitWritten(ctx) {
+			r.log.Debug("close: own messages still queued after flush timeout", "timeout", flushTimeout)
+		}
+		cancel()
+
 		r.h.RemoveStreamHandler(FetchProtocol)
+		r.h.RemoveStreamHandler(LeaveProtocol)
 		for _, s := range streams {
 			_ = s.Reset()
 		}
@@ -187,7 +208,10 @@ func (r *Router) Close() error {
 		r.cancel()
 		// pubsub never unregisters its protocols and leaves its streams to
 		// the host; without this its reader goroutines would live until the
-		// remote side or the host closes them.
+		// remote side or the host closes them. Outbound streams are closed,
+		// not reset: a reset makes the peer discard data it has not read
+		// yet (the last RPCs, a goodbye), a close delivers it before EOF.
+		// Closing also ends pubsub's goroutine reading that stream.
 		gsProtos := make(map[protocol.ID]bool)
 		for _, id := range pubsub.GossipSubDefaultProtocols {
 			gsProtos[id] = true
@@ -195,7 +219,12 @@ func (r *Router) Close() error {
 		}
 		for _, c := range r.h.Network().Conns() {
 			for _, s := range c.GetStreams() {
-				if gsProtos[s.Protocol()] {
+				if !gsProtos[s.Protocol()] {
+					continue
+				}
+				if s.Stat().Direction == network.DirOutbound {
+					_ = s.Close()
+				} else {
 					_ = s.Reset()
 				}
 			}
@@ -224,8 +253,9 @@ func (r *Router) removeTopic(t *Topic) {
 	}
 }
 
-// trackStream registers an inbound Fetch stream so that Close can reset it
-// and wait for its handler; it returns false once the Router is closed.
+// trackStream registers an inbound Fetch or goodbye stream so that Close
+// can reset it and wait for its handler; it returns false once the Router
+// is closed.
 func (r *Router) trackStream(s network.Stream) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()

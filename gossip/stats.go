@@ -6,6 +6,10 @@ import "sync/atomic"
 // topic message is counted once (the first copy; pubsub drops duplicates
 // before validation), under exactly one of Accepted, Malformed, Oversized,
 // WrongAuthor or RateLimited. Own publishes are counted in Published only.
+// Goodbyes received directly (LeaveProtocol) are counted separately, under
+// exactly one of LeaveReceived, LeaveInvalid, RateLimited or Dropped (a
+// request for a room this peer is not in, or cut off by a stream error, is
+// not counted).
 type Stats struct {
 	// Published counts own messages handed to GossipSub.
 	Published uint64
@@ -35,6 +39,17 @@ type Stats struct {
 	// FetchInvalid counts Fetch replies rejected by the local validation
 	// (malformed, oversized, wrong author or wrong kind).
 	FetchInvalid uint64
+	// LeaveAcked counts peers that acknowledged an own goodbye sent to
+	// them directly (one per peer per Publish of a leave).
+	LeaveAcked uint64
+	// LeaveReceived counts goodbyes received directly from their author
+	// and queued for Next (the GossipSub copy of the same goodbye is
+	// counted in Accepted, and both are returned by Next).
+	LeaveReceived uint64
+	// LeaveInvalid counts direct goodbye requests rejected by validation:
+	// undecodable or oversized requests, and envelopes that fail the topic
+	// checks or are not of kind leave.
+	LeaveInvalid uint64
 }
 
 type counter int
@@ -50,6 +65,9 @@ const (
 	cFetchServed
 	cFetchRefused
 	cFetchInvalid
+	cLeaveAcked
+	cLeaveReceived
+	cLeaveInvalid
 	numCounters
 )
 
@@ -67,5 +85,9 @@ func (c *counters) snapshot() Stats {
 		FetchServed:  c[cFetchServed].Load(),
 		FetchRefused: c[cFetchRefused].Load(),
 		FetchInvalid: c[cFetchInvalid].Load(),
+
+		LeaveAcked:    c[cLeaveAcked].Load(),
+		LeaveReceived: c[cLeaveReceived].Load(),
+		LeaveInvalid:  c[cLeaveInvalid].Load(),
 	}
 }

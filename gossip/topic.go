@@ -39,6 +39,7 @@ type Topic struct {
 	stats  counters
 	serve  atomic.Pointer[func() (room.Message, bool)]
 	q      *queue
+	own    ownCount // own messages published and routed (flush.go)
 
 	pt  *pubsub.Topic
 	sub *pubsub.Subscription
@@ -88,7 +89,7 @@ func (r *Router) openTopic(roomID string) (_ *Topic, err error) {
 		return nil, err
 	}
 	undo = append(undo, t.evh.Cancel)
-	if t.sub, err = t.pt.Subscribe(pubsub.WithBufferSize(subBufferSize)); err != nil {
+	if t.sub, err = t.pt.Subscribe(pubsub.WithBufferSize(subBufferSize), pubsub.WithMessageFilter(t.filter)); err != nil {
 		return nil, err
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
@@ -118,6 +119,16 @@ func (t *Topic) Peers() []peer.ID {
 // in Peers(); see docs/PROTOCOL.md for what is guaranteed to whom. It fails
 // with ErrMalformed, ErrTooLarge or ErrWrongAuthor (wrapped) for a message
 // that other peers would reject.
+//
+// A goodbye (room.KindLeave) is also sent directly to every peer in Peers()
+// over LeaveProtocol, concurrently, and Publish returns once every one of
+// them acknowledged it (queued it for its room), or failed, or ctx ended,
+// or 2 s passed, or the Topic was closed: a Close right after it cannot
+// discard the goodbye for directly connected peers. Peers that are not
+// directly connected get it over GossipSub only. A peer may thus receive a
+// goodbye twice (directly and through GossipSub); the room ignores the
+// second. Failed direct deliveries are not an error (the goodbye was handed
+// to GossipSub); Stats.LeaveAcked counts the acknowledged ones.
 func (t *Topic) Publish(ctx context.Context, m room.Message) error {
 	if t.closed.Load() {
 		return room.ErrNetworkClosed
@@ -135,14 +146,21 @@ func (t *Topic) Publish(ctx context.Context, m room.Message) error {
 		}
 		return fmt.Errorf("gossip: publish: %w", err)
 	}
+	t.own.publish()
 	t.count(cPublished)
+	if m.Kind == room.KindLeave {
+		t.deliverLeave(ctx, data)
+	}
 	return nil
 }
 
 // Next returns the next inbound event: a validated message from another peer
 // (never an own one), or a PeerUp/PeerDown transport hint. Peer events are
-// coalesced per peer (the latest wins) and returned before queued messages.
-// After Close it returns room.ErrNetworkClosed.
+// coalesced per peer (the latest wins) and never dropped. A peer event is
+// returned after every message from the same peer that was queued before
+// it (a PeerDown never overtakes that peer's goodbye), and ahead of other
+// peers' queued messages. Messages are returned in the order they were
+// queued. After Close it returns room.ErrNetworkClosed.
 func (t *Topic) Next(ctx context.Context) (room.NetEvent, error) {
 	return t.q.next(ctx)
 }
@@ -167,12 +185,22 @@ func (t *Topic) serveState() (room.Message, bool) {
 
 // Close leaves the room: it cancels the subscription and the event handler,
 // waits for the reader goroutines, closes the pubsub topic and removes the
-// validator. In-flight Fetch calls on this Topic fail. It is idempotent.
+// validator. In-flight Fetch calls and direct goodbye deliveries on this
+// Topic are aborted. Own messages already handed to GossipSub stay queued
+// and are still sent (GossipSub keeps running until Router.Close, which
+// waits for them). It is idempotent.
 func (t *Topic) Close() error {
 	t.closeOnce.Do(func() {
 		t.closed.Store(true)
 		t.q.close()
 		t.cancel()
+		// Own messages still on their way into pubsub's event loop are
+		// routed before the subscription goes (flush.go).
+		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+		if !t.own.waitRouted(ctx) {
+			t.r.log.Debug("close: own messages not routed after flush timeout", "room", t.roomID, "timeout", flushTimeout)
+		}
+		cancel()
 		t.sub.Cancel()
 		t.evh.Cancel()
 		t.wg.Wait()
@@ -264,6 +292,17 @@ func reason(err error) counter {
 	default:
 		return cMalformed
 	}
+}
+
+// filter is the subscription's message filter, called on pubsub's event
+// loop right before it routes a message: it counts own messages as routed
+// and keeps them out of the subscription (Next never returns them).
+func (t *Topic) filter(msg *pubsub.Message) bool {
+	if msg.ReceivedFrom == t.self {
+		t.own.route()
+		return false
+	}
+	return true
 }
 
 // readLoop moves validated messages from the subscription to the queue.

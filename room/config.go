@@ -146,8 +146,7 @@ func (c Config) fetchTimeout() time.Duration { return min(5*time.Second, c.Timeo
 
 // probeGrace is how long after a probe starts messages from the probed
 // peer do not count as proof of life: they may have been queued before the
-// PeerDown hint (the network returns peer events ahead of queued messages)
-// or relayed late.
+// PeerDown hint and relayed late by other members.
 func (c Config) probeGrace() time.Duration { return min(250*time.Millisecond, c.quarantine()/4) }
 
 // quarantine is how long after a failed probe removed a member its messages

@@ -103,12 +103,19 @@ var ErrNetworkClosed = errors.New("room: network closed")
 // fakes. Implementations must be safe for concurrent use.
 type Network interface {
 	// Publish sends m to every member of the room, signed by the local peer.
-	// It returns once the message is handed to the transport.
+	// It returns once the message is handed to the transport. Publish of a
+	// leave (KindLeave) returns after every directly connected room peer
+	// acknowledged it, or ctx ends (the gossip implementation also gives up
+	// after 2 s), so that a Close right after it cannot lose the goodbye
+	// for those peers. A receiver may get a goodbye twice.
 	Publish(ctx context.Context, m Message) error
 	// Next blocks until the next inbound event. Messages are already
 	// validated: decodable, within limits, authored by From, within the
-	// author's rate limit. Own messages are not returned. After Close it
-	// returns ErrNetworkClosed.
+	// author's rate limit. Own messages are not returned. An
+	// EventPeerUp/EventPeerDown of a peer is returned after that peer's
+	// messages that were received before it (a PeerDown never overtakes
+	// the peer's goodbye); messages that arrive later may follow it. After
+	// Close it returns ErrNetworkClosed.
 	Next(ctx context.Context) (NetEvent, error)
 	// Fetch asks peer, over a direct authenticated stream, for its own
 	// current state in this room (a KindHeartbeat message). It fails if the

@@ -1,0 +1,181 @@
+package gossip
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// flushTimeout bounds how long Topic.Close waits for its own messages to be
+// routed by GossipSub, and how long Router.Close waits for own messages
+// still in GossipSub's outbound queues (docs/PROTOCOL-gossip.md,
+// "Lifecycle").
+const flushTimeout = time.Second
+
+// Own messages are followed through GossipSub so that closing does not
+// discard them (best effort, bounded by flushTimeout):
+//
+//  1. Topic.Publish counts each own message it hands to pubsub; the
+//     subscription's message filter, which pubsub calls on its event loop
+//     right before routing the message to the peers' queues, counts it as
+//     routed (and drops it: Next never returns own messages). Topic.Close
+//     waits until every published message was routed before it cancels the
+//     subscription; its next request to pubsub's event loop returns only
+//     after that routing step.
+//  2. sendTracker (a pubsub.RawTracer) counts, per peer, queued RPCs that
+//     carry an own message and are not written to the peer's stream yet.
+//     Router.Close waits until there are none before it stops GossipSub.
+//
+// Data written to a stream can still be lost below pubsub, for example if
+// the host closes its connections right after.
+
+// waitCond is a condition on state guarded by mu that goroutines can
+// wait for, bounded by a context.
+type waitCond struct {
+	mu      sync.Mutex
+	changed chan struct{} // closed on the next change, if someone waits
+}
+
+// notifyLocked wakes the waiters; mu is held.
+func (w *waitCond) notifyLocked() {
+	if w.changed != nil {
+		close(w.changed)
+		w.changed = nil
+	}
+}
+
+// wait waits until cond (called with mu held) holds or ctx ends.
+func (w *waitCond) wait(ctx context.Context, cond func() bool) bool {
+	for {
+		w.mu.Lock()
+		if cond() {
+			w.mu.Unlock()
+			return true
+		}
+		if w.changed == nil {
+			w.changed = make(chan struct{})
+		}
+		ch := w.changed
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// ownCount counts a Topic's own messages: published (handed to pubsub) and
+// routed (seen by the subscription filter).
+type ownCount struct {
+	waitCond
+	published, routed uint64
+}
+
+func (c *ownCount) publish() {
+	c.mu.Lock()
+	c.published++
+	c.mu.Unlock()
+}
+
+func (c *ownCount) route() {
+	c.mu.Lock()
+	c.routed++
+	c.notifyLocked()
+	c.mu.Unlock()
+}
+
+// waitRouted waits until every published message was routed, or ctx ends.
+func (c *ownCount) waitRouted(ctx context.Context) bool {
+	return c.wait(ctx, func() bool { return c.routed >= c.published })
+}
+
+// sendTracker counts, per peer, queued RPCs that carry an own message and
+// are not written yet: SendRPC minus SendRPCCompleted; a peer whose stream
+// closes is reset (its queue is discarded with it). A count may go below
+// zero for a moment: the writer can finish an RPC before pubsub reports
+// queueing it.
+type sendTracker struct {
+	waitCond
+	self   []byte
+	queued map[peer.ID]int
+}
+
+func newSendTracker(self peer.ID) *sendTracker {
+	return &sendTracker{self: []byte(self), queued: make(map[peer.ID]int)}
+}
+
+var _ pubsub.RawTracer = (*sendTracker)(nil)
+
+// carriesOwn reports whether rpc carries a message authored by this host.
+func (st *sendTracker) carriesOwn(rpc *pubsub.RPC) bool {
+	for _, m := range rpc.GetPublish() {
+		if bytes.Equal(m.GetFrom(), st.self) {
+			return true
+		}
+	}
+	return false
+}
+
+// add adds d queued RPCs for p (negative: written).
+func (st *sendTracker) add(p peer.ID, d int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if n := st.queued[p] + d; n == 0 {
+		delete(st.queued, p)
+	} else {
+		st.queued[p] = n
+	}
+	st.notifyLocked()
+}
+
+// waitWritten waits until no own RPC is queued, or ctx ends.
+func (st *sendTracker) waitWritten(ctx context.Context) bool {
+	return st.wait(ctx, func() bool {
+		for _, n := range st.queued {
+			if n > 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func (st *sendTracker) SendRPC(rpc *pubsub.RPC, p peer.ID) {
+	if st.carriesOwn(rpc) {
+		st.add(p, 1)
+	}
+}
+
+func (st *sendTracker) SendRPCCompleted(rpc *pubsub.RPC, p peer.ID, _ time.Duration) {
+	if st.carriesOwn(rpc) {
+		st.add(p, -1)
+	}
+}
+
+// OnClosedOutboundStream: the peer's queue is discarded with its stream.
+func (st *sendTracker) OnClosedOutboundStream(p peer.ID) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	delete(st.queued, p)
+	st.notifyLocked()
+}
+
+func (*sendTracker) OnNewOutboundStream(peer.ID, protocol.ID) {}
+func (*sendTracker) Join(string)                              {}
+func (*sendTracker) Leave(string)                             {}
+func (*sendTracker) Graft(peer.ID, string)                    {}
+func (*sendTracker) Prune(peer.ID, string)                    {}
+func (*sendTracker) ValidateMessage(*pubsub.Message)          {}
+func (*sendTracker) DeliverMessage(*pubsub.Message)           {}
+func (*sendTracker) RejectMessage(*pubsub.Message, string)    {}
+func (*sendTracker) DuplicateMessage(*pubsub.Message)         {}
+func (*sendTracker) ThrottlePeer(peer.ID)                     {}
+func (*sendTracker) RecvRPC(*pubsub.RPC)                      {}
+func (*sendTracker) DropRPC(*pubsub.RPC, peer.ID)             {}
+func (*sendTracker) UndeliverableMessage(*pubsub.Message)     {}

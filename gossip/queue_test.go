@@ -1,0 +1,217 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/convene-p2p/convene/room"
+)
+
+func msgFrom(p string, n int) room.NetEvent {
+	return room.NetEvent{Kind: room.EventMessage, From: room.PeerID(p), Msg: room.Message{Kind: room.KindBroadcast, Epoch: uint64(n)}}
+}
+
+// drain pops n events from q without blocking.
+func drain(t *testing.T, q *queue, n int) []room.NetEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // next returns at once when nothing is ready
+	var got []room.NetEvent
+	for range n {
+		ev, err := q.next(ctx)
+		if err != nil {
+			t.Fatalf("after %d events: next: %v", len(got), err)
+		}
+		got = append(got, ev)
+	}
+	if ev, err := q.next(ctx); err == nil {
+		t.Fatalf("queue holds more than %d events: %+v", n, ev)
+	}
+	return got
+}
+
+func eventString(ev room.NetEvent) string {
+	from := string(ev.From)
+	if len(from) > 8 { // a real peer ID, not a test name
+		from = peer.ID(ev.From).String()
+	}
+	switch ev.Kind {
+	case room.EventMessage:
+		return fmt.Sprintf("msg %s/%d", from, ev.Msg.Epoch)
+	case room.EventPeerUp:
+		return fmt.Sprintf("up %s", from)
+	case room.EventPeerDown:
+		return fmt.Sprintf("down %s", from)
+	}
+	return "?"
+}
+
+func checkOrder(t *testing.T, got []room.NetEvent, want ...string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d events, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if s := eventString(got[i]); s != want[i] {
+			var all []string
+			for _, ev := range got {
+				all = append(all, eventString(ev))
+			}
+			t.Fatalf("event %d = %q, want %q (all: %q)", i, s, want[i], all)
+		}
+	}
+}
+
+// Peer events are coalesced per peer (the latest wins), never dropped (not
+// even when the message queue is full), and not delayed by other peers'
+// messages; messages beyond the bound are dropped.
+func TestQueueCoalescesPeerEvents(t *testing.T) {
+	q := newQueue(2)
+	q.pushPeer("p1", room.EventPeerUp)
+	q.pushPeer("p2", room.EventPeerUp)
+	q.pushPeer("p1", room.EventPeerDown)
+	if !q.pushMessage(msgFrom("p3", 1)) || !q.pushMessage(msgFrom("p4", 1)) {
+		t.Fatal("push into a non-full queue failed")
+	}
+	if q.pushMessage(msgFrom("p5", 1)) {
+		t.Fatal("push into a full queue succeeded")
+	}
+	q.pushPeer("p6", room.EventPeerUp) // the message queue is full
+	checkOrder(t, drain(t, q, 5), "up p2", "down p1", "up p6", "msg p3/1", "msg p4/1")
+
+	cctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := q.next(cctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("next on empty queue with cancelled ctx = %v", err)
+	}
+	q.close()
+	if _, err := q.next(context.Background()); !errors.Is(err, room.ErrNetworkClosed) {
+		t.Fatalf("next after close = %v", err)
+	}
+}
+
+// A PeerDown (or PeerUp) comes after every message of the same peer that
+// was queued before it, so a goodbye is never overtaken by its author's
+// PeerDown; other peers' events are not held back.
+func TestQueuePeerDownDoesNotOvertakeQueuedMessages(t *testing.T) {
+	q := newQueue(16)
+	q.pushPeer("x", room.EventPeerUp)
+	q.pushMessage(msgFrom("x", 1))
+	q.pushMessage(msgFrom("y", 1))
+	q.pushMessage(msgFrom("x", 2)) // x's goodbye
+	q.pushPeer("x", room.EventPeerDown)
+	q.pushPeer("z", room.EventPeerUp)
+	q.pushMessage(msgFrom("x", 3)) // relayed after the hint: may follow it
+	checkOrder(t, drain(t, q, 6), "up z", "msg x/1", "msg y/1", "msg x/2", "down x", "msg x/3")
+
+	// Popping in between: the event waits only for what is still queued.
+	q.pushMessage(msgFrom("x", 4))
+	checkOrder(t, drain(t, q, 1), "msg x/4")
+	q.pushPeer("x", room.EventPeerDown)
+	q.pushMessage(msgFrom("x", 5))
+	checkOrder(t, drain(t, q, 2), "down x", "msg x/5")
+
+	// A dropped message (full queue) holds nothing back.
+	q = newQueue(1)
+	q.pushMessage(msgFrom("y", 1))
+	if q.pushMessage(msgFrom("x", 1)) {
+		t.Fatal("push into a full queue succeeded")
+	}
+	q.pushPeer("x", room.EventPeerDown)
+	checkOrder(t, drain(t, q, 2), "down x", "msg y/1")
+}
+
+// Random interleavings of pushes and pops against a model: messages come
+// out in FIFO order, each peer event is the latest pushed for its peer and
+// comes out after every message of that peer queued before that push, and
+// no peer event is lost.
+func TestQueueOrderProperty(t *testing.T) {
+	peers := []string{"a", "b", "c", "d"}
+	for seed := range uint64(200) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		size := 1 + rng.IntN(6)
+		q := newQueue(size)
+		var (
+			queued    []room.NetEvent               // model of the message FIFO
+			pending   = map[string]room.EventKind{} // latest peer event not yet returned
+			mustFirst = map[string]int{}            // per peer: messages (by serial) to return before its event
+			serial    int
+			returned  = map[int]bool{}
+		)
+		check := func(ev room.NetEvent) {
+			t.Helper()
+			p := string(ev.From)
+			switch ev.Kind {
+			case room.EventMessage:
+				if len(queued) == 0 || queued[0].Msg.Epoch != ev.Msg.Epoch {
+					t.Fatalf("seed %d: message %s out of FIFO order", seed, eventString(ev))
+				}
+				queued = queued[1:]
+				returned[int(ev.Msg.Epoch)] = true
+			default:
+				kind, ok := pending[p]
+				if !ok || kind != ev.Kind {
+					t.Fatalf("seed %d: %s, want pending %v (ok %v)", seed, eventString(ev), kind, ok)
+				}
+				if last := mustFirst[p]; last > 0 && !returned[last] {
+					t.Fatalf("seed %d: %s overtook message %d of that peer", seed, eventString(ev), last)
+				}
+				delete(pending, p)
+			}
+		}
+		for range 300 {
+			p := peers[rng.IntN(len(peers))]
+			switch r := rng.IntN(10); {
+			case r < 4:
+				serial++
+				ev := msgFrom(p, serial)
+				if q.pushMessage(ev) {
+					if len(queued) == size {
+						t.Fatalf("seed %d: push beyond the bound accepted", seed)
+					}
+					queued = append(queued, ev)
+				} else if len(queued) < size {
+					t.Fatalf("seed %d: push into a non-full queue refused", seed)
+				}
+			case r < 6:
+				kind := room.EventPeerUp
+				if rng.IntN(2) == 0 {
+					kind = room.EventPeerDown
+				}
+				q.pushPeer(peer.ID(p), kind)
+				pending[p] = kind
+				mustFirst[p] = 0
+				for _, ev := range queued {
+					if string(ev.From) == p {
+						mustFirst[p] = int(ev.Msg.Epoch)
+					}
+				}
+			default:
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				ev, err := q.next(ctx)
+				if err != nil {
+					if len(queued) > 0 || len(pending) > 0 {
+						t.Fatalf("seed %d: next failed with %d messages and %d peer events pending: %v", seed, len(queued), len(pending), err)
+					}
+					continue
+				}
+				check(ev)
+			}
+		}
+		for len(queued) > 0 || len(pending) > 0 {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			ev, err := q.next(ctx)
+			if err != nil {
+				t.Fatalf("seed %d: drain: %v with %d messages and %d peer events pending", seed, err, len(queued), len(pending))
+			}
+			check(ev)
+		}
+	}
+}
