@@ -24,7 +24,7 @@ func unhex(t testing.TB, s string) []byte {
 	return b
 }
 
-// TestGoldenEncodings pins the bytes documented in docs/PROTOCOL-presence.md.
+// TestGoldenEncodings pins the bytes documented in docs/PROTOCOL.md (Part 3).
 func TestGoldenEncodings(t *testing.T) {
 	a := newStore(t, "A", epochMs)
 	mustSet(t, a, t0, "cursor", cursorJSON)

@@ -13,7 +13,7 @@ import (
 
 // flushTimeout bounds how long Topic.Close waits for its own messages to be
 // routed by GossipSub, and how long Router.Close waits for own messages
-// still in GossipSub's outbound queues (docs/PROTOCOL-gossip.md,
+// still in GossipSub's outbound queues (docs/PROTOCOL.md,
 // "Lifecycle").
 const flushTimeout = time.Second
 

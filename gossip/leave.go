@@ -18,7 +18,7 @@ import (
 // leave message also sends it over one stream of this protocol to every
 // directly connected room peer and waits for their acknowledgements, so
 // that a node that leaves and exits at once is still seen leaving
-// (docs/PROTOCOL-gossip.md, "Goodbye").
+// (docs/PROTOCOL.md, "Goodbye").
 const LeaveProtocol protocol.ID = "/convene/leave/1.0.0"
 
 // leaveTimeout bounds the direct delivery of a goodbye: on the client all
