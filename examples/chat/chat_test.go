@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/convene-p2p/convene/p2p"
+	"github.com/convene-p2p/convene/repo"
+	"github.com/convene-p2p/convene/room"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// lines is an io.Writer that collects output for waitFor.
+type lines struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *lines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// waitFor waits until cond holds, failing the test after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// client is one running chat: its repo, the pipe that feeds its keystrokes
+// and its collected output.
+type client struct {
+	rp   *repo.Repo
+	in   *io.PipeWriter
+	out  *lines
+	done chan error
+}
+
+// type_ sends keystrokes.
+func (c *client) type_(t *testing.T, s string) {
+	t.Helper()
+	if _, err := io.WriteString(c.in, s); err != nil {
+		t.Fatalf("typing %q: %v", s, err)
+	}
+}
+
+// startPair starts two chats, alice and bob, on loopback repos connected to
+// each other, and waits until each sees the other joined.
+func startPair(t *testing.T, ttl time.Duration) (alice, bob *client) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	newRepo := func(name string) *repo.Repo {
+		rp, err := repo.New(ctx, repo.Config{Name: name, Host: p2p.LocalConfig(), Room: room.LocalConfig()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = rp.Close() })
+		return rp
+	}
+	ra, rb := newRepo("alice"), newRepo("bob")
+	if err := rb.Connect(ctx, ra.Addrs()[0].String()); err != nil {
+		t.Fatal(err)
+	}
+	start := func(rp *repo.Repo) *client {
+		pr, pw := io.Pipe()
+		c := &client{rp: rp, in: pw, out: &lines{}, done: make(chan error, 1)}
+		go func() { c.done <- Run(ctx, rp, pr, c.out, Options{Room: "test-chat", TypingTTL: ttl}) }()
+		t.Cleanup(func() {
+			_ = pw.Close()
+			select {
+			case err := <-c.done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("Run did not return after its input closed")
+			}
+		})
+		return c
+	}
+	alice, bob = start(ra), start(rb)
+	waitFor(t, 5*time.Second, "alice to see bob join", func() bool { return strings.Contains(alice.out.String(), "* bob joined") })
+	waitFor(t, 5*time.Second, "bob to see alice join", func() bool { return strings.Contains(bob.out.String(), "* alice joined") })
+	return alice, bob
+}
+
+// typingAt reports whether rp's copy of the room holds peer's typing key.
+func typingAt(rp *repo.Repo, peer room.PeerID) bool {
+	rm, ok := rp.Room("test-chat")
+	if !ok {
+		return false
+	}
+	_, ok = rm.Get(peer, typingKey)
+	return ok
+}
+
+// A keystroke puts the typing indicator up at the other peer (as presence,
+// shown as a line), and with no further keystrokes it expires there by
+// itself after the TTL: "stopped typing".
+func TestTypingIndicatorAppearsThenExpires(t *testing.T) {
+	const ttl = 1500 * time.Millisecond
+	alice, bob := startPair(t, ttl)
+	alicePeer := alice.rp.Self().Peer
+
+	typed := time.Now()
+	alice.type_(t, "hel")
+	waitFor(t, 5*time.Second, "bob to see alice typing", func() bool {
+		return strings.Contains(bob.out.String(), "* alice is typing…") && typingAt(bob.rp, alicePeer)
+	})
+	if elapsed := time.Since(typed); elapsed >= ttl {
+		t.Fatalf("typing indicator arrived after %v, not before its TTL %v", elapsed, ttl)
+	}
+	waitFor(t, ttl+5*time.Second, "alice's typing to expire at bob", func() bool {
+		return strings.Contains(bob.out.String(), "* alice stopped typing") && !typingAt(bob.rp, alicePeer)
+	})
+	if elapsed := time.Since(typed); elapsed < ttl {
+		t.Fatalf("typing indicator expired after %v, before its TTL %v", elapsed, ttl)
+	}
+	if strings.Contains(bob.out.String(), "alice: ") {
+		t.Fatalf("bob got a chat line although alice never pressed Enter:\n%s", bob.out)
+	}
+}
+
+// Enter broadcasts the line (it arrives, with the sender's name) and takes
+// the typing indicator down at once, well before its TTL would, and without
+// a "stopped typing" line.
+func TestChatLineArrivesAndClearsTyping(t *testing.T) {
+	const ttl = 20 * time.Second // anything cleared within the test was deleted, not expired
+	alice, bob := startPair(t, ttl)
+	alicePeer := alice.rp.Self().Peer
+
+	alice.type_(t, "hello bo")
+	waitFor(t, 5*time.Second, "bob to see alice typing", func() bool { return typingAt(bob.rp, alicePeer) })
+	alice.type_(t, "b\n")
+	waitFor(t, 5*time.Second, "bob to get alice's line", func() bool { return strings.Contains(bob.out.String(), "alice: hello bob\n") })
+	waitFor(t, 5*time.Second, "alice's typing to be cleared at bob", func() bool { return !typingAt(bob.rp, alicePeer) })
+	if strings.Contains(bob.out.String(), "stopped typing") {
+		t.Fatalf("a sent line should clear the indicator silently:\n%s", bob.out)
+	}
+	if !strings.Contains(alice.out.String(), "you: hello bob\n") {
+		t.Fatalf("alice's own line is not shown to her:\n%s", alice.out)
+	}
+
+	// And back: bob answers; backspace edits the line before it is sent.
+	bob.type_(t, "hi alicd\x7fe\n")
+	waitFor(t, 5*time.Second, "alice to get bob's line", func() bool { return strings.Contains(alice.out.String(), "bob: hi alice\n") })
+}
+
+// End of input leaves the room with a goodbye: the other side sees "left"
+// (not a timeout), and Run returns nil.
+func TestEndOfInputLeaves(t *testing.T) {
+	alice, bob := startPair(t, time.Second)
+	_ = alice.in.Close()
+	select {
+	case err := <-alice.done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		alice.done <- nil // for the cleanup
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return at end of input")
+	}
+	waitFor(t, 5*time.Second, "bob to see alice leave", func() bool { return strings.Contains(bob.out.String(), "* alice left\n") })
+}
+
+// Control characters from a peer are shown quoted, never sent to the
+// terminal raw.
+func TestCleanQuotesControlCharacters(t *testing.T) {
+	for in, want := range map[string]string{
+		"hello":          "hello",
+		"héllo ✓":        "héllo ✓",
+		"evil\x1b[2J":    `"evil\x1b[2J"`,
+		"bad\xffutf8":    `"bad\xffutf8"`,
+		"two\nlines":     `"two\nlines"`,
+		"":               "",
+		"tab\tseparated": `"tab\tseparated"`,
+	} {
+		if got := clean(in); got != want {
+			t.Errorf("clean(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

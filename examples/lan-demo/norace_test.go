@@ -1,0 +1,5 @@
+//go:build !race
+
+package landemo
+
+const raceEnabled = false
