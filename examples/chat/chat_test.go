@@ -4,55 +4,24 @@ import (
 	"context"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
-	"github.com/convene-p2p/convene/p2p"
+	"github.com/convene-p2p/convene/examples/internal/exampletest"
 	"github.com/convene-p2p/convene/repo"
 	"github.com/convene-p2p/convene/room"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// lines is an io.Writer that collects output for waitFor.
-type lines struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (l *lines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// waitFor waits until cond holds, failing the test after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
 // client is one running chat: its repo, the pipe that feeds its keystrokes
 // and its collected output.
 type client struct {
 	rp   *repo.Repo
 	in   *io.PipeWriter
-	out  *lines
+	out  *exampletest.Lines
 	done chan error
 }
 
@@ -70,21 +39,11 @@ func startPair(t *testing.T, ttl time.Duration) (alice, bob *client) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	newRepo := func(name string) *repo.Repo {
-		rp, err := repo.New(ctx, repo.Config{Name: name, Host: p2p.LocalConfig(), Room: room.LocalConfig()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = rp.Close() })
-		return rp
-	}
-	ra, rb := newRepo("alice"), newRepo("bob")
-	if err := rb.Connect(ctx, ra.Addrs()[0].String()); err != nil {
-		t.Fatal(err)
-	}
+	rps := exampletest.Peers(t, "alice", "bob")
+	ra, rb := rps[0], rps[1]
 	start := func(rp *repo.Repo) *client {
 		pr, pw := io.Pipe()
-		c := &client{rp: rp, in: pw, out: &lines{}, done: make(chan error, 1)}
+		c := &client{rp: rp, in: pw, out: &exampletest.Lines{}, done: make(chan error, 1)}
 		go func() { c.done <- Run(ctx, rp, pr, c.out, Options{Room: "test-chat", TypingTTL: ttl}) }()
 		t.Cleanup(func() {
 			_ = pw.Close()
@@ -100,8 +59,8 @@ func startPair(t *testing.T, ttl time.Duration) (alice, bob *client) {
 		return c
 	}
 	alice, bob = start(ra), start(rb)
-	waitFor(t, 5*time.Second, "alice to see bob join", func() bool { return strings.Contains(alice.out.String(), "* bob joined") })
-	waitFor(t, 5*time.Second, "bob to see alice join", func() bool { return strings.Contains(bob.out.String(), "* alice joined") })
+	exampletest.WaitFor(t, 5*time.Second, "alice to see bob join", func() bool { return strings.Contains(alice.out.String(), "* bob joined") })
+	exampletest.WaitFor(t, 5*time.Second, "bob to see alice join", func() bool { return strings.Contains(bob.out.String(), "* alice joined") })
 	return alice, bob
 }
 
@@ -125,13 +84,13 @@ func TestTypingIndicatorAppearsThenExpires(t *testing.T) {
 
 	typed := time.Now()
 	alice.type_(t, "hel")
-	waitFor(t, 5*time.Second, "bob to see alice typing", func() bool {
+	exampletest.WaitFor(t, 5*time.Second, "bob to see alice typing", func() bool {
 		return strings.Contains(bob.out.String(), "* alice is typing…") && typingAt(bob.rp, alicePeer)
 	})
 	if elapsed := time.Since(typed); elapsed >= ttl {
 		t.Fatalf("typing indicator arrived after %v, not before its TTL %v", elapsed, ttl)
 	}
-	waitFor(t, ttl+5*time.Second, "alice's typing to expire at bob", func() bool {
+	exampletest.WaitFor(t, ttl+5*time.Second, "alice's typing to expire at bob", func() bool {
 		return strings.Contains(bob.out.String(), "* alice stopped typing") && !typingAt(bob.rp, alicePeer)
 	})
 	if elapsed := time.Since(typed); elapsed < ttl {
@@ -151,10 +110,10 @@ func TestChatLineArrivesAndClearsTyping(t *testing.T) {
 	alicePeer := alice.rp.Self().Peer
 
 	alice.type_(t, "hello bo")
-	waitFor(t, 5*time.Second, "bob to see alice typing", func() bool { return typingAt(bob.rp, alicePeer) })
+	exampletest.WaitFor(t, 5*time.Second, "bob to see alice typing", func() bool { return typingAt(bob.rp, alicePeer) })
 	alice.type_(t, "b\n")
-	waitFor(t, 5*time.Second, "bob to get alice's line", func() bool { return strings.Contains(bob.out.String(), "alice: hello bob\n") })
-	waitFor(t, 5*time.Second, "alice's typing to be cleared at bob", func() bool { return !typingAt(bob.rp, alicePeer) })
+	exampletest.WaitFor(t, 5*time.Second, "bob to get alice's line", func() bool { return strings.Contains(bob.out.String(), "alice: hello bob\n") })
+	exampletest.WaitFor(t, 5*time.Second, "alice's typing to be cleared at bob", func() bool { return !typingAt(bob.rp, alicePeer) })
 	if strings.Contains(bob.out.String(), "stopped typing") {
 		t.Fatalf("a sent line should clear the indicator silently:\n%s", bob.out)
 	}
@@ -164,7 +123,7 @@ func TestChatLineArrivesAndClearsTyping(t *testing.T) {
 
 	// And back: bob answers; backspace edits the line before it is sent.
 	bob.type_(t, "hi alicd\x7fe\n")
-	waitFor(t, 5*time.Second, "alice to get bob's line", func() bool { return strings.Contains(alice.out.String(), "bob: hi alice\n") })
+	exampletest.WaitFor(t, 5*time.Second, "alice to get bob's line", func() bool { return strings.Contains(alice.out.String(), "bob: hi alice\n") })
 }
 
 // End of input leaves the room with a goodbye: the other side sees "left"
@@ -181,7 +140,7 @@ func TestEndOfInputLeaves(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return at end of input")
 	}
-	waitFor(t, 5*time.Second, "bob to see alice leave", func() bool { return strings.Contains(bob.out.String(), "* alice left\n") })
+	exampletest.WaitFor(t, 5*time.Second, "bob to see alice leave", func() bool { return strings.Contains(bob.out.String(), "* alice left\n") })
 }
 
 // Control characters from a peer are shown quoted, never sent to the

@@ -16,7 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"go.uber.org/goleak"
 
-	"github.com/convene-p2p/convene/p2p"
+	"github.com/convene-p2p/convene/examples/internal/exampletest"
 	"github.com/convene-p2p/convene/repo"
 	"github.com/convene-p2p/convene/room"
 )
@@ -24,18 +24,6 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const chromiumPath = "/usr/bin/chromium"
-
-// waitFor waits until cond holds, failing the test after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
 
 // peerPage is one peer of the test: a repo on loopback, its room and the
 // cursor page served for it.
@@ -46,37 +34,23 @@ type peerPage struct {
 	url string
 }
 
-// startPeers starts n peers in one room, connected to the first, each
-// serving its page, and waits until every room has all n members.
-func startPeers(t *testing.T, ctx context.Context, names ...string) []*peerPage {
+// startPeers starts one peer per name in one room, connected to the first,
+// each serving its page, and waits until every room has all the members.
+func startPeers(t *testing.T, names ...string) []*peerPage {
 	t.Helper()
+	rps := exampletest.Peers(t, names...)
+	rooms := exampletest.Join(t, "cursors-test", rps...)
 	var peers []*peerPage
-	for i, name := range names {
-		rp, err := repo.New(ctx, repo.Config{Name: name, Host: p2p.LocalConfig(), Room: room.LocalConfig()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = rp.Close() })
-		if i > 0 {
-			if err := rp.Connect(ctx, peers[0].rp.Addrs()[0].String()); err != nil {
-				t.Fatal(err)
-			}
-		}
-		rm, err := rp.JoinRoom(ctx, "cursors-test", room.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
+	for i, rm := range rooms {
 		srv := NewServer(rm)
 		hs := httptest.NewServer(srv)
 		// Cleanups run last-in first-out: the event streams end (srv.Close)
 		// before the HTTP server waits for its handlers (hs.Close).
 		t.Cleanup(hs.Close)
 		t.Cleanup(srv.Close)
-		peers = append(peers, &peerPage{rp: rp, rm: rm, srv: srv, url: hs.URL + "/"})
+		peers = append(peers, &peerPage{rp: rps[i], rm: rm, srv: srv, url: hs.URL + "/"})
 	}
-	for _, p := range peers {
-		waitFor(t, 10*time.Second, "every peer to see every member", func() bool { return len(p.rm.Members()) == len(names) })
-	}
+	exampletest.WaitMembers(t, rooms...)
 	return peers
 }
 
@@ -186,9 +160,7 @@ func readCursor(tab context.Context, peer string) (remoteCursor, error) {
 // leaves page 1's board and the cursor disappears from page 2.
 func TestCursorMovedInOnePageAppearsInTheOther(t *testing.T) {
 	browser := newBrowser(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	peers := startPeers(t, ctx, "alice", "bob", "carol")
+	peers := startPeers(t, "alice", "bob", "carol")
 	alice, bob, carol := peers[0], peers[1], peers[2]
 	alicePeer := alice.rp.ID().String()
 
@@ -230,7 +202,7 @@ func TestCursorMovedInOnePageAppearsInTheOther(t *testing.T) {
 
 	// Page 2 shows alice's cursor where page 1's mouse stopped, with her name.
 	var got remoteCursor
-	waitFor(t, 10*time.Second, "page 2 to draw alice's cursor at the final position", func() bool {
+	exampletest.WaitFor(t, 10*time.Second, "page 2 to draw alice's cursor at the final position", func() bool {
 		c, err := readCursor(page2, alicePeer)
 		if err != nil {
 			t.Fatal(err)
@@ -257,7 +229,7 @@ func TestCursorMovedInOnePageAppearsInTheOther(t *testing.T) {
 		t.Fatalf("page 1 sent %+v, bob's room holds %+v, page 2 shows (%v, %v)", sent, held, got.X, got.Y)
 	}
 	// Carol's cursor is drawn too, with her name.
-	waitFor(t, 10*time.Second, "page 2 to draw carol's cursor", func() bool {
+	exampletest.WaitFor(t, 10*time.Second, "page 2 to draw carol's cursor", func() bool {
 		c, err := readCursor(page2, carol.rp.ID().String())
 		if err != nil {
 			t.Fatal(err)
@@ -284,7 +256,7 @@ func TestCursorMovedInOnePageAppearsInTheOther(t *testing.T) {
 	if err := chromedp.Do(page1, chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, rect.Left+rect.Width+5, rect.Top+rect.Height+5)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "alice's cursor to leave page 2", func() bool {
+	exampletest.WaitFor(t, 10*time.Second, "alice's cursor to leave page 2", func() bool {
 		c, err := readCursor(page2, alicePeer)
 		if err != nil {
 			t.Fatal(err)
@@ -296,9 +268,7 @@ func TestCursorMovedInOnePageAppearsInTheOther(t *testing.T) {
 // The HTTP API without a browser: the event stream starts with a snapshot,
 // a posted cursor becomes presence, and bad input is refused.
 func TestServerAPI(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	p := startPeers(t, ctx, "carol")[0]
+	p := startPeers(t, "carol")[0]
 	self := p.rm.Self().Peer
 
 	post := func(method, ctype, body string) int {

@@ -9,48 +9,17 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/convene-p2p/convene/p2p"
+	"github.com/convene-p2p/convene/examples/internal/exampletest"
 	"github.com/convene-p2p/convene/repo"
-	"github.com/convene-p2p/convene/room"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// waitFor waits until cond holds, failing the test after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
-// lines is an io.Writer that collects output.
-type lines struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (l *lines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 // player is one lobby of the test with its narration.
 type player struct {
 	rp    *repo.Repo
 	lobby *Lobby
-	out   *lines
+	out   *exampletest.Lines
 }
 
 // startLobbies starts one lobby per name on loopback repos, all connected
@@ -64,23 +33,10 @@ func startLobbies(t *testing.T, names ...string) []*player {
 		cancel()
 		wg.Wait()
 	})
+	rps := exampletest.Peers(t, names...)
 	var ps []*player
-	for i, name := range names {
-		rp, err := repo.New(ctx, repo.Config{Name: name, Host: p2p.LocalConfig(), Room: room.LocalConfig()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = rp.Close() })
-		if i > 0 {
-			if err := rp.Connect(ctx, ps[0].rp.Addrs()[0].String()); err != nil {
-				t.Fatal(err)
-			}
-		}
-		rm, err := rp.JoinRoom(ctx, "lobby-test", room.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := &player{rp: rp, lobby: NewLobby(rm), out: &lines{}}
+	for i, rm := range exampletest.Join(t, "lobby-test", rps...) {
+		p := &player{rp: rps[i], lobby: NewLobby(rm), out: &exampletest.Lines{}}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -89,7 +45,7 @@ func startLobbies(t *testing.T, names ...string) []*player {
 		ps = append(ps, p)
 	}
 	for _, p := range ps {
-		waitFor(t, 10*time.Second, "every lobby to list every player", func() bool { return len(p.lobby.Players()) == len(names) })
+		exampletest.WaitFor(t, 10*time.Second, "every lobby to list every player", func() bool { return len(p.lobby.Players()) == len(names) })
 	}
 	return ps
 }
@@ -123,7 +79,7 @@ func TestPlayersSeeReadyAndCharacter(t *testing.T) {
 	for _, viewer := range ps {
 		for p, c := range choices {
 			name := p.rp.Self().Name
-			waitFor(t, 5*time.Second, viewer.rp.Self().Name+" to see "+name+"'s character", func() bool {
+			exampletest.WaitFor(t, 5*time.Second, viewer.rp.Self().Name+" to see "+name+"'s character", func() bool {
 				got, ok := find(viewer, name)
 				return ok && got.Character == c
 			})
@@ -143,7 +99,7 @@ func TestPlayersSeeReadyAndCharacter(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, viewer := range ps {
-		waitFor(t, 5*time.Second, viewer.rp.Self().Name+" to see alice and bob ready, carol not", func() bool {
+		exampletest.WaitFor(t, 5*time.Second, viewer.rp.Self().Name+" to see alice and bob ready, carol not", func() bool {
 			a, _ := find(viewer, "alice")
 			b, _ := find(viewer, "bob")
 			c, ok := find(viewer, "carol")
@@ -162,10 +118,10 @@ func TestPlayersSeeReadyAndCharacter(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, viewer := range ps {
-		waitFor(t, 5*time.Second, viewer.rp.Self().Name+" to see everyone ready", func() bool {
+		exampletest.WaitFor(t, 5*time.Second, viewer.rp.Self().Name+" to see everyone ready", func() bool {
 			return AllReady(viewer.lobby.Players())
 		})
-		waitFor(t, 5*time.Second, viewer.rp.Self().Name+" to announce the start", func() bool {
+		exampletest.WaitFor(t, 5*time.Second, viewer.rp.Self().Name+" to announce the start", func() bool {
 			return strings.Contains(viewer.out.String(), "all 3 players ready: the game starts!\n")
 		})
 	}
@@ -187,7 +143,7 @@ func TestPositionsStreamAtTenHertz(t *testing.T) {
 
 	// Bob samples what he sees of alice's position.
 	seen := map[Pos]bool{}
-	waitFor(t, 10*time.Second, "bob to see alice at 8 distinct positions", func() bool {
+	exampletest.WaitFor(t, 10*time.Second, "bob to see alice at 8 distinct positions", func() bool {
 		if p, ok := find(bob, "alice"); ok && p.Pos != nil {
 			seen[*p.Pos] = true
 		}
@@ -204,7 +160,7 @@ func TestPositionsStreamAtTenHertz(t *testing.T) {
 		t.Fatalf("8 positions arrived within %v: faster than %v per tick", elapsed, TickRate)
 	}
 	final := alice.lobby.Pos()
-	waitFor(t, 5*time.Second, "bob to see alice's final position", func() bool {
+	exampletest.WaitFor(t, 5*time.Second, "bob to see alice's final position", func() bool {
 		got, _ := find(bob, "alice")
 		return got.Pos != nil && *got.Pos == final
 	})
@@ -220,7 +176,7 @@ func TestPositionsStreamAtTenHertz(t *testing.T) {
 	if err := alice.lobby.Tick(false); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "bob to see alice's step", func() bool {
+	exampletest.WaitFor(t, 5*time.Second, "bob to see alice's step", func() bool {
 		got, _ := find(bob, "alice")
 		return got.Pos != nil && *got.Pos == stepped
 	})

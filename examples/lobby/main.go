@@ -15,9 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -25,66 +23,38 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/convene-p2p/convene/p2p"
-	"github.com/convene-p2p/convene/repo"
+	"github.com/convene-p2p/convene/examples/internal/node"
 	"github.com/convene-p2p/convene/room"
 )
-
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 func main() {
 	os.Exit(run())
 }
 
 func run() int {
+	var nf node.Flags
+	nf.Register(flag.CommandLine, "lobby", "room of the lobby")
 	var (
-		name      = flag.String("name", defaultName(), "your display name")
-		roomID    = flag.String("room", "lobby", "room of the lobby")
 		character = flag.String("character", "", "character to start with: "+strings.Join(Characters, ", "))
 		ready     = flag.Bool("ready", false, "start ready")
 		bot       = flag.Bool("bot", false, "wander around by yourself (and keep running after stdin ends)")
-		timeout   = flag.Duration("timeout", 10*time.Second, "room timeout: a silent member is dropped after this long")
-		noMDNS    = flag.Bool("no-mdns", false, "turn LAN discovery (mDNS) off")
-		listen    listFlag
-		bootstrap listFlag
 	)
-	flag.Var(&listen, "listen", "multiaddr to listen on (repeatable; default: all interfaces, random ports)")
-	flag.Var(&bootstrap, "bootstrap", "multiaddr of a peer to connect to, ending in /p2p/<id> (repeatable)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "lobby: unexpected argument %q\n", flag.Arg(0))
 		return 2
 	}
-	log.SetOutput(io.Discard) // the mDNS library's interface warnings
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	rcfg := room.DefaultConfig()
-	rcfg.Timeout, rcfg.HeartbeatInterval, rcfg.Linger = *timeout, 0, 0
-	rp, err := repo.New(ctx, repo.Config{
-		Name: *name,
-		Host: p2p.Config{ListenAddrs: listen, NoMDNS: *noMDNS},
-		Room: rcfg,
-	})
+	rp, err := nf.Start(ctx, os.Stdout, "")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lobby: %v\n", err)
 		return 1
 	}
 	defer rp.Close() // says goodbye: the others see us leave at once
-	for _, a := range rp.Addrs() {
-		fmt.Printf("listening on %s\n", a)
-	}
-	for _, b := range bootstrap {
-		if err := rp.Connect(ctx, b); err != nil {
-			fmt.Fprintf(os.Stderr, "lobby: %v\n", err)
-			return 1
-		}
-	}
-	rm, err := rp.JoinRoom(ctx, *roomID, room.Config{})
+	rm, err := rp.JoinRoom(ctx, nf.Room, room.Config{})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lobby: %v\n", err)
 		return 1
@@ -107,7 +77,7 @@ func run() int {
 		if as := rp.Addrs(); len(as) > 0 {
 			addr = as[0].String()
 		}
-		err = playTerminal(ctx, l, *roomID, addr, *bot)
+		err = playTerminal(ctx, l, nf.Room, addr, *bot)
 	} else {
 		err = playLines(ctx, l, *bot)
 	}
@@ -279,39 +249,17 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
-func defaultName() string {
-	if u := os.Getenv("USER"); u != "" {
-		return u
-	}
-	return "guest"
-}
-
 // rawTerminal switches a terminal on stdin to single keys without echo,
 // hides the cursor, and reports false (changing nothing) when stdin or
 // stdout is not a terminal or stty is missing.
 func rawTerminal() (restore func(), ok bool) {
-	for _, f := range []*os.File{os.Stdin, os.Stdout} {
-		fi, err := f.Stat()
-		if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
-			return nil, false
-		}
-	}
-	stty := func(args ...string) (string, error) {
-		cmd := exec.Command("stty", args...)
-		cmd.Stdin = os.Stdin
-		out, err := cmd.Output()
-		return strings.TrimSpace(string(out)), err
-	}
-	saved, err := stty("-g")
-	if err != nil {
-		return nil, false
-	}
-	if _, err := stty("-icanon", "-echo", "-isig", "min", "1", "time", "0"); err != nil {
+	reset, ok := node.RawTerminal(os.Stdin, os.Stdout)
+	if !ok {
 		return nil, false
 	}
 	fmt.Print("\x1b[?25l") // hide the cursor
 	return func() {
-		_, _ = stty(saved)
+		reset()
 		fmt.Print("\x1b[?25h\n")
 	}, true
 }

@@ -1,0 +1,97 @@
+// Package node is what the example programs share: the flags that make a
+// peer (--name, --room, --timeout, --no-mdns, --listen, --bootstrap) and
+// starting a repo from them.
+package node
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/convene-p2p/convene/p2p"
+	"github.com/convene-p2p/convene/repo"
+	"github.com/convene-p2p/convene/room"
+)
+
+// Flags are the flags every example program takes. Register defines them;
+// the zero value is what a program gets with no flags registered.
+type Flags struct {
+	// Name is --name, the display name: $USER by default, else "guest".
+	Name string
+	// Room is --room, the room to join; its default is the program's.
+	Room string
+	// Timeout is --timeout, the room timeout: a silent member is dropped
+	// after this long. 10 s by default.
+	Timeout time.Duration
+	// NoMDNS is --no-mdns: LAN discovery off.
+	NoMDNS bool
+	// Listen is --listen, repeatable: multiaddrs to listen on. Empty means
+	// all interfaces on random ports (p2p.DefaultListenAddrs).
+	Listen []string
+	// Bootstrap is --bootstrap, repeatable: multiaddrs of peers to connect
+	// to, each ending in /p2p/<id>.
+	Bootstrap []string
+}
+
+// Register defines the flags on fs. room is the default of --room and
+// roomUsage its help text.
+func (f *Flags) Register(fs *flag.FlagSet, room, roomUsage string) {
+	fs.StringVar(&f.Name, "name", defaultName(), "your display name")
+	fs.StringVar(&f.Room, "room", room, roomUsage)
+	fs.DurationVar(&f.Timeout, "timeout", 10*time.Second, "room timeout: a silent member is dropped after this long")
+	fs.BoolVar(&f.NoMDNS, "no-mdns", false, "turn LAN discovery (mDNS) off")
+	fs.Var((*list)(&f.Listen), "listen", "multiaddr to listen on (repeatable; default: all interfaces, random ports)")
+	fs.Var((*list)(&f.Bootstrap), "bootstrap", "multiaddr of a peer to connect to, ending in /p2p/<id> (repeatable)")
+}
+
+// Start builds the repo the flags describe, writes "listening on ADDR" to
+// w for each of its addresses (each line after prefix), and connects to
+// every --bootstrap peer in turn. Rooms joined with a zero room.Config get
+// room.DefaultConfig with --timeout as their Timeout, and heartbeat and
+// linger derived from it.
+//
+// Start first silences the standard logger: the mDNS library prints
+// interface warnings with it. Its errors are the repo's, unwrapped, for
+// the program to print after its own name. On error the repo is closed.
+func (f *Flags) Start(ctx context.Context, w io.Writer, prefix string) (*repo.Repo, error) {
+	log.SetOutput(io.Discard)
+
+	rcfg := room.DefaultConfig()
+	rcfg.Timeout, rcfg.HeartbeatInterval, rcfg.Linger = f.Timeout, 0, 0
+	rp, err := repo.New(ctx, repo.Config{
+		Name: f.Name,
+		Host: p2p.Config{ListenAddrs: f.Listen, NoMDNS: f.NoMDNS},
+		Room: rcfg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range rp.Addrs() {
+		fmt.Fprintf(w, "%slistening on %s\n", prefix, a)
+	}
+	for _, b := range f.Bootstrap {
+		if err := rp.Connect(ctx, b); err != nil {
+			_ = rp.Close()
+			return nil, err
+		}
+	}
+	return rp, nil
+}
+
+func defaultName() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return "guest"
+}
+
+// list is a repeatable string flag.
+type list []string
+
+func (l *list) String() string     { return strings.Join(*l, ",") }
+func (l *list) Set(s string) error { *l = append(*l, s); return nil }
