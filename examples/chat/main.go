@@ -49,7 +49,7 @@ func run() int {
 		opt.Echo = true
 	}
 	if err := Run(ctx, rp, os.Stdin, os.Stdout, opt); err != nil && ctx.Err() == nil {
-		fmt.Fprintf(os.Stderr, "chat: %v\n", err)
+		fmt.Fprintln(os.Stderr, err) // Run's errors already start with "chat: "
 		return 1
 	}
 	return 0
