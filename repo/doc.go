@@ -1,0 +1,100 @@
+// Package repo is Convene's entry point: a Repo owns a libp2p host (or
+// runs on yours), GossipSub, and the rooms you join through it, and reports
+// what happens to them as forward-only events.
+//
+// # The whole flow
+//
+//	ctx := context.Background()
+//	r, err := repo.New(ctx, repo.Config{
+//		Name: "Alice",                                 // what others see (self-asserted)
+//		Host: p2p.Config{KeyFile: "alice.key"},        // keep the peer ID across restarts
+//	})
+//	if err != nil { ... }
+//	defer r.Close() // says goodbye in every room, then stops everything
+//
+//	// Peers on the same LAN find each other by mDNS; others by address
+//	// (r.Connect) or through the DHT (p2p.Config.Bootstrap).
+//
+//	lobby, err := r.JoinRoom(ctx, "lobby", room.Config{}) // zero: Config.Room, else room.DefaultConfig
+//	if err != nil { ... }
+//
+//	// Presence: your own keys, last-write-wins, ordered by your logical clock.
+//	lobby.SetJSON("cursor", map[string]int{"x": 100, "y": 200})
+//	lobby.SetTTL("typing", []byte("true"), 10*time.Second) // vanishes by itself
+//
+//	// State first ...
+//	for _, m := range lobby.Members() { fmt.Println(m.Name) }   // self included
+//	for peer, state := range lobby.States() { ... }             // peer → key → value
+//
+//	// ... then events, forward-only: room events (presence, members,
+//	// broadcasts) from the Room, lifecycle and membership of every room from
+//	// the Repo.
+//	w := lobby.Watch()
+//	defer w.Close()
+//	for {
+//		ev, err := w.Next(ctx)
+//		if err != nil { break } // room.ErrClosed after RoomDestroyed
+//		switch ev.Type {
+//		case room.MemberJoined, room.MemberLeft: ...     // ev.Member, ev.Reason (left or timeout)
+//		case room.PresenceChanged: ...                   // ev.Change: peer, keys added/updated/removed, cause
+//		case room.Broadcast: ...                         // ev.Payload from ev.Member
+//		case room.Lagged: ...                            // you fell behind: re-read Members/States
+//		}
+//	}
+//
+//	lobby.Broadcast(ctx, []byte("hello, room"))         // fire and forget, not stored
+//	r.LeaveRoom(ctx, "lobby")                           // goodbye; the room lingers, then is destroyed
+//
+// # Rooms and their lifecycle
+//
+// JoinRoom creates a room locally on its first join (event RoomCreated)
+// and returns its *room.Room handle; joining a room that is already joined
+// returns the same handle. Leave (LeaveRoom, or Leave on the handle) sends
+// a signed goodbye: every other member drops the local peer at once with
+// reason left. The room then lingers for its Config.Linger (default: its
+// Timeout) — still listed by Rooms and Room, still receiving — and is then
+// destroyed (RoomDestroyed; Rooms no longer lists it), unless JoinRoom is
+// called again meanwhile, which rejoins the same room with a new epoch.
+// Nothing about rooms is persisted: rooms do not survive a restart.
+//
+// A member that crashes (no goodbye) is dropped with reason timeout:
+// within about a second when its connections close (a failed probe), at
+// the latest Timeout after it was last heard. A peer that restarts with
+// the same key is one member whose new state replaces the old at once.
+// See package room for the protocol and its guarantees.
+//
+// # Events
+//
+// Repo events cover every room: RoomCreated, RoomDestroyed, MemberJoined,
+// MemberLeft (with the reason) and MemberUpdated, about remote members
+// only (the local peer's own joins and leaves are the lifecycle events,
+// and calls you made). They are forward-only: query Rooms and Members
+// first, then Watch. Members a room admitted before anyone could watch it
+// are reported as MemberJoined right after its RoomCreated, so a watcher
+// that starts before a JoinRoom sees, per room, a well-formed sequence:
+// RoomCreated, then joins and leaves (a member joins before it leaves),
+// then RoomDestroyed, and again if the room is created anew.
+//
+// The policy for slow consumers: each Watcher buffers Config.EventBuffer
+// events (256 by default); beyond that, newer events are dropped and
+// counted, and the watcher receives one Lagged event with the count when
+// it has read what was buffered. A watcher that is never read costs at
+// most its buffer; it never slows a room, the Repo, or other watchers.
+// Room watchers (room.Room.Watch) follow the same policy, per room.
+//
+// # Hosts
+//
+// By default New builds the libp2p host from Config.Host (package p2p:
+// identity key, TCP and QUIC on all interfaces, mDNS, optional DHT) and
+// closes it in Close. An application that already runs libp2p passes its
+// host as Config.Libp2pHost: the Repo then starts only GossipSub and the
+// rooms on it, and leaves the host (and discovery) to the application.
+// LocalConfig is the preset for tests and demos on one machine (loopback
+// TCP, no discovery, short room timings).
+//
+// # Errors
+//
+// ErrClosed after Close; ErrUnknownRoom from LeaveRoom for a room that
+// does not exist; room.ErrInvalidID for a bad room ID; room errors
+// (room.ErrNotJoined, room.ErrClosed, presence limits) from the handle.
+package repo

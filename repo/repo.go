@@ -1,0 +1,447 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	golog "github.com/ipfs/go-log/v2"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
+
+	"github.com/convene-p2p/convene/gossip"
+	"github.com/convene-p2p/convene/internal/watch"
+	"github.com/convene-p2p/convene/p2p"
+	"github.com/convene-p2p/convene/room"
+)
+
+var log = golog.Logger("convene/repo")
+
+// Errors returned by the Repo.
+var (
+	ErrClosed      = errors.New("repo: closed")
+	ErrUnknownRoom = errors.New("repo: unknown room")
+)
+
+// closeTimeout bounds the goodbyes Close sends.
+const closeTimeout = 2 * time.Second
+
+// Config configures a Repo. The zero value is usable: an ephemeral identity
+// (set Host.KeyFile to keep one), mDNS on, TCP and QUIC on random ports, and
+// room.DefaultConfig for rooms joined with a zero room.Config. LocalConfig
+// is the preset for tests and demos on one machine.
+type Config struct {
+	// Name is the self-asserted display name other members see.
+	Name string
+	// Meta is self-asserted display data other members see.
+	Meta map[string]string
+	// Host configures the libp2p host the Repo builds when Libp2pHost is nil.
+	Host p2p.Config
+	// Libp2pHost, if set, is an existing host to run on (an app that already
+	// runs libp2p). The Repo then neither builds discovery (mDNS, DHT) nor
+	// closes the host.
+	Libp2pHost host.Host
+	// Gossip configures GossipSub and room-topic validation.
+	Gossip gossip.Config
+	// Room is the room configuration used by JoinRoom when it is given a
+	// zero room.Config. Zero means room.DefaultConfig().
+	Room room.Config
+	// Logger overrides the go-log "convene/repo" logger.
+	Logger *slog.Logger
+	// EventBuffer is how many events each Watcher buffers before it lags
+	// (see Watch). Zero means 256.
+	EventBuffer int
+}
+
+// LocalConfig is the preset for tests and demos on one machine: a host on
+// loopback TCP only, with no mDNS, DHT or relay (p2p.LocalConfig), and
+// rooms with short timings (room.LocalConfig: Timeout 3 s, heartbeat 1 s,
+// linger 3 s). Peers find each other only through Connect.
+func LocalConfig() Config {
+	return Config{Host: p2p.LocalConfig(), Room: room.LocalConfig()}
+}
+
+func (c *Config) validate() error {
+	if c.EventBuffer < 0 {
+		return fmt.Errorf("repo: negative EventBuffer %d", c.EventBuffer)
+	}
+	if c.EventBuffer == 0 {
+		c.EventBuffer = 256
+	}
+	if c.Room == (room.Config{}) {
+		c.Room = room.DefaultConfig()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(golog.SlogHandler()).With("logger", "convene/repo")
+	}
+	return nil
+}
+
+// Repo is the entry point: it owns the libp2p host (unless given one), the
+// GossipSub router and the rooms joined through it. Safe for concurrent use.
+type Repo struct {
+	cfg    Config
+	host   host.Host
+	p2p    *p2p.Host // nil when running on a caller's host
+	router *gossip.Router
+	self   room.Identity
+	events *watch.Broker[Event]
+
+	mu     sync.Mutex
+	rooms  map[string]*entry
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// entry is one room of the Repo, joined or lingering. Its forward
+// goroutine removes it from Repo.rooms once the room is destroyed, publishes
+// RoomDestroyed and then closes gone.
+type entry struct {
+	room       *room.Room
+	rendezvous func()
+	watcher    *room.Watcher
+	gone       chan struct{}
+	// known are the remote members reported through MemberJoined and not
+	// yet through MemberLeft (owned by the forward goroutine after JoinRoom).
+	known map[room.PeerID]bool
+}
+
+// New builds a Repo: the host (unless cfg.Libp2pHost is set), GossipSub and
+// discovery. Close releases everything.
+func New(ctx context.Context, cfg Config) (*Repo, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	r := &Repo{
+		cfg:   cfg,
+		rooms: make(map[string]*entry),
+		events: watch.New(cfg.EventBuffer, func(n int) Event {
+			return Event{Type: Lagged, Dropped: n}
+		}),
+	}
+	if cfg.Libp2pHost != nil {
+		r.host = cfg.Libp2pHost
+	} else {
+		h, err := p2p.New(ctx, cfg.Host)
+		if err != nil {
+			return nil, fmt.Errorf("repo: %w", err)
+		}
+		r.p2p = h
+		r.host = h.Host()
+	}
+	router, err := gossip.New(ctx, r.host, cfg.Gossip)
+	if err != nil {
+		if r.p2p != nil {
+			_ = r.p2p.Close()
+		}
+		return nil, fmt.Errorf("repo: %w", err)
+	}
+	r.router = router
+	r.self = room.Identity{Peer: room.PeerID(r.host.ID()), Name: cfg.Name, Meta: maps(cfg.Meta)}
+	return r, nil
+}
+
+func maps(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// Self is the local peer's identity in every room.
+func (r *Repo) Self() room.Identity {
+	id := r.self
+	id.Meta = maps(id.Meta)
+	return id
+}
+
+// ID is the local libp2p peer ID.
+func (r *Repo) ID() peer.ID { return r.host.ID() }
+
+// Host is the libp2p host the Repo runs on.
+func (r *Repo) Host() host.Host { return r.host }
+
+// Addrs are the local listen addresses, each ending in /p2p/<peer ID>, in a
+// form another node can dial (for example as a bootstrap peer).
+func (r *Repo) Addrs() []multiaddr.Multiaddr {
+	if r.p2p != nil {
+		return r.p2p.Addrs()
+	}
+	return p2pAddrs(r.host)
+}
+
+func p2pAddrs(h host.Host) []multiaddr.Multiaddr {
+	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()})
+	if err != nil {
+		return nil
+	}
+	return addrs
+}
+
+// Stats returns the counters of the Repo's GossipSub layer, summed over
+// every room it has had: own messages published, remote messages accepted,
+// and those rejected by reason (malformed, oversized, wrong author, over
+// the rate limit). See gossip.Stats.
+func (r *Repo) Stats() gossip.Stats { return r.router.Stats() }
+
+// Connect dials a peer given as a multiaddr ending in /p2p/<peer ID>.
+func (r *Repo) Connect(ctx context.Context, addr string) error {
+	ma, err := multiaddr.NewMultiaddr(addr)
+	if err != nil {
+		return fmt.Errorf("repo: bad address %q: %w", addr, err)
+	}
+	info, err := peer.AddrInfoFromP2pAddr(ma)
+	if err != nil {
+		return fmt.Errorf("repo: address %q needs /p2p/<peer ID>: %w", addr, err)
+	}
+	if err := r.host.Connect(ctx, *info); err != nil {
+		return fmt.Errorf("repo: connect %s: %w", info.ID, err)
+	}
+	return nil
+}
+
+// JoinRoom joins room id and returns its handle. A room already joined is
+// returned as it is; a room lingering after Leave is rejoined (a new epoch:
+// others see a fresh incarnation) and keeps the config it was created with.
+// A zero cfg means the Repo's Config.Room. The first join of a room (and the
+// first join after it was destroyed) emits RoomCreated, followed by
+// MemberJoined for any remote member the room already knows.
+//
+// ctx bounds only a rejoin's hello and the wait for a room that is being
+// destroyed at that moment.
+func (r *Repo) JoinRoom(ctx context.Context, id string, cfg room.Config) (*room.Room, error) {
+	if err := room.ValidateID(id); err != nil {
+		return nil, err
+	}
+	if cfg == (room.Config{}) {
+		cfg = r.cfg.Room
+	}
+	for {
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return nil, ErrClosed
+		}
+		e, ok := r.rooms[id]
+		if !ok {
+			defer r.mu.Unlock()
+			return r.create(id, cfg)
+		}
+		r.mu.Unlock()
+		if e.room.Status() != room.Closed {
+			// Rejoin is a no-op on a joined room.
+			err := e.room.Rejoin(ctx)
+			if err == nil {
+				return e.room, nil
+			}
+			if !errors.Is(err, room.ErrClosed) {
+				return nil, fmt.Errorf("repo: rejoin %q: %w", id, err)
+			}
+		}
+		// The room is being destroyed (its linger just ran out): wait
+		// until it is forgotten, then create it anew.
+		select {
+		case <-e.gone:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("repo: join %q: %w", id, ctx.Err())
+		}
+	}
+}
+
+// create opens room id; r.mu is held.
+func (r *Repo) create(id string, cfg room.Config) (*room.Room, error) {
+	topic, err := r.router.Join(id)
+	if err != nil {
+		return nil, fmt.Errorf("repo: join %q: %w", id, err)
+	}
+	rm, err := room.New(id, r.self, cfg, topic)
+	if err != nil {
+		_ = topic.Close() // idempotent; New leaves it open if cfg is invalid
+		return nil, fmt.Errorf("repo: join %q: %w", id, err)
+	}
+	e := &entry{
+		room:       rm,
+		watcher:    rm.Watch(),
+		rendezvous: func() {},
+		gone:       make(chan struct{}),
+		known:      make(map[room.PeerID]bool),
+	}
+	if r.p2p != nil {
+		e.rendezvous = r.p2p.Rendezvous(gossip.TopicName(id))
+	}
+	r.rooms[id] = e
+	r.events.Publish(Event{Type: RoomCreated, Room: id})
+	// The room runs from New on: members it admitted before Watch are in
+	// Members but not in the watcher. Report them now; forward skips
+	// their MemberJoined if the watcher has it too.
+	for _, m := range rm.Members() {
+		if m.Peer != r.self.Peer {
+			e.known[m.Peer] = true
+			r.events.Publish(Event{Type: MemberJoined, Room: id, Member: m})
+		}
+	}
+	r.wg.Add(1)
+	go r.forward(e)
+	return rm, nil
+}
+
+// forward turns one room's events about remote members into Repo events,
+// and forgets the room once it is destroyed. Events about the local peer
+// (Leave, Rejoin) are not forwarded: RoomCreated and RoomDestroyed report
+// the local lifecycle.
+func (r *Repo) forward(e *entry) {
+	defer r.wg.Done()
+	id := e.room.ID()
+	for {
+		ev, err := e.watcher.Next(context.Background())
+		if err != nil {
+			break
+		}
+		if ev.Type != room.Lagged && ev.Member.Peer == r.self.Peer {
+			continue
+		}
+		switch ev.Type {
+		case room.MemberJoined:
+			if e.known[ev.Member.Peer] {
+				continue // already reported by create
+			}
+			e.known[ev.Member.Peer] = true
+			r.events.Publish(Event{Type: MemberJoined, Room: id, Member: ev.Member})
+		case room.MemberLeft:
+			if !e.known[ev.Member.Peer] {
+				continue // joined and left before the room was watched
+			}
+			delete(e.known, ev.Member.Peer)
+			r.events.Publish(Event{Type: MemberLeft, Room: id, Member: ev.Member, Reason: ev.Reason})
+		case room.MemberUpdated:
+			if e.known[ev.Member.Peer] {
+				r.events.Publish(Event{Type: MemberUpdated, Room: id, Member: ev.Member})
+			}
+		case room.Lagged:
+			// The room dropped events for this forwarder: resynchronise
+			// from Members and tell the Repo's watchers to re-read state.
+			clear(e.known)
+			for _, m := range e.room.Members() {
+				if m.Peer != r.self.Peer {
+					e.known[m.Peer] = true
+				}
+			}
+			r.events.Publish(Event{Type: Lagged, Room: id, Dropped: ev.Dropped})
+		}
+	}
+	// The watcher may end (RoomDestroyed) before the room has closed its
+	// network; Done is closed after. Only then can the room be joined anew.
+	<-e.room.Done()
+	e.rendezvous()
+	r.mu.Lock()
+	if r.rooms[id] == e {
+		delete(r.rooms, id)
+	}
+	// Under r.mu, so that a JoinRoom creating the room anew publishes its
+	// RoomCreated after this.
+	r.events.Publish(Event{Type: RoomDestroyed, Room: id})
+	r.mu.Unlock()
+	close(e.gone)
+}
+
+// LeaveRoom sends a goodbye in room id (waiting, bounded by ctx, until it is
+// handed to the network); the room lingers for its Linger (default: its
+// Timeout) and is then destroyed unless rejoined. It is room.Leave on
+// Room(id); ErrUnknownRoom if there is no such room.
+func (r *Repo) LeaveRoom(ctx context.Context, id string) error {
+	rm, ok := r.Room(id)
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownRoom, id)
+	}
+	return rm.Leave(ctx)
+}
+
+// Room returns the room with this ID, joined or lingering.
+func (r *Repo) Room(id string) (*room.Room, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.rooms[id]
+	if !ok {
+		return nil, false
+	}
+	return e.room, true
+}
+
+// Rooms returns every room, joined or lingering, sorted by ID.
+func (r *Repo) Rooms() []*room.Room {
+	r.mu.Lock()
+	out := make([]*room.Room, 0, len(r.rooms))
+	for _, e := range r.rooms {
+		out = append(out, e.room)
+	}
+	r.mu.Unlock()
+	slices.SortFunc(out, func(a, b *room.Room) int {
+		switch {
+		case a.ID() < b.ID():
+			return -1
+		case a.ID() > b.ID():
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Watch returns a forward-only watcher of Repo events: query Rooms() and
+// Members() first, then watch. Each watcher buffers Config.EventBuffer
+// events; a consumer that falls further behind loses the newer events and,
+// once it has read what was buffered, receives one Lagged event saying how
+// many were lost (then re-read Rooms and Members). A slow or absent
+// consumer never slows a room down. Events of one room arrive in the order
+// the room produced them.
+func (r *Repo) Watch() *Watcher { return &Watcher{w: r.events.Watch()} }
+
+// Close leaves every joined room (goodbyes bounded by a short timeout),
+// stops every room, the GossipSub router and, if the Repo built it, the host.
+// It is idempotent.
+func (r *Repo) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	entries := make([]*entry, 0, len(r.rooms))
+	for _, e := range r.rooms {
+		entries = append(entries, e)
+	}
+	r.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, e := range entries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if e.room.Status() == room.Joined {
+				if err := e.room.Leave(ctx); err != nil {
+					log.Debugw("goodbye failed", "room", e.room.ID(), "err", err)
+				}
+			}
+			_ = e.room.Close()
+		}()
+	}
+	wg.Wait()
+	r.wg.Wait()
+	r.events.Close()
+	err := r.router.Close()
+	if r.p2p != nil {
+		err = errors.Join(err, r.p2p.Close())
+	}
+	return err
+}
