@@ -56,7 +56,19 @@
 //   - Answering newcomers: a member that admits a new peer (or a new epoch
 //     of a known one) from a hello, heartbeat or delta sends an early
 //     heartbeat after a random 0–50ms, at most one per PublishInterval;
-//     it reaches the newcomer and the newcomer's other neighbours.
+//     it reaches the newcomer and the newcomer's other neighbours. The
+//     answer is sent once more 600ms (+0–50ms) later: a newcomer connected
+//     to a single member gets the other members' answers only through that
+//     member's GossipSub mesh, which it joins at a GossipSub heartbeat
+//     (250ms) after connecting, and answers relayed before then never
+//     reach it. The repeat is coalesced like the answer: a newcomer
+//     answered while a repeat is pending moves it to 600ms after its own
+//     answer, so one repeat covers every newcomer answered before it; any
+//     hello or heartbeat published at most PublishInterval before the
+//     repeat is due counts as the repeat. Known members (same epoch) are
+//     neither answered nor repeated. So a newcomer that reaches one member
+//     sees every member's full state within about a second, not a
+//     HeartbeatInterval.
 //   - Membership: a peer becomes a member on its first valid hello,
 //     heartbeat, delta or fetch reply. A delta carries no identity: its
 //     author is admitted with an empty Name, and the room fetches its
@@ -101,9 +113,11 @@
 // clears the local presence (PresenceChanged with cause leave and
 // MemberLeft for self), and moves to Left: the room keeps receiving for
 // Config.Linger, then it is destroyed: status Closed, the network closed,
-// RoomDestroyed delivered, Done closed. Rejoin during the linger starts a
-// new epoch, publishes a hello and moves back to Joined (MemberJoined for
-// self). Close destroys the room at once without a goodbye; it is
+// RoomDestroyed delivered, Done closed: on every path that destroys the
+// room, the network is closed before RoomDestroyed is delivered, so a
+// watcher that sees it may join the same room on the same network at
+// once. Rejoin during the linger starts a new epoch, publishes a hello
+// and moves back to Joined (MemberJoined for self). Close destroys the room at once without a goodbye; it is
 // idempotent and waits for every goroutine of the room. If the network
 // ends by itself, the room is destroyed as by Close.
 //

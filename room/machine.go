@@ -12,9 +12,21 @@ import (
 )
 
 // maxAnswerJitter bounds the random delay before an early heartbeat that
-// answers a newcomer, so that the members of a room do not all answer in
-// the same instant.
+// answers a newcomer (and before its repeat), so that the members of a
+// room do not all answer in the same instant.
 const maxAnswerJitter = 50 * time.Millisecond
+
+// answerRepeatDelay is how long after an early heartbeat that answered
+// newcomers it is sent once more (plus 0–maxAnswerJitter). A newcomer
+// connected to a single member receives the other members' answers only
+// through that member's GossipSub mesh, which it joins at a GossipSub
+// heartbeat (every 250ms, gossip.GossipSubParams) after its subscription
+// is known; answers relayed before then never reach it (gossip does not
+// re-offer them once it is in the mesh). 600ms covers two GossipSub
+// heartbeats plus the time it takes the newcomer's subscription and
+// GRAFT to travel, so the repeat reaches it well before the next regular
+// heartbeat (HeartbeatInterval, 10s by default).
+const answerRepeatDelay = 600 * time.Millisecond
 
 // maxGone bounds how many removed peers the machine remembers.
 const maxGone = 4096
@@ -109,6 +121,7 @@ type machine struct {
 
 	nextHeartbeat time.Time // periodic heartbeat due (Joined only)
 	answerAt      time.Time // early heartbeat due; zero if none pending
+	repeatAt      time.Time // repeat of the last early heartbeat due; zero if none
 	lastHeartbeat time.Time // last hello/heartbeat published
 	helloAt       time.Time // debounced hello republish due; zero if none
 	helloDone     bool      // the first PeerUp since joining was seen
@@ -162,7 +175,7 @@ func (m *machine) join(now time.Time) {
 	m.dirtyStatus, m.dirtyMembers = true, true
 	m.dirtyPeers[m.self.Peer] = struct{}{}
 	m.helloDone = false
-	m.helloAt, m.answerAt, m.deltaAt, m.lingerEnd = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	m.helloAt, m.answerAt, m.repeatAt, m.deltaAt, m.lingerEnd = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	m.lastDelta = time.Time{}
 	m.deltaDirty = false
 	m.selfSnap = nil
@@ -229,13 +242,28 @@ func (m *machine) publishHeartbeat(now time.Time) {
 
 // publishFull publishes a hello or heartbeat (identity, epoch, full own
 // state). It supersedes any pending delta and early answer, and restarts
-// the heartbeat period.
+// the heartbeat period. If it answers newcomers (an early answer was
+// pending), it schedules its repeat; a pending repeat is done if this
+// message goes out at most PublishInterval before the repeat was due.
 func (m *machine) publishFull(now time.Time, kind MessageKind) {
 	m.store.EncodeDelta() // the full state supersedes the pending delta
 	m.deltaDirty, m.deltaAt = false, time.Time{}
 	m.publish(m.selfMessage(kind))
 	m.lastHeartbeat = now
-	m.answerAt = time.Time{}
+	if !m.repeatAt.IsZero() && !now.Before(m.repeatAt.Add(-m.cfg.PublishInterval)) {
+		m.repeatAt = time.Time{}
+	}
+	if !m.answerAt.IsZero() {
+		// The newcomers just answered may not be in the mesh of the
+		// member that relays to them yet: say it again once they are. A
+		// pending repeat (for earlier newcomers) moves later, so one
+		// repeat covers them all.
+		m.answerAt = time.Time{}
+		at := now.Add(answerRepeatDelay + time.Duration(m.rng.Int64N(int64(maxAnswerJitter)+1)))
+		if at.After(m.repeatAt) {
+			m.repeatAt = at
+		}
+	}
 	m.nextHeartbeat = now.Add(m.jitter(m.cfg.HeartbeatInterval))
 }
 
@@ -667,7 +695,9 @@ func (m *machine) tick(now time.Time) {
 			m.helloAt = time.Time{}
 			m.publishHello(now)
 		}
-		if (!m.answerAt.IsZero() && !now.Before(m.answerAt)) || !now.Before(m.nextHeartbeat) {
+		if (!m.answerAt.IsZero() && !now.Before(m.answerAt)) ||
+			(!m.repeatAt.IsZero() && !now.Before(m.repeatAt)) ||
+			!now.Before(m.nextHeartbeat) {
 			m.publishHeartbeat(now)
 		}
 		if m.deltaDirty && !now.Before(m.deltaAt) {
@@ -702,6 +732,7 @@ func (m *machine) deadline() (time.Time, bool) {
 	case Joined:
 		consider(m.nextHeartbeat)
 		consider(m.answerAt)
+		consider(m.repeatAt)
 		consider(m.helloAt)
 		if m.deltaDirty {
 			consider(m.deltaAt)
@@ -731,7 +762,7 @@ func (m *machine) leave(now time.Time) error {
 	m.publish(Message{Kind: KindLeave, Epoch: m.epoch()})
 	m.status = Left
 	m.dirtyStatus, m.dirtyMembers = true, true
-	m.nextHeartbeat, m.answerAt, m.helloAt, m.deltaAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	m.nextHeartbeat, m.answerAt, m.repeatAt, m.helloAt, m.deltaAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	m.deltaDirty = false
 	var keys []string
 	for k := range m.store.State(m.self.Peer) {

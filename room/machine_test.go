@@ -563,13 +563,202 @@ func TestMachineAnswersNewcomerWithEarlyHeartbeat(t *testing.T) {
 	if d.Before(hbs[0].Add(cfg.PublishInterval)) {
 		t.Errorf("second answer at %v, sooner than PublishInterval after %v", d.Sub(t0), hbs[0].Sub(t0))
 	}
-	// A known member's hello (same epoch) is not answered.
+	// A known member's hello (same epoch) is not answered: the next
+	// heartbeat is the repeat of the answer just sent, not sooner.
 	a.tick(d)
 	a.out()
 	a.deliver(d.Add(time.Millisecond), n, Message{Kind: KindHello, Epoch: 1, Name: "LATE"})
-	if d2, _ := a.deadline(); d2.Before(d.Add(cfg.HeartbeatInterval * 9 / 10)) {
+	if d2, _ := a.deadline(); d2.Before(d.Add(answerRepeatDelay)) {
 		t.Errorf("a known member's hello was answered (deadline %v)", d2.Sub(d))
 	}
+}
+
+// heartbeatTimes returns when the outputs of run published a heartbeat.
+func heartbeatTimes(times []time.Time, outs []output) []time.Time {
+	var hbs []time.Time
+	for i, o := range outs {
+		for _, m := range o.publish {
+			if m.Kind == KindHeartbeat {
+				hbs = append(hbs, times[i])
+			}
+		}
+	}
+	return hbs
+}
+
+func offsets(ts []time.Time, from time.Time) []time.Duration {
+	var out []time.Duration
+	for _, t := range ts {
+		out = append(out, t.Sub(from))
+	}
+	return out
+}
+
+// A member answers a newcomer's hello with an early heartbeat, then
+// repeats it once, answerRepeatDelay (+0–50ms) later, when a newcomer that
+// is connected to one other member only can be in that member's mesh;
+// then heartbeats are regular again. The newcomer's first hello is lost
+// (no peers yet): the one it republishes on its first PeerUp is answered.
+func TestMachineRepeatsAnswerToNewcomerOnce(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	a.out()
+	n := newTM(t, "n", 1, cfg)
+	n.out() // the hello at join reaches nobody
+	n.peerUp(t0.Add(100*time.Millisecond), "b")
+	n.out()
+	_, nouts := n.run(t0.Add(100*time.Millisecond), t0.Add(200*time.Millisecond))
+	var hello []Message
+	for _, o := range nouts {
+		hello = append(hello, o.publish...)
+	}
+	eq(t, "newcomer publishes after its first PeerUp", kinds(hello), []string{"hello"})
+
+	h := t0.Add(200 * time.Millisecond)
+	o := a.deliver(h, n, hello...)
+	eq(t, "events", describe(o.events), []string{"member-joined n(N)"})
+	times, outs := a.run(h, h.Add(cfg.HeartbeatInterval*8/10))
+	hbs := heartbeatTimes(times, outs)
+	if len(hbs) != 2 {
+		t.Fatalf("heartbeats after the newcomer's hello at +%v: %v, want the answer and one repeat", offsets(hbs, h), cfg.HeartbeatInterval*8/10)
+	}
+	if d := hbs[0].Sub(h); d < 0 || d > maxAnswerJitter {
+		t.Errorf("answer %v after the hello, want within [0, %v]", d, maxAnswerJitter)
+	}
+	if d := hbs[1].Sub(hbs[0]); d < answerRepeatDelay || d > answerRepeatDelay+maxAnswerJitter {
+		t.Errorf("repeat %v after the answer, want within [%v, %v]", d, answerRepeatDelay, answerRepeatDelay+maxAnswerJitter)
+	}
+	// Then the regular period, from the repeat.
+	next, _ := a.deadline()
+	if d := next.Sub(hbs[1]); d < cfg.HeartbeatInterval*9/10 || d > cfg.HeartbeatInterval*11/10 {
+		t.Errorf("next heartbeat %v after the repeat, want HeartbeatInterval ±10%%", d)
+	}
+	// A new epoch of a known member is a newcomer too: answered, repeated.
+	n2 := newTM(t, "n", 2, cfg)
+	h2 := hbs[1].Add(100 * time.Millisecond)
+	o = a.deliver(h2, n2, n2.out().publish...)
+	eq(t, "events on a new epoch", describe(o.events), nil)
+	times, outs = a.run(h2, h2.Add(cfg.HeartbeatInterval*8/10))
+	if hbs := heartbeatTimes(times, outs); len(hbs) != 2 || hbs[1].Sub(hbs[0]) < answerRepeatDelay {
+		t.Errorf("heartbeats after a new epoch's hello at +%v, want an answer and one repeat", offsets(hbs, h2))
+	}
+}
+
+// Newcomers arriving before the answer goes out share one answer and one
+// repeat; a newcomer arriving after the answer (but before the repeat) gets
+// its own answer, and the pending repeat moves after it, so the two
+// answers still cost one repeat.
+func TestMachineAnswerRepeatCoalescedAcrossNewcomers(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	a.out()
+	h := t0.Add(200 * time.Millisecond)
+	for i := range 4 {
+		n := newTM(t, fmt.Sprint("n", i), 1, cfg)
+		a.deliver(h.Add(time.Duration(i)*time.Millisecond), n, n.out().publish...)
+	}
+	times, outs := a.run(h, h.Add(300*time.Millisecond))
+	first := heartbeatTimes(times, outs)
+	if len(first) != 1 {
+		t.Fatalf("heartbeats in the 300ms after four hellos: %v, want one answer", offsets(first, h))
+	}
+	late := newTM(t, "late", 1, cfg)
+	hl := h.Add(300 * time.Millisecond)
+	a.deliver(hl, late, late.out().publish...)
+	end := hl.Add(cfg.HeartbeatInterval * 8 / 10)
+	times, outs = a.run(hl, end)
+	hbs := heartbeatTimes(times, outs)
+	if len(hbs) != 2 {
+		t.Fatalf("heartbeats after the late newcomer at +%v: %v, want its answer and one repeat for all five", offsets(hbs, hl), offsets(hbs, hl))
+	}
+	if d := hbs[0].Sub(hl); d < 0 || d > maxAnswerJitter {
+		t.Errorf("late answer %v after its hello", d)
+	}
+	if d := hbs[1].Sub(hbs[0]); d < answerRepeatDelay || d > answerRepeatDelay+maxAnswerJitter {
+		t.Errorf("repeat %v after the last answer, want within [%v, %v]", d, answerRepeatDelay, answerRepeatDelay+maxAnswerJitter)
+	}
+	for _, hb := range hbs {
+		if hb.Sub(first[0]) < cfg.PublishInterval {
+			t.Errorf("heartbeat %v after the previous one, sooner than PublishInterval", hb.Sub(first[0]))
+		}
+	}
+}
+
+// Messages from members that are already known (same epoch) are neither
+// answered nor repeated: once the repeat for a newcomer is out, heartbeats
+// are regular whatever the known members send.
+func TestMachineAnswerNotRepeatedForKnownMembers(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	a.out()
+	b := newTM(t, "b", 1, cfg)
+	h := t0.Add(100 * time.Millisecond)
+	a.deliver(h, b, b.out().publish...)
+	times, outs := a.run(h, h.Add(answerRepeatDelay+200*time.Millisecond))
+	if hbs := heartbeatTimes(times, outs); len(hbs) != 2 {
+		t.Fatalf("heartbeats after b's hello: %v, want the answer and its repeat", offsets(hbs, h))
+	}
+	// b, known now, says hello again, heartbeats, writes: nothing early.
+	now := h.Add(answerRepeatDelay + 300*time.Millisecond)
+	a.deliver(now, b, Message{Kind: KindHello, Epoch: 1, Name: "B"}, b.heartbeat())
+	b.mustSet(now, "k", "v")
+	a.deliver(now, b, b.out().publish...)
+	if !a.answerAt.IsZero() || !a.repeatAt.IsZero() {
+		t.Fatalf("a known member was answered: answer at %v, repeat at %v", a.answerAt, a.repeatAt)
+	}
+	times, outs = a.run(now, now.Add(cfg.HeartbeatInterval*8/10))
+	if hbs := heartbeatTimes(times, outs); len(hbs) != 0 {
+		t.Errorf("heartbeats within 0.8 HeartbeatInterval after a known member's messages: %v", offsets(hbs, now))
+	}
+}
+
+// A heartbeat that goes out anyway when the repeat is (nearly) due, at
+// most PublishInterval before it, is the repeat: a regular heartbeat there
+// leaves no repeat to send (heartbeats stay at most one per
+// PublishInterval), and an answer to another newcomer there is followed by
+// one repeat, after its own delay.
+func TestMachineAnswerRepeatSatisfiedByAnyHeartbeatAtItsTime(t *testing.T) {
+	cfg := testConfig()
+	answered := func(t *testing.T) (*tm, time.Time) {
+		a := newTM(t, "a", 1, cfg)
+		a.out()
+		n1 := newTM(t, "n1", 1, cfg)
+		h := t0.Add(100 * time.Millisecond)
+		a.deliver(h, n1, n1.out().publish...)
+		times, outs := a.run(h, h.Add(300*time.Millisecond))
+		if hbs := heartbeatTimes(times, outs); len(hbs) != 1 {
+			t.Fatalf("answers %v", offsets(hbs, h))
+		}
+		if a.repeatAt.IsZero() {
+			t.Fatal("no repeat scheduled")
+		}
+		return a, a.repeatAt
+	}
+	t.Run("regular heartbeat", func(t *testing.T) {
+		a, repeat := answered(t)
+		regular := repeat.Add(-cfg.PublishInterval / 2)
+		a.nextHeartbeat = regular // as if the period ended just there
+		times, outs := a.run(regular, regular.Add(cfg.HeartbeatInterval*8/10))
+		if hbs := heartbeatTimes(times, outs); len(hbs) != 1 || !hbs[0].Equal(regular) {
+			t.Errorf("heartbeats from %v before the repeat was due: %v, want only the regular one",
+				repeat.Sub(regular), offsets(hbs, regular))
+		}
+	})
+	t.Run("answer to another newcomer", func(t *testing.T) {
+		a, repeat := answered(t)
+		n2 := newTM(t, "n2", 1, cfg)
+		h2 := repeat.Add(-cfg.PublishInterval / 2)
+		a.deliver(h2, n2, n2.out().publish...)
+		a.answerAt = h2 // no jitter: answer at once
+		times, outs := a.run(h2, h2.Add(cfg.HeartbeatInterval*8/10))
+		hbs := heartbeatTimes(times, outs)
+		if len(hbs) != 2 || !hbs[0].Equal(h2) {
+			t.Fatalf("heartbeats after the second newcomer at +%v, want its answer at once and one repeat", offsets(hbs, h2))
+		}
+		if d := hbs[1].Sub(hbs[0]); d < answerRepeatDelay {
+			t.Errorf("second repeat %v after the second answer, want at least %v", d, answerRepeatDelay)
+		}
+	})
 }
 
 func TestMachinePeerDownFailedProbeRemoves(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -199,7 +200,15 @@ func (r *Room) run(m *machine) {
 		for _, msg := range out.publish {
 			ack = r.send.push(msg)
 		}
-		r.hub.emit(out.events)
+		evs := out.events
+		if out.destroy {
+			// RoomDestroyed (the machine's last event) is held back:
+			// teardown delivers it once the network is closed and every
+			// goroutine has stopped, so a watcher that sees it may join
+			// the same room again on the same network at once.
+			evs = slices.DeleteFunc(evs, func(ev Event) bool { return ev.Type == RoomDestroyed })
+		}
+		r.hub.emit(evs)
 		fetchQueue = append(fetchQueue, out.fetches...)
 		startFetches()
 		return out.destroy, ack
@@ -270,8 +279,9 @@ func (r *Room) handle(m *machine, ev NetEvent) {
 
 // teardown destroys the room. After a graceful end (linger over) queued
 // publishes (a goodbye) are still handed to the network first. Then every
-// goroutine is stopped, the network closed, the goroutines waited for, the
-// watchers told, and Done closed.
+// goroutine is stopped, the network closed, the goroutines waited for, and
+// only then the watchers told (RoomDestroyed, on every destroy path: the
+// flush that ended the room held it back) and Done closed.
 func (r *Room) teardown(m *machine, graceful bool) {
 	if graceful {
 		r.send.drain(r.ctx, drainTimeout)

@@ -848,3 +848,94 @@ func TestRoomDeleteAndTTL(t *testing.T) {
 		}
 	})
 }
+
+// closeWatchNet is a fakeNet that, when the room closes it, records which
+// events a watcher could already read: RoomDestroyed must not be among
+// them.
+type closeWatchNet struct {
+	*fakeNet
+	w *Watcher
+
+	mu     sync.Mutex
+	closes int
+	before []string // events readable when Close was first called
+}
+
+func (n *closeWatchNet) Close() error {
+	n.mu.Lock()
+	if n.closes == 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // Next returns what is buffered, then ctx's error
+		for {
+			ev, err := n.w.Next(ctx)
+			if err != nil {
+				break
+			}
+			n.before = append(n.before, ev.Type.String())
+		}
+	}
+	n.closes++
+	n.mu.Unlock()
+	return n.fakeNet.Close()
+}
+
+// The docs promise: network closed, then RoomDestroyed, then Done, on
+// every path that destroys the room (the end of the linger, Leave with a
+// negative linger, Close, the network ending), so that a watcher that sees
+// RoomDestroyed can join the same room on the same network at once.
+func TestRoomDestroyedIsDeliveredAfterTheNetworkIsClosed(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		linger  time.Duration
+		destroy func(t *testing.T, r *Room, n *closeWatchNet)
+	}{
+		{"linger over", 100 * time.Millisecond, func(t *testing.T, r *Room, _ *closeWatchNet) {
+			if err := r.Leave(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"negative linger", -1, func(t *testing.T, r *Room, _ *closeWatchNet) {
+			if err := r.Leave(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"Close", 0, func(t *testing.T, r *Room, _ *closeWatchNet) {
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newBus()
+				cfg := shellConfig()
+				cfg.Linger = tc.linger
+				n := &closeWatchNet{fakeNet: b.join("a")}
+				r, err := New("lobby", Identity{Peer: "a"}, cfg, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n.w = r.Watch()
+				synctest.Wait()
+				tc.destroy(t, r, n)
+				<-r.Done()
+				n.mu.Lock()
+				closes, before := n.closes, n.before
+				n.mu.Unlock()
+				if closes == 0 {
+					t.Fatal("the network was not closed before Done")
+				}
+				if slices.Contains(before, RoomDestroyed.String()) {
+					t.Errorf("RoomDestroyed was delivered before the network was closed (events readable at Close: %q)", before)
+				}
+				ev, err := n.w.Next(context.Background())
+				if err != nil || ev.Type != RoomDestroyed {
+					t.Fatalf("after Done: event %+v, err %v; want RoomDestroyed", ev, err)
+				}
+				if _, err := n.w.Next(context.Background()); !errors.Is(err, ErrClosed) {
+					t.Errorf("Next after RoomDestroyed: %v", err)
+				}
+			})
+		})
+	}
+}
