@@ -252,8 +252,14 @@ func TestHostilePeerCannotForgeReplayOrCrashHonestMembersKeepWorking(t *testing.
 	}
 	span := last.Sub(floodStart)
 	limit := gossip.DefaultBurst + int(gossip.DefaultRate*span.Seconds()) + 5
-	if delivered > limit || delivered == floods {
+	if delivered > limit {
 		t.Errorf("B delivered %d of %d flood broadcasts over %v, above burst %d + rate %d/s", delivered, floods, span, gossip.DefaultBurst, gossip.DefaultRate)
+	}
+	if limit >= floods {
+		// On a loaded machine the attacker may publish slower than the
+		// bucket refills; then nothing here exceeded the rate and the cut
+		// is not exercised (gossip's hostile test covers it at 10x rate).
+		t.Logf("flood took %v: slower than the rate limit, so the bucket did not have to cut it", floodTime)
 	}
 	st := b.r.Stats()
 	t.Logf("B after the attacks: %+v; pubsub rejected %d invalid-signature, %d missing-signature, %d duplicates; flood: %d of %d delivered in %v",
