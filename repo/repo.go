@@ -193,6 +193,16 @@ func p2pAddrs(h host.Host) []multiaddr.Multiaddr {
 // the rate limit). See gossip.Stats.
 func (r *Repo) Stats() gossip.Stats { return r.router.Stats() }
 
+// MDNSError reports why LAN discovery (mDNS) is not running although it was
+// asked for (for example: no up interface with multicast), or nil. It is
+// always nil on a caller's host (Config.Libp2pHost) and with mDNS off.
+func (r *Repo) MDNSError() error {
+	if r.p2p == nil {
+		return nil
+	}
+	return r.p2p.MDNSError()
+}
+
 // Connect dials a peer given as a multiaddr ending in /p2p/<peer ID>.
 func (r *Repo) Connect(ctx context.Context, addr string) error {
 	ma, err := multiaddr.NewMultiaddr(addr)

@@ -181,6 +181,10 @@ func (n *node) emitReady() {
 		ev.Addrs = append(ev.Addrs, a.String())
 	}
 	n.out.emit(ev)
+	if err := n.repo.MDNSError(); err != nil {
+		// The node runs on, but nobody on the LAN will find it by itself.
+		n.out.emit(errorEvent{Error: oneLine(fmt.Sprintf("LAN discovery (mDNS) is not running: %v; use --bootstrap to connect", err))})
+	}
 }
 
 // bootstrap dials every --bootstrap peer, in parallel. A peer that cannot
