@@ -2,9 +2,9 @@ package ephemeral
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -29,23 +29,90 @@ func (s *Store) Apply(now time.Time, author PeerID, data []byte) ([]Change, erro
 	if author == s.self {
 		return nil, nil
 	}
-	if err := decode(data, &s.lim, &s.dec, author); err != nil {
-		return nil, err
+	sc := s.borrow(data)
+	var cs []Change
+	err := decode(data, &s.lim, &s.dec, author)
+	if err == nil {
+		cs, err = s.apply(toNanos(now), author)
 	}
-	return s.apply(now, author)
+	s.giveBack(sc)
+	return cs, err
 }
 
 // ApplyTrusted applies a multi-peer snapshot without an author check: only for data the
 // caller itself produced or verified (tests, benchmarks, state hand-off); never for network
 // input. Records of Self are skipped. A delta is rejected (ErrMalformed): it names no peer.
 func (s *Store) ApplyTrusted(now time.Time, data []byte) ([]Change, error) {
-	if err := decode(data, &s.lim, &s.dec, ""); err != nil {
-		return nil, err
+	sc := s.borrow(data)
+	var cs []Change
+	err := decode(data, &s.lim, &s.dec, "")
+	if err == nil && s.dec.kind != kindSnapshot {
+		err = fmt.Errorf("%w: ApplyTrusted takes a snapshot, got a delta (a delta names no peer)", ErrMalformed)
 	}
-	if s.dec.kind != kindSnapshot {
-		return nil, fmt.Errorf("%w: ApplyTrusted takes a snapshot, got a delta (a delta names no peer)", ErrMalformed)
+	if err == nil {
+		cs, err = s.apply(toNanos(now), "")
 	}
-	return s.apply(now, "")
+	s.giveBack(sc)
+	return cs, err
+}
+
+// Scratch memory. Decoding and applying a message needs scratch in proportion to its
+// entries. A store keeps its own scratch only while it is small (keepScratch elements);
+// a message that may need more (a newcomer's snapshot of a whole room) borrows scratch
+// from a pool shared by all stores and gives it back afterwards. So a store does not hold
+// on to the memory of its largest message, and fresh stores share scratch instead of
+// allocating their own. Pooled scratch may point at data of a finished message until it
+// is reused or the pool is collected; nothing reads it.
+const keepScratch = 256
+
+// scratch is one set of decode and change buffers.
+type scratch struct {
+	recs  []wireRecord
+	ents  []wireEntry
+	items []chItem
+	crecs []chRec
+}
+
+var scratchPool sync.Pool // of *scratch
+
+// swap exchanges the buffers of sc and s.
+func (s *Store) swap(sc *scratch) {
+	s.dec.recs, sc.recs = sc.recs, s.dec.recs
+	s.dec.ents, sc.ents = sc.ents, s.dec.ents
+	s.chg.items, sc.items = sc.items, s.chg.items
+	s.chg.recs, sc.crecs = sc.crecs, s.chg.recs
+}
+
+// borrow lends s pooled scratch if data may need more than s keeps; it returns what
+// giveBack needs (nil: nothing borrowed).
+func (s *Store) borrow(data []byte) *scratch {
+	if len(data) <= keepScratch*minEntrySize {
+		return nil
+	}
+	sc, _ := scratchPool.Get().(*scratch)
+	if sc == nil {
+		sc = new(scratch)
+	}
+	s.swap(sc) // sc now holds the store's own small buffers
+	return sc
+}
+
+// giveBack returns borrowed scratch to the pool (and puts the store's own back), or moves
+// the store's own scratch to the pool if it grew large.
+func (s *Store) giveBack(sc *scratch) {
+	if sc != nil {
+		s.swap(sc)
+		s.dec.data = nil
+		scratchPool.Put(sc)
+		return
+	}
+	if cap(s.dec.recs) > keepScratch || cap(s.dec.ents) > keepScratch ||
+		cap(s.chg.items) > keepScratch || cap(s.chg.recs) > keepScratch {
+		sc = new(scratch)
+		s.swap(sc)
+		s.dec.data = nil
+		scratchPool.Put(sc)
+	}
 }
 
 // arenaSize is what committing a message needs in fresh memory.
@@ -55,7 +122,7 @@ type arenaSize struct {
 
 // apply plans every record of s.dec against the held state, checks the limits, then
 // commits. author is the delta's author ("" for ApplyTrusted).
-func (s *Store) apply(now time.Time, author PeerID) ([]Change, error) {
+func (s *Store) apply(now nanos, author PeerID) ([]Change, error) {
 	d := &s.dec
 	snapshot := d.kind == kindSnapshot
 	var sz arenaSize
@@ -81,9 +148,7 @@ func (s *Store) apply(now time.Time, author PeerID) ([]Change, error) {
 	if sz.peers > len(s.peers) {
 		// Many new peers at once (a newcomer's first snapshot): size the map once
 		// instead of rehashing it on the way.
-		m := make(map[string]*peerState, len(s.peers)+sz.peers)
-		maps.Copy(m, s.peers)
-		s.peers = m
+		s.resizePeers(len(s.peers) + sz.peers)
 	}
 	var a arena
 	a.init(d, sz, author)
@@ -95,7 +160,8 @@ func (s *Store) apply(now time.Time, author PeerID) ([]Change, error) {
 			s.commit(now, r, d.ents[r.first:r.end], snapshot, author, &a)
 		}
 	}
-	// d keeps pointing into data until the next decode: at most one message is retained.
+	// d keeps pointing into data until the next decode (or giveBack, after a large message):
+	// at most one message is retained, and only read while it is applied.
 	return s.chg.build(), nil
 }
 
@@ -234,7 +300,7 @@ func (s *Store) plan(r *wireRecord, ents []wireEntry, snapshot bool, author Peer
 }
 
 // commit applies the plan of r to its peer and records the change.
-func (s *Store) commit(now time.Time, r *wireRecord, ents []wireEntry, snapshot bool, author PeerID, a *arena) {
+func (s *Store) commit(now nanos, r *wireRecord, ents []wireEntry, snapshot bool, author PeerID, a *arena) {
 	d := &s.dec
 	p := r.p
 	if p == nil {
@@ -359,9 +425,9 @@ func (s *Store) commit(now time.Time, r *wireRecord, ents []wireEntry, snapshot 
 }
 
 // fill writes the accepted wire entry w, with value v, into e (e.key is already set).
-func fill(e *entry, w *wireEntry, v []byte, now time.Time, a *arena) {
+func fill(e *entry, w *wireEntry, v []byte, now nanos, a *arena) {
 	e.counter = w.counter
-	e.deadline = time.Time{}
+	e.deadline = 0
 	if w.tomb {
 		e.tomb = true
 		e.value = e.value[:0]
@@ -374,7 +440,7 @@ func fill(e *entry, w *wireEntry, v []byte, now time.Time, a *arena) {
 		e.value = a.value(v)
 	}
 	if w.ttl > 0 {
-		e.deadline = now.Add(w.ttl)
+		e.deadline = now.add(w.ttl)
 	}
 }
 
@@ -383,21 +449,46 @@ func fill(e *entry, w *wireEntry, v []byte, now time.Time, a *arena) {
 // Pieces are carved with full slice expressions, so growing one never touches another.
 // If the plan underestimated anything, it falls back to ordinary allocation.
 type arena struct {
+	one   *peerState // a lone new peer, allocated in one block with its entries and values
 	peers []peerState
 	ents  []entry
 	str   string
 	val   []byte
 }
 
+// Blocks for a lone new peer with few entries (the common single-peer message): its
+// state, entries and value bytes in one allocation.
+type (
+	block2 struct {
+		p peerState
+		e [2]entry
+		v [32]byte
+	}
+	block4 struct {
+		p peerState
+		e [4]entry
+		v [96]byte
+	}
+)
+
 func (a *arena) init(d *decoded, sz arenaSize, author PeerID) {
-	if sz.peers > 0 {
-		a.peers = make([]peerState, sz.peers)
-	}
-	if sz.ents > 0 {
-		a.ents = make([]entry, sz.ents)
-	}
-	if sz.val > 0 {
-		a.val = make([]byte, sz.val)
+	switch {
+	case sz.peers == 1 && sz.ents <= 2 && sz.val <= 32:
+		b := new(block2)
+		a.one, a.ents, a.val = &b.p, b.e[:sz.ents], b.v[:sz.val]
+	case sz.peers == 1 && sz.ents <= 4 && sz.val <= 96:
+		b := new(block4)
+		a.one, a.ents, a.val = &b.p, b.e[:sz.ents], b.v[:sz.val]
+	default:
+		if sz.peers > 0 {
+			a.peers = make([]peerState, sz.peers)
+		}
+		if sz.ents > 0 {
+			a.ents = make([]entry, sz.ents)
+		}
+		if sz.val > 0 {
+			a.val = make([]byte, sz.val)
+		}
 	}
 	if sz.str == 0 {
 		return
@@ -423,6 +514,10 @@ func (a *arena) init(d *decoded, sz arenaSize, author PeerID) {
 }
 
 func (a *arena) peer() *peerState {
+	if p := a.one; p != nil {
+		a.one = nil
+		return p
+	}
 	if len(a.peers) == 0 {
 		return new(peerState)
 	}
@@ -460,19 +555,22 @@ func (a *arena) value(b []byte) []byte {
 	return v
 }
 
-// oneChange backs a single-key result of Apply.
-type oneChange struct {
-	c [1]Change
-	k [1]string
-}
-
-// oneChangeSlab is how many single-key results share one allocation (3.5 KiB). A caller
-// that keeps one result keeps its slab alive; nothing else is shared.
-const oneChangeSlab = 32
+// Small results of Apply (a few peers, a few keys) are carved from slabs: one allocation
+// per oneChangeSlab Changes and one per keySlab keys. A caller that keeps one result keeps
+// its slabs alive (3 KiB and 2 KiB); every piece is handed out once and never touched
+// again, and its slices are capped, so a caller's append reallocates.
+const (
+	oneChangeSlab = 32
+	keySlab       = 128
+	// smallChanges and smallKeys bound what is carved from the slabs.
+	smallChanges = 4
+	smallKeys    = 16
+)
 
 // changeScratch collects the changes of one operation with few allocations.
 type changeScratch struct {
-	slab  []oneChange
+	slab  []Change // oneChangeSlab pieces not handed out yet
+	kslab []string // keySlab pieces not handed out yet
 	items []chItem // keys of every record, in visiting (sorted) order
 	recs  []chRec
 	cur   int // first item of the record being built
@@ -541,16 +639,15 @@ func (c *changeScratch) build() []Change {
 		out  []Change
 		keys []string
 	)
-	if len(c.recs) == 1 && len(c.items) == 1 {
-		// The common case (one key of one peer) comes from a slab: one allocation per
-		// oneChangeSlab results. Every element is handed out once and never touched again;
-		// its slices have capacity 1, so a caller's append reallocates.
-		if len(c.slab) == 0 {
-			c.slab = make([]oneChange, oneChangeSlab)
+	if nr, nk := len(c.recs), len(c.items); nr <= smallChanges && nk <= smallKeys {
+		if len(c.slab) < nr {
+			c.slab = make([]Change, oneChangeSlab)
 		}
-		one := &c.slab[0]
-		c.slab = c.slab[1:]
-		out, keys = one.c[:], one.k[:]
+		if len(c.kslab) < nk {
+			c.kslab = make([]string, keySlab)
+		}
+		out, c.slab = c.slab[:nr:nr], c.slab[nr:]
+		keys, c.kslab = c.kslab[:nk:nk], c.kslab[nk:]
 	} else {
 		out = make([]Change, len(c.recs))
 		keys = make([]string, len(c.items))

@@ -40,6 +40,13 @@
 //     each receiver; the TTL travels as a duration (the time left when encoded), never as a
 //     timestamp. [Store.Expire] applies both deadlines, inclusively (at now >= deadline), and
 //     [Store.NextDeadline] says when to call it next.
+//   - The store keeps every time it is given as wall-clock unix nanoseconds and compares
+//     those: a monotonic clock reading in now (as from time.Now) is ignored, so a jump of
+//     the wall clock moves the store's deadlines with it. Callers that need immunity to
+//     wall-clock jumps pass a steady now (room's default clock passes the wall time at
+//     process start plus the monotonic time elapsed since). Times are clamped to what unix
+//     nanoseconds can hold (years 1678 to 2262), and the instant of the unix epoch counts
+//     as one nanosecond later. [Store.NextDeadline] returns a time in UTC.
 //
 // # Deltas and snapshots
 //

@@ -2,6 +2,7 @@ package ephemeral
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -14,8 +15,9 @@ func (s *Store) Heard(now time.Time, peer PeerID) error {
 	if err := checkPeerID(peer); err != nil {
 		return fmt.Errorf("ephemeral: Heard: %w", err)
 	}
+	n := toNanos(now)
 	if peer == s.self {
-		s.observe(now)
+		s.observe(n)
 		return nil
 	}
 	p := s.peers[string(peer)]
@@ -26,8 +28,8 @@ func (s *Store) Heard(now time.Time, peer PeerID) error {
 		p = &peerState{id: peer}
 		s.adopt(p)
 	}
-	s.observe(now)
-	s.touch(p, now)
+	s.observe(n)
+	s.touch(p, n)
 	return nil
 }
 
@@ -37,20 +39,42 @@ func (s *Store) adopt(p *peerState) {
 		p.epoch, p.high, p.floor, p.minEpoch = d.epoch, d.high, d.high, d.minEpoch
 		s.gone.remove(string(p.id))
 	}
+	if n := len(s.peers); n >= peersGrowFrom && n >= s.peersCap {
+		// A big room, one peer at a time (a newcomer applying every author's own
+		// snapshot): grow the map in a few large steps rather than by doubling.
+		s.resizePeers(min(s.lim.MaxPeers, peersGrowBy*n))
+	}
 	s.peers[string(p.id)] = p
 }
 
-// touch sets p's last-heard time to now (never backwards) and moves its deadline.
-func (s *Store) touch(p *peerState, now time.Time) {
-	if p.heard.IsZero() {
-		p.heard = now
-		s.addDeadline(now.Add(s.timeout))
+// The peers map is left to grow by itself up to peersGrowFrom peers; from there, adopt
+// sizes it for peersGrowBy times its peers at once (at most MaxPeers).
+const (
+	peersGrowFrom = 64
+	peersGrowBy   = 4
+)
+
+// resizePeers rebuilds the peers map with room for n peers, if that is more than it has.
+func (s *Store) resizePeers(n int) {
+	if n <= s.peersCap || n <= len(s.peers) {
 		return
 	}
-	if now.After(p.heard) {
-		s.dropDeadline(p.heard.Add(s.timeout))
+	m := make(map[string]*peerState, n)
+	maps.Copy(m, s.peers)
+	s.peers, s.peersCap = m, n
+}
+
+// touch sets p's last-heard time to now (never backwards) and moves its deadline.
+func (s *Store) touch(p *peerState, now nanos) {
+	if p.heard == 0 {
 		p.heard = now
-		s.addDeadline(now.Add(s.timeout))
+		s.addDeadline(now.add(s.timeout))
+		return
+	}
+	if now > p.heard {
+		s.dropDeadline(p.heard.add(s.timeout))
+		p.heard = now
+		s.addDeadline(now.add(s.timeout))
 	}
 }
 
@@ -80,8 +104,8 @@ func (s *Store) drop(p *peerState, left bool) {
 		d.minEpoch = max(d.minEpoch, p.epoch+1)
 	}
 	s.gone.add(string(p.id), d)
-	s.dropDeadline(p.heard.Add(s.timeout))
-	s.dropDeadline(p.ttlMin)
+	s.dropDeadline(p.heard.add(s.timeout))
+	s.dropDeadline(p.ttlMinN())
 }
 
 // liveKeys returns p's keys that are not tombstones, sorted (nil if none).
@@ -104,19 +128,20 @@ func liveKeys(p *peerState) []string {
 // sorted by peer. An expired remote key keeps a tombstone, so a late copy of the same write
 // cannot bring it back.
 func (s *Store) Expire(now time.Time) []Change {
-	s.observe(now)
-	if !s.lbSet || now.Before(s.lb) {
+	n := toNanos(now)
+	s.observe(n)
+	if !s.lbSet || n < s.lbN {
 		return nil
 	}
 	var out []Change
 	for _, p := range s.peers {
-		if p != s.me && !now.Before(p.heard.Add(s.timeout)) {
+		if p != s.me && n >= p.heard.add(s.timeout) {
 			out = append(out, Change{Peer: p.id, Removed: liveKeys(p), Cause: CauseTimeout, Gone: true})
 			s.drop(p, false)
 			continue
 		}
-		if !p.ttlMin.IsZero() && !now.Before(p.ttlMin) {
-			if removed := s.expireKeys(p, now); len(removed) > 0 {
+		if t := p.ttlMinN(); t != 0 && n >= t {
+			if removed := s.expireKeys(p, n); len(removed) > 0 {
 				out = append(out, Change{Peer: p.id, Removed: removed, Cause: CauseTimeout})
 			}
 		}
@@ -129,14 +154,14 @@ func (s *Store) Expire(now time.Time) []Change {
 // expireKeys removes p's keys whose TTL passed and returns them, sorted. A remote key (or a
 // local one not sent yet) becomes a tombstone with the same version; a local key already
 // sent is simply forgotten, since every receiver expires it on its own clock.
-func (s *Store) expireKeys(p *peerState, now time.Time) []string {
+func (s *Store) expireKeys(p *peerState, now nanos) []string {
 	var removed []string
 	w := 0
 	for i := range p.entries {
 		e := p.entries[i]
-		if !e.tomb && !e.deadline.IsZero() && !now.Before(e.deadline) {
+		if !e.tomb && e.deadline != 0 && now >= e.deadline {
 			removed = append(removed, e.key)
-			e.value, e.deadline = nil, time.Time{}
+			e.value, e.deadline = nil, 0
 			if p == s.me && !e.dirty {
 				continue
 			}
@@ -173,7 +198,8 @@ func (s *Store) capTombs(p *peerState) {
 }
 
 // NextDeadline returns the earliest time Expire would change something: a remote peer's
-// liveness deadline or a TTL deadline. ok is false when there is none.
+// liveness deadline or a TTL deadline, in UTC, without a monotonic clock reading (see the
+// package documentation, "Two clocks"). ok is false when there is none.
 func (s *Store) NextDeadline() (deadline time.Time, ok bool) {
 	if !s.lbExact {
 		s.recomputeBound()
@@ -186,37 +212,40 @@ func (s *Store) retime(p *peerState) {
 	old := p.ttlMin
 	p.ttlMin = p.earliestTTL()
 	if !old.Equal(p.ttlMin) {
-		s.dropDeadline(old)
-		s.addDeadline(p.ttlMin)
+		if !old.IsZero() {
+			s.dropDeadline(nanos(old.UnixNano()))
+		}
+		s.addDeadline(p.ttlMinN())
 	}
 }
 
 // addDeadline records a new deadline t (zero: none).
-func (s *Store) addDeadline(t time.Time) {
-	if t.IsZero() {
+func (s *Store) addDeadline(t nanos) {
+	if t == 0 {
 		return
 	}
-	if !s.lbSet || t.Before(s.lb) {
-		s.lb, s.lbSet, s.lbExact = t, true, true
+	if !s.lbSet || t < s.lbN {
+		s.lbN, s.lbSet, s.lbExact = t, true, true
+		s.lb = t.time()
 	}
 }
 
 // dropDeadline records that deadline t (zero: none) went away or moved later. The bound
 // stays a valid lower bound; it is only no longer known to be exact.
-func (s *Store) dropDeadline(t time.Time) {
-	if !t.IsZero() && s.lbSet && t.Equal(s.lb) {
+func (s *Store) dropDeadline(t nanos) {
+	if t != 0 && s.lbSet && t == s.lbN {
 		s.lbExact = false
 	}
 }
 
 // recomputeBound scans every peer for the exact earliest deadline.
 func (s *Store) recomputeBound() {
-	s.lb, s.lbSet, s.lbExact = time.Time{}, false, true
+	s.lb, s.lbN, s.lbSet, s.lbExact = time.Time{}, 0, false, true
 	for _, p := range s.peers {
 		if p != s.me {
-			s.addDeadline(p.heard.Add(s.timeout))
+			s.addDeadline(p.heard.add(s.timeout))
 		}
-		s.addDeadline(p.ttlMin)
+		s.addDeadline(p.ttlMinN())
 	}
 	s.lbExact = true
 }

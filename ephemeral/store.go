@@ -3,6 +3,7 @@ package ephemeral
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -165,7 +166,7 @@ type entry struct {
 	key      string
 	value    []byte
 	counter  uint64
-	deadline time.Time // TTL deadline on this store's clock; zero: no TTL
+	deadline nanos // TTL deadline on this store's clock; zero: no TTL
 	tomb     bool
 	dirty    bool // self only: changed since the last EncodeDelta
 }
@@ -173,13 +174,13 @@ type entry struct {
 // peerState is what the store holds about one peer.
 type peerState struct {
 	id       PeerID
-	epoch    uint64 // 0: known only through Heard
-	high     uint64 // highest counter seen in epoch
-	complete uint64 // remote: the state is known complete through this counter (last snapshot)
-	floor    uint64 // remote: entries of absent keys with counter <= floor are stale
-	minEpoch uint64 // data from an epoch below this is ignored (set after a leave)
-	heard    time.Time
-	ttlMin   time.Time // earliest TTL deadline among live entries; zero: none
+	epoch    uint64    // 0: known only through Heard
+	high     uint64    // highest counter seen in epoch
+	complete uint64    // remote: the state is known complete through this counter (last snapshot)
+	floor    uint64    // remote: entries of absent keys with counter <= floor are stale
+	minEpoch uint64    // data from an epoch below this is ignored (set after a leave)
+	heard    nanos     // last heard on this store's clock; zero: never (self)
+	ttlMin   time.Time // earliest TTL deadline among live entries (from nanos.time); zero: none
 	entries  []entry   // sorted by key; tombstones included
 	live     int       // entries that are not tombstones
 	tombs    int       // tombstones
@@ -213,15 +214,79 @@ func (p *peerState) recount() {
 
 // earliestTTL returns the earliest TTL deadline among live entries (zero: none).
 func (p *peerState) earliestTTL() time.Time {
-	var t time.Time
+	var t nanos
 	for i := range p.entries {
 		e := &p.entries[i]
-		if !e.tomb && !e.deadline.IsZero() && (t.IsZero() || e.deadline.Before(t)) {
+		if !e.tomb && e.deadline != 0 && (t == 0 || e.deadline < t) {
 			t = e.deadline
 		}
 	}
-	return t
+	return t.time()
 }
+
+// ttlMinN returns p.ttlMin on the store's clock (zero: none). ttlMin always comes from
+// nanos.time, so the conversion is exact.
+func (p *peerState) ttlMinN() nanos {
+	if p.ttlMin.IsZero() {
+		return 0
+	}
+	return nanos(p.ttlMin.UnixNano())
+}
+
+// nanos is a time on the store's clock: the wall-clock reading of a now passed in, as unix
+// nanoseconds, clamped to what an int64 holds (years 1678 to 2262). Zero means none.
+//
+// Every comparison of times inside the store is a comparison of nanos: it uses the wall
+// clock and ignores monotonic clock readings. For times without a monotonic reading (or a
+// wall clock that does not jump) that is exactly time.Time's Before/After. The instant
+// 1970-01-01T00:00:00Z itself is moved to one nanosecond later, since zero means none.
+type nanos int64
+
+const (
+	minNanosSec = math.MinInt64 / 1_000_000_000   // earliest unix second whose nanos fit
+	maxNanosSec = math.MaxInt64/1_000_000_000 - 1 // latest unix second whose nanos surely fit
+)
+
+// toNanos converts a now passed in to the store's clock.
+func toNanos(t time.Time) nanos {
+	sec := t.Unix()
+	switch {
+	case sec < minNanosSec:
+		return math.MinInt64
+	case sec > maxNanosSec:
+		return math.MaxInt64
+	}
+	if n := nanos(t.UnixNano()); n != 0 {
+		return n
+	}
+	return 1
+}
+
+// add returns n+d (d >= 0), saturating at the largest representable time.
+func (n nanos) add(d time.Duration) nanos {
+	r := n + nanos(d)
+	if r < n {
+		return math.MaxInt64
+	}
+	if r == 0 {
+		return 1
+	}
+	return r
+}
+
+// time returns n as a UTC time.Time (the zero time for zero).
+func (n nanos) time() time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(n)).UTC()
+}
+
+// IsZero reports whether n is none. Add returns the time d after n (saturating) as a
+// time.Time. The store itself uses == 0 and add; these two mirror time.Time's methods for
+// the tests' invariant checks.
+func (n nanos) IsZero() bool                  { return n == 0 }
+func (n nanos) Add(d time.Duration) time.Time { return n.add(d).time() }
 
 // Store holds the presence state of one room: for every known peer, its keys and values,
 // their versions, and when the peer was last heard.
@@ -233,16 +298,19 @@ type Store struct {
 	self    PeerID
 	timeout time.Duration
 	lim     Limits
-	now     time.Time // the latest now passed to any method: the clock of reads and encoders
+	now     nanos // the latest now passed to any method: the clock of reads and encoders
 
 	me    *peerState
 	peers map[string]*peerState // self included
-	gone  departures
-	dirty int // self entries changed since the last EncodeDelta
+	// peersCap is the room the peers map was last made with (0: grown by itself).
+	peersCap int
+	gone     departures
+	dirty    int // self entries changed since the last EncodeDelta
 
 	// A lower bound of every deadline (peer timeouts and TTLs). lbSet is false only when
-	// there is no deadline. lbExact says lb is itself a deadline.
+	// there is no deadline. lbExact says lb is itself a deadline. lb is lbN as a time.Time.
 	lb      time.Time
+	lbN     nanos
 	lbSet   bool
 	lbExact bool
 
@@ -265,6 +333,7 @@ func New(cfg Config) (*Store, error) {
 		lim:     cfg.Limits,
 		peers:   make(map[string]*peerState),
 		lbExact: true,
+		now:     math.MinInt64,
 	}
 	s.gone.init(cfg.Limits.MaxPeers)
 	s.me = &peerState{id: cfg.Self, epoch: cfg.Epoch, minEpoch: cfg.Epoch}
@@ -273,8 +342,8 @@ func New(cfg Config) (*Store, error) {
 }
 
 // observe advances the store's clock: the latest now seen.
-func (s *Store) observe(now time.Time) {
-	if now.After(s.now) {
+func (s *Store) observe(now nanos) {
+	if now > s.now {
 		s.now = now
 	}
 }
@@ -319,12 +388,13 @@ func (s *Store) set(now time.Time, key string, value []byte, ttl time.Duration) 
 	if !wasLive && p.live >= s.lim.MaxKeysPerPeer {
 		return Change{}, fmt.Errorf("%w: setting %q would make %d live keys (limit %d)", ErrTooManyKeys, key, p.live+1, s.lim.MaxKeysPerPeer)
 	}
-	s.observe(now)
+	n := toNanos(now)
+	s.observe(n)
 	if !found {
 		p.entries = slices.Insert(p.entries, i, entry{key: key})
 	}
 	e := &p.entries[i]
-	hadTTL := !e.deadline.IsZero()
+	hadTTL := e.deadline != 0
 	p.high++
 	e.counter = p.high
 	e.value = append(e.value[:0], value...)
@@ -339,9 +409,9 @@ func (s *Store) set(now time.Time, key string, value []byte, ttl time.Duration) 
 		e.dirty = true
 		s.dirty++
 	}
-	e.deadline = time.Time{}
+	e.deadline = 0
 	if ttl > 0 {
-		e.deadline = now.Add(ttl)
+		e.deadline = n.add(ttl)
 	}
 	if hadTTL || ttl > 0 {
 		s.retime(p)
@@ -361,14 +431,14 @@ func (s *Store) Delete(now time.Time, key string) (Change, error) {
 	if !found || p.entries[i].tomb {
 		return Change{}, nil
 	}
-	s.observe(now)
+	s.observe(toNanos(now))
 	e := &p.entries[i]
-	hadTTL := !e.deadline.IsZero()
+	hadTTL := e.deadline != 0
 	p.high++
 	e.counter = p.high
 	e.tomb = true
 	e.value = nil
-	e.deadline = time.Time{}
+	e.deadline = 0
 	p.live--
 	p.tombs++
 	if !e.dirty {
@@ -404,7 +474,7 @@ func (s *Store) Epoch() uint64 { return s.me.epoch }
 // visible reports whether e is shown to readers: not a tombstone and not past its TTL on
 // the store's clock (the latest now seen), even if Expire has not run yet.
 func (s *Store) visible(e *entry) bool {
-	return !e.tomb && (e.deadline.IsZero() || s.now.Before(e.deadline))
+	return !e.tomb && (e.deadline == 0 || s.now < e.deadline)
 }
 
 // Get returns a copy of peer's value for key.

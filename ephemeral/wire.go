@@ -50,12 +50,15 @@ func ttlMillis(d time.Duration) uint64 {
 // wireTTL returns what an entry's TTL is on the wire: 0 for none; ok is false when the
 // entry has already expired on the store's clock.
 func (s *Store) wireTTL(e *entry) (ms uint64, ok bool) {
-	if e.deadline.IsZero() {
+	if e.deadline == 0 {
 		return 0, true
 	}
-	rem := e.deadline.Sub(s.now)
-	if rem <= 0 {
+	if e.deadline <= s.now {
 		return 0, false
+	}
+	rem := time.Duration(e.deadline - s.now)
+	if rem <= 0 { // the difference overflowed: saturate, as time.Time.Sub does
+		rem = math.MaxInt64
 	}
 	return ttlMillis(rem), true
 }

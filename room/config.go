@@ -168,9 +168,16 @@ type Clock interface {
 	After(d time.Duration) <-chan time.Time
 }
 
+// realClock is the default Clock. Its Now is steady: the wall time at
+// process start plus the monotonic time elapsed since, so a wall-clock jump
+// (NTP, a suspended laptop's resync) moves no deadline. The presence store
+// compares times by their wall reading (UnixNano), which this keeps steady.
 type realClock struct{}
 
-func (realClock) Now() time.Time                         { return time.Now() }
+// clockBase is read once; Now is derived from it by monotonic elapsed time.
+var clockBase = time.Now()
+
+func (realClock) Now() time.Time                         { return clockBase.Add(time.Since(clockBase)) }
 func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Option adjusts how New builds a Room.
