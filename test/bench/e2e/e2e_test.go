@@ -25,7 +25,7 @@ func smokeOptions() Options {
 		Ns: []int{2, 5}, Degree: 3, Seed: 1,
 		Room: room.LocalConfig(),
 		Rate: 100, Cycles: 3, Quiet: 300 * time.Millisecond,
-		LeaveTrials: 2, JoinTrials: 2, CrashTrials: 1, JoinDegree: 2,
+		LeaveTrials: 2, JoinTrials: 2, CrashTrials: 1, JoinDegree: 2, Settle: 100 * time.Millisecond,
 		LoadNodes: 5, LoadHz: 20, LoadDuration: time.Second, LoadHzAlt: 0, MemSettle: 0,
 		Rooms: 10, RoomsWindow: 300 * time.Millisecond,
 	}

@@ -39,6 +39,9 @@ type Options struct {
 	CrashTrials int
 	// JoinDegree is how many members a newcomer (or crash victim) dials.
 	JoinDegree int
+	// Settle is the pause after a join, rejoin or leave before the next
+	// measurement. Zero means 1.5 s (see defaultSettle).
+	Settle time.Duration
 
 	// The load run: LoadNodes nodes each move their cursor at LoadHz for
 	// LoadDuration. Zero LoadNodes skips it.
@@ -88,6 +91,13 @@ func FullOptions() Options {
 	return o
 }
 
+func (o Options) settle() time.Duration {
+	if o.Settle > 0 {
+		return o.Settle
+	}
+	return defaultSettle
+}
+
 func (o Options) quiet() time.Duration {
 	if o.Quiet > 0 {
 		return o.Quiet
@@ -129,6 +139,7 @@ type Results struct {
 // NResult is one room size.
 type NResult struct {
 	N, Edges int
+	LoadAvg  string        // machine load average when this N started
 	Setup    time.Duration // build + connect + full presence everywhere
 	// ColdStart: every node joined and set its cursor before any connection;
 	// from the last dial until every node holds every cursor.
@@ -195,7 +206,7 @@ type JoinResult struct {
 	MembersSee       Dist // dial start → every member holds the newcomer's cursor
 	// Bytes is the mean traffic of one join: bytes sent by every node
 	// (Convene protocols) and the newcomer (all protocols) from the dial
-	// until settle (1.5 s) after everyone saw everyone.
+	// until Options.Settle after everyone saw everyone.
 	Bytes float64
 }
 
@@ -263,14 +274,15 @@ func (o Options) logf(format string, args ...any) {
 
 func runN(ctx context.Context, o Options, N int) (*NResult, error) {
 	rcfg := o.roomConfig()
-	o.logf("N=%d: building %d hosts (load avg %s)", N, N, loadAvg())
+	la := loadAvg()
+	o.logf("N=%d: building %d hosts (load avg %s)", N, N, la)
 	t0 := time.Now()
 	c, err := buildCluster(ctx, N, o.Degree, o.Seed, rcfg, true, true)
 	if err != nil {
 		return nil, err
 	}
 	defer c.close()
-	res := &NResult{N: N, Edges: len(c.edges)}
+	res := &NResult{N: N, Edges: len(c.edges), LoadAvg: la}
 	if !waitUntil(ctx, wait, 10*time.Millisecond, c.fullPresence) {
 		return nil, fmt.Errorf("room did not converge: not every node sees every cursor within %v", wait)
 	}

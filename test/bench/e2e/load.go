@@ -20,8 +20,9 @@ import (
 // first on the raw baseline router, then in the Convene room, on the same
 // hosts.
 type LoadResult struct {
-	Nodes int
-	Hz    float64
+	Nodes   int
+	Hz      float64
+	LoadAvg string // machine load average when the run started
 
 	Raw, Convene LoadPhase
 
@@ -75,13 +76,14 @@ func runLoad(ctx context.Context, o Options, hz float64, measureMem bool) (*Load
 	o.LoadHz = hz
 	N := o.LoadNodes
 	rcfg := o.roomConfig()
-	o.logf("load: %d nodes × %.0f Hz for %v, raw then Convene (load avg %s)", N, o.LoadHz, o.LoadDuration, loadAvg())
+	la := loadAvg()
+	o.logf("load: %d nodes × %.0f Hz for %v, raw then Convene (load avg %s)", N, o.LoadHz, o.LoadDuration, la)
 	c, err := buildCluster(ctx, N, o.Degree, o.Seed+7, rcfg, true, false)
 	if err != nil {
 		return nil, err
 	}
 	defer c.close()
-	res := &LoadResult{Nodes: N, Hz: o.LoadHz}
+	res := &LoadResult{Nodes: N, Hz: o.LoadHz, LoadAvg: la}
 	base := gcSnapshot()
 	if err := c.joinAll(); err != nil {
 		return nil, err
@@ -277,6 +279,7 @@ func loadPhase(ctx context.Context, o Options, c *cluster, mode string, res *Loa
 // RoomsResult is the many-rooms run: two nodes (Repos) in the same R rooms.
 type RoomsResult struct {
 	Rooms    int
+	LoadAvg  string        // machine load average when the run started
 	JoinTime time.Duration // both nodes join every room and see each other's cursor
 
 	HeapBase, HeapJoined   uint64
@@ -295,8 +298,9 @@ type RoomsResult struct {
 func runRooms(ctx context.Context, o Options) (*RoomsResult, error) {
 	rcfg := o.roomConfig()
 	R := o.Rooms
-	o.logf("rooms: 2 nodes in %d rooms (load avg %s)", R, loadAvg())
-	res := &RoomsResult{Rooms: R, Window: o.RoomsWindow}
+	la := loadAvg()
+	o.logf("rooms: 2 nodes in %d rooms (load avg %s)", R, la)
+	res := &RoomsResult{Rooms: R, Window: o.RoomsWindow, LoadAvg: la}
 	bws := []*bwCounter{newBWCounter(), newBWCounter()}
 	var repos []*repo.Repo
 	defer func() {

@@ -10,12 +10,12 @@ import (
 	"github.com/convene-p2p/convene/room"
 )
 
-// settle is the pause after a join, rejoin or leave before the next
+// defaultSettle is the pause after a join, rejoin or leave before the next
 // measurement: members answer a hello with early heartbeats after a random
 // 0–50 ms and repeat that answer 600 ms later (room/doc.go, "Answering
 // newcomers"); each burst is N heartbeats relayed to everyone, and both
 // must have drained before the next measurement.
-const settle = 1500 * time.Millisecond
+const defaultSettle = 1500 * time.Millisecond
 
 // warmUp publishes rounds of updates in both modes until two rounds in a
 // row reach every receiver: the meshes are formed and the first-message
@@ -191,7 +191,7 @@ func leaveRun(ctx context.Context, o Options, c *cluster, rng *rand.Rand, res *N
 		// Members answer the rejoin's hello with early heartbeats (and
 		// repeat them), relayed everywhere; let that drain so the next
 		// leave is measured in steady state.
-		sleepCtx(ctx, settle)
+		sleepCtx(ctx, o.settle())
 	}
 	res.Leave.PerReceiver = dist(per)
 	res.Leave.Everywhere = dist(every)
@@ -283,7 +283,7 @@ func joinRun(ctx context.Context, o Options, c *cluster, rng *rand.Rand, res *NR
 		_, b0, _ := c.sentBytes()
 		vb0 := v.bw.GetBandwidthTotals().TotalOut
 		t0, first, sees, seen, err := c.enter(ctx, o, rng, v, tr)
-		sleepCtx(ctx, settle)
+		sleepCtx(ctx, o.settle())
 		_, b1, _ := c.sentBytes()
 		bytes = append(bytes, float64(b1-b0+v.bw.GetBandwidthTotals().TotalOut-vb0))
 		res.Join.Trials++
@@ -308,7 +308,7 @@ func joinRun(ctx context.Context, o Options, c *cluster, rng *rand.Rand, res *NR
 			o.logf("join trial: not every member dropped the newcomer after its goodbye")
 		}
 		c.watch.Store(nil)
-		sleepCtx(ctx, settle)
+		sleepCtx(ctx, o.settle())
 	}
 	for _, b := range bytes {
 		res.Join.Bytes += b / float64(len(bytes))
@@ -339,7 +339,7 @@ func crashRun(ctx context.Context, o Options, c *cluster, rng *rand.Rand, res *N
 			v.close()
 			return fmt.Errorf("crash victim: %w", err)
 		}
-		sleepCtx(ctx, settle)
+		sleepCtx(ctx, o.settle())
 		pv := room.PeerID(v.h.ID())
 		direct := make(map[int]bool)
 		for j := range c.nodes {

@@ -33,8 +33,25 @@ func Report(w io.Writer, res *Results, command, imgDir string) error {
 	f("## Machine\n\n| | |\n|---|---|\n")
 	f("| CPU | %s, %d cores (GOMAXPROCS %d) |\n", m.CPUModel, m.Cores, m.GOMAXPROCS)
 	f("| Go | %s %s/%s |\n", m.GoVersion, m.OS, m.Arch)
-	f("| memory | %s |\n", m.MemTotal)
+	f("| memory | %s |\n", memString(m.MemTotal))
 	f("| load average (1/5/15 min) | before %s, after %s |\n", m.LoadBefore, m.LoadAfter)
+	var las []string
+	for _, r := range res.PerN {
+		if r.LoadAvg != "" {
+			las = append(las, fmt.Sprintf("N=%d: %s", r.N, strings.Fields(r.LoadAvg)[0]))
+		}
+	}
+	for _, l := range []*LoadResult{res.Load, res.LoadAlt} {
+		if l != nil && l.LoadAvg != "" {
+			las = append(las, fmt.Sprintf("load %g Hz: %s", l.Hz, strings.Fields(l.LoadAvg)[0]))
+		}
+	}
+	if r := res.Rooms; r != nil && r.LoadAvg != "" {
+		las = append(las, fmt.Sprintf("rooms: %s", strings.Fields(r.LoadAvg)[0]))
+	}
+	if len(las) > 0 {
+		f("| 1-min load average at the start of each part | %s |\n", strings.Join(las, ", "))
+	}
 	f("\nEvery node of a run lives in this one process and shares its cores; the machine was shared with other work " +
 		"(see the load average). Absolute figures are for this machine; the ratios compare two stacks measured on the same " +
 		"hosts, in the same process, interleaved in time.\n\n")
@@ -131,10 +148,10 @@ func Report(w io.Writer, res *Results, command, imgDir string) error {
 		}
 		f("N=%d %v", r.N, r.ColdStart.Round(time.Millisecond))
 	}
-	f(".\n\nTraffic per join: bytes sent by all members (Convene protocols) and the newcomer from the dial until 1.5 s after everyone saw everyone (members answer a newcomer twice: at once and 600 ms later).\n")
-	f("\n## Leave\n\nA random member calls `Room.Leave`; time from the call to `MemberLeft` (reason `left`) at each other member. " +
-		"It then rejoins; the next trial starts 1.5 s after its rejoin is visible everywhere, once the answers to its hello " +
-		"(sent at once and repeated 600 ms later) have drained.\n\n")
+	f(".\n\nTraffic per join: bytes sent by all members (Convene protocols) and the newcomer from the dial until %v after everyone saw everyone (members answer a newcomer twice: at once and 600 ms later).\n", res.Opts.settle())
+	f("\n## Leave\n\nA random member calls `Room.Leave`; time from the call to `MemberLeft` (reason `left`) at each other member. "+
+		"It then rejoins; the next trial starts %v after its rejoin is visible everywhere, once the answers to its hello "+
+		"(sent at once and repeated 600 ms later) have drained.\n\n", res.Opts.settle())
 	f("| N | trials | per member p50 | p99 | max | everywhere p50 | max | raw p99 + 50 ms | wrong reason |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range res.PerN {
 		l := r.Leave
@@ -396,6 +413,15 @@ func usPer(d time.Duration, n int) float64 {
 		return 0
 	}
 	return float64(d.Microseconds()) / float64(n)
+}
+
+// memString turns /proc/meminfo's "24684084 kB" into "23.5 GiB".
+func memString(s string) string {
+	var kb int64
+	if _, err := fmt.Sscanf(s, "%d kB", &kb); err != nil || kb <= 0 {
+		return s
+	}
+	return fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
 }
 
 func mib(b int64) float64   { return float64(b) / (1 << 20) }
