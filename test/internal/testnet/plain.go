@@ -38,18 +38,7 @@ type Plain struct {
 func NewPlain(t testing.TB, roomID string, opts ...pubsub.Option) *Plain {
 	t.Helper()
 	key := Key(t)
-	h, err := libp2p.New(
-		libp2p.Identity(key),
-		libp2p.NoTransports,
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
-		libp2p.DisableRelay(),
-		libp2p.DisableMetrics(),
-	)
-	if err != nil {
-		t.Fatalf("libp2p.New: %v", err)
-	}
-	t.Cleanup(func() { _ = h.Close() })
+	h := bareHost(t, libp2p.Identity(key))
 	ctx, cancel := context.WithCancel(context.Background())
 	ps, err := pubsub.NewGossipSub(ctx, h, append([]pubsub.Option{
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
@@ -200,18 +189,7 @@ type Injector struct {
 // NewInjector starts a bare loopback host, closed at cleanup.
 func NewInjector(t testing.TB) *Injector {
 	t.Helper()
-	h, err := libp2p.New(
-		libp2p.NoTransports,
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
-		libp2p.DisableRelay(),
-		libp2p.DisableMetrics(),
-	)
-	if err != nil {
-		t.Fatalf("libp2p.New: %v", err)
-	}
-	t.Cleanup(func() { _ = h.Close() })
-	return &Injector{Host: h}
+	return &Injector{Host: bareHost(t)}
 }
 
 // SendRPC opens a GossipSub stream to target and writes one RPC
@@ -249,4 +227,22 @@ func (in *Injector) SendRaw(t testing.TB, target host.Host, chunks ...[]byte) {
 		}
 	}
 	_ = s.Close()
+}
+
+// bareHost starts a plain libp2p host on loopback TCP (no relay, no
+// metrics), closed at cleanup.
+func bareHost(t testing.TB, opts ...libp2p.Option) host.Host {
+	t.Helper()
+	h, err := libp2p.New(append([]libp2p.Option{
+		libp2p.NoTransports,
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+	}, opts...)...)
+	if err != nil {
+		t.Fatalf("libp2p.New: %v", err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	return h
 }
