@@ -127,7 +127,13 @@ func TestCoalescingBurstOf1000SetsCostsFewPublishesFinalValueEverywhere(t *testi
 	elapsed := time.Since(start)
 	deltas := net.count(room.KindDelta) - deltas0
 	total := net.total() - total0
-	published := int(topic.Stats().Published - published0)
+	// The wrapper counts a publish (a heartbeat, say) just before gossip
+	// does, so gossip's counter may trail it by a message in flight.
+	published := 0
+	tn.Eventually(t, tn.Wait, "gossip counts every publish the wrapper saw", func() bool {
+		published = int(topic.Stats().Published - published0)
+		return published >= total
+	})
 
 	t.Logf("%d Sets in %v; final value everywhere after %v; publishes: %d deltas, %d in all (gossip counted %d); PublishInterval %v",
 		sets, burst.Round(10*time.Microsecond), elapsed.Round(10*time.Microsecond), deltas, total, published, cfg.PublishInterval)
@@ -137,9 +143,6 @@ func TestCoalescingBurstOf1000SetsCostsFewPublishesFinalValueEverywhere(t *testi
 	}
 	if deltas == 0 || deltas > sets/20 {
 		t.Errorf("%d delta publishes for %d Sets: not coalesced", deltas, sets)
-	}
-	if published < total {
-		t.Errorf("gossip counted %d publishes, the wrapper %d", published, total)
 	}
 	regress.Range(func(k, v any) bool {
 		t.Errorf("%v saw the cursor go back from %v", k, v)
