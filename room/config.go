@@ -58,9 +58,12 @@ type Config struct {
 	// period is jittered by ±10%. Zero means Timeout/3. It must be shorter
 	// than Timeout.
 	HeartbeatInterval time.Duration
-	// PublishInterval is the coalescing window for local presence writes: at
-	// most one delta is published per window, and the last value written is
-	// always sent (trailing edge). It also bounds how often early heartbeats
+	// PublishInterval paces local presence writes: deltas go out at one per
+	// PublishInterval in a sustained burst (a token bucket of capacity 2, so
+	// at most 2 + T/PublishInterval in any span T, and never two closer than
+	// PublishInterval/2), and the last value written is always sent
+	// (trailing edge). An app writing at about this rate has each write sent
+	// at once. It also bounds how often early heartbeats
 	// (answers to newcomers) are sent. Zero means DefaultPublishInterval
 	// (50ms). It must be shorter than HeartbeatInterval.
 	PublishInterval time.Duration

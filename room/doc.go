@@ -78,10 +78,16 @@
 //     from a member they count as a sign of life.
 //   - Heartbeats every HeartbeatInterval (±10%) carry identity, epoch and
 //     the full own state, so lost deltas heal within one interval.
-//   - Local writes are coalesced: a write publishes a delta at once if none
-//     went out in the last PublishInterval, else at the end of that window
-//     with whatever is latest then (the trailing edge is always sent). A
-//     burst of 1000 writes costs two publishes.
+//   - Local writes are coalesced: a write publishes a delta at once if the
+//     pacing allows, else as soon as it does, with whatever is latest then
+//     (the trailing edge is always sent). The pacing is a token bucket of
+//     rate 1/PublishInterval and capacity 2 with a minimum gap of
+//     PublishInterval/2: one delta per PublishInterval in a sustained
+//     burst, at most 2 + T/PublishInterval in any span T, and an app that
+//     writes at about 1/PublishInterval (with jitter) is never held back a
+//     whole window, as a strict one-per-window rule would do. A burst of
+//     1000 writes at one instant costs two publishes (now and
+//     PublishInterval/2 later).
 //   - Leave (remote): the member is dropped at once (MemberLeft with
 //     ReasonLeft, its presence removed with cause leave). A goodbye from an
 //     older epoch than the member's current one is ignored.

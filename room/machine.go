@@ -128,6 +128,7 @@ type machine struct {
 	deltaDirty    bool      // local writes not yet published
 	deltaAt       time.Time // trailing-edge delta publish due
 	lastDelta     time.Time // last delta publish
+	deltaTAT      time.Time // pacing: theoretical arrival time of the next delta (GCRA)
 	lingerEnd     time.Time // Left: when the room is destroyed
 
 	fetching map[PeerID]fetchPurpose // in flight, per purpose
@@ -176,7 +177,7 @@ func (m *machine) join(now time.Time) {
 	m.dirtyPeers[m.self.Peer] = struct{}{}
 	m.helloDone = false
 	m.helloAt, m.answerAt, m.repeatAt, m.deltaAt, m.lingerEnd = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	m.lastDelta = time.Time{}
+	m.lastDelta, m.deltaTAT = time.Time{}, time.Time{}
 	m.deltaDirty = false
 	m.selfSnap = nil
 	m.publishHello(now)
@@ -316,8 +317,8 @@ func (m *machine) del(now time.Time, key string) error {
 }
 
 // localChange emits a local change and schedules its publication: at once
-// if no delta went out in the last PublishInterval (leading edge), else at
-// the end of that window (trailing edge), carrying whatever is latest then.
+// if the pacing allows it (leading edge), else at the earliest time it does
+// (trailing edge), carrying whatever is latest then.
 func (m *machine) localChange(now time.Time, ch ephemeral.Change) {
 	if ch.Empty() {
 		return
@@ -325,16 +326,42 @@ func (m *machine) localChange(now time.Time, ch ephemeral.Change) {
 	m.emitChange(ch)
 	m.selfSnap = nil
 	m.deltaDirty = true
-	if m.lastDelta.IsZero() || !now.Before(m.lastDelta.Add(m.cfg.PublishInterval)) {
+	at := m.nextDeltaAllowed()
+	if !now.Before(at) {
 		m.publishDelta(now)
 		return
 	}
-	m.deltaAt = m.lastDelta.Add(m.cfg.PublishInterval)
+	m.deltaAt = at
+}
+
+// nextDeltaAllowed is the earliest time the next delta may go out. Deltas
+// are paced like a token bucket of rate 1/PublishInterval and capacity 2
+// (the generic cell rate algorithm: deltaTAT is when the bucket would be
+// full again), and never closer together than PublishInterval/2. So a
+// room publishes at most 2 + T/PublishInterval deltas in any span T —
+// one per PublishInterval in a sustained burst — but an update that comes
+// a little early after the previous one (an app ticking at exactly
+// 1/PublishInterval, with jitter) is sent at once instead of waiting for
+// the window to end: a strict one-per-window rule phase-locks such an app
+// to up to a whole PublishInterval of extra latency.
+func (m *machine) nextDeltaAllowed() time.Time {
+	if m.lastDelta.IsZero() {
+		return time.Time{}
+	}
+	at := m.deltaTAT.Add(-m.cfg.PublishInterval)
+	if spaced := m.lastDelta.Add(m.cfg.PublishInterval / 2); spaced.After(at) {
+		at = spaced
+	}
+	return at
 }
 
 func (m *machine) publishDelta(now time.Time) {
 	m.deltaDirty, m.deltaAt = false, time.Time{}
 	m.lastDelta = now
+	if m.deltaTAT.Before(now) {
+		m.deltaTAT = now
+	}
+	m.deltaTAT = m.deltaTAT.Add(m.cfg.PublishInterval)
 	if d := m.store.EncodeDelta(); len(d) > 0 {
 		m.publish(Message{Kind: KindDelta, Epoch: m.epoch(), State: d})
 	}

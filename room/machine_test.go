@@ -3,6 +3,7 @@ package room
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -526,6 +527,89 @@ func TestMachineBurstOfWritesAtOneInstant(t *testing.T) {
 	}
 	if len(first) != 1 || total != 2 {
 		t.Errorf("publishes: %d at once, %d in all; want 1 and 2", len(first), total)
+	}
+}
+
+// An app that writes at exactly 1/PublishInterval, with scheduling jitter,
+// gets every write published at once: an update that comes a little early
+// after the previous publish is not held back to the end of the window.
+func TestMachinePacingDoesNotPhaseLockAnAppTickingAtThePublishRate(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	a.out()
+	rng := rand.New(rand.NewPCG(1, 2))
+	jitter := cfg.PublishInterval / 10
+	held := 0
+	for i := range 200 {
+		// Nominal tick i*PublishInterval, off by up to ±10%.
+		now := t0.Add(time.Duration(i)*cfg.PublishInterval - jitter + time.Duration(rng.Int64N(int64(2*jitter)+1)))
+		if d, ok := a.deadline(); ok && !d.After(now) {
+			a.tick(d)
+			a.out()
+		}
+		a.mustSet(now, "cursor", fmt.Sprint(i))
+		if n := len(a.out().publish); n != 1 {
+			held++
+		}
+	}
+	if held != 0 {
+		t.Errorf("%d of 200 writes at the publish rate were held back", held)
+	}
+}
+
+// A sustained burst (a write every millisecond for a second) publishes at
+// most 2 + T/PublishInterval deltas in any span T, never two closer than
+// PublishInterval/2, and the trailing edge carries the last value.
+func TestMachinePacingBoundsSustainedBurst(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	r := newTM(t, "r", 1, cfg)
+	a.out()
+	r.out()
+	var at []time.Time
+	var sent []Message // deltas and any heartbeat, in order
+	collect := func(now time.Time, o output) {
+		sent = append(sent, o.publish...)
+		for _, m := range o.publish {
+			if m.Kind == KindDelta {
+				at = append(at, now)
+			}
+		}
+	}
+	end := t0.Add(time.Second)
+	now := t0
+	for i := 0; now.Before(end); i++ {
+		now = t0.Add(time.Duration(i) * time.Millisecond)
+		for d, ok := a.deadline(); ok && !d.After(now); d, ok = a.deadline() {
+			a.tick(d)
+			collect(d, a.out())
+		}
+		a.mustSet(now, "cursor", fmt.Sprint(i))
+		collect(now, a.out())
+	}
+	times, outs := a.run(now, now.Add(cfg.PublishInterval))
+	for i, o := range outs {
+		collect(times[i], o)
+	}
+	for i := 1; i < len(at); i++ {
+		if gap := at[i].Sub(at[i-1]); gap < cfg.PublishInterval/2 {
+			t.Fatalf("deltas %d and %d only %v apart", i-1, i, gap)
+		}
+	}
+	for i := range at {
+		for j := i; j < len(at); j++ {
+			span := at[j].Sub(at[i])
+			if limit := 2 + int(span/cfg.PublishInterval); j-i+1 > limit {
+				t.Fatalf("%d deltas within %v, want at most %d", j-i+1, span, limit)
+			}
+		}
+	}
+	if want := int(time.Second/cfg.PublishInterval) + 2; len(at) > want {
+		t.Errorf("%d deltas for a 1s burst, want at most %d", len(at), want)
+	}
+	r.deliver(now, a, sent...)
+	if got, want := r.state("a")["cursor"], fmt.Sprint(int(end.Sub(t0)/time.Millisecond)); got != want {
+		t.Errorf("receiver has cursor=%q, want the last value %s", got, want)
 	}
 }
 
