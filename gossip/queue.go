@@ -21,10 +21,15 @@ import (
 // ahead of queued messages (a PeerUp is not delayed by other peers'
 // backlog). When a peer event replaces a pending one, it takes the new
 // event's place: after every message of that peer queued so far.
+//
+// Memory: the ring starts empty, doubles when full up to size, and is
+// released when it drains from more than minQueueRing slots, so an idle
+// room holds no ring and a burst does not pin its peak.
 type queue struct {
 	mu      sync.Mutex
 	closed  bool
-	msgs    []room.NetEvent // ring buffer
+	size    int             // bound on queued messages
+	msgs    []room.NetEvent // ring buffer, len(msgs) <= size
 	head, n int
 	// popped counts the messages handed out so far: the message at ring
 	// position i (0 = head) has sequence number popped+i.
@@ -45,9 +50,13 @@ type peerEvent struct {
 	after uint64
 }
 
+// minQueueRing is the ring's first allocation, and the largest one kept
+// once the ring drains (a trickle of messages does not reallocate).
+const minQueueRing = 16
+
 func newQueue(size int) *queue {
 	return &queue{
-		msgs:    make([]room.NetEvent, size),
+		size:    size,
 		lastMsg: make(map[room.PeerID]uint64),
 		pending: make(map[peer.ID]peerEvent),
 		wake:    make(chan struct{}, 1),
@@ -69,14 +78,27 @@ func (q *queue) pushMessage(ev room.NetEvent) bool {
 	if q.closed {
 		return true
 	}
-	if q.n == len(q.msgs) {
+	if q.n == q.size {
 		return false
+	}
+	if q.n == len(q.msgs) {
+		q.grow()
 	}
 	q.msgs[(q.head+q.n)%len(q.msgs)] = ev
 	q.n++
 	q.lastMsg[ev.From] = q.popped + uint64(q.n)
 	q.signal()
 	return true
+}
+
+// grow doubles the full ring (at least minQueueRing, at most size slots),
+// copying it in logical order with head at 0; sequence numbers count from
+// head, so popped and lastMsg stay valid.
+func (q *queue) grow() {
+	msgs := make([]room.NetEvent, min(max(2*len(q.msgs), minQueueRing), q.size))
+	k := copy(msgs, q.msgs[q.head:])
+	copy(msgs[k:], q.msgs[:q.head])
+	q.msgs, q.head = msgs, 0
 }
 
 // pushPeer records the latest transport event for p, to be returned after
@@ -115,6 +137,9 @@ func (q *queue) popLocked() (room.NetEvent, bool) {
 		q.head = (q.head + 1) % len(q.msgs)
 		q.n--
 		q.popped++
+		if q.n == 0 && len(q.msgs) > minQueueRing {
+			q.msgs, q.head = nil, 0 // drained after a burst: release the ring
+		}
 		if q.lastMsg[ev.From] == q.popped {
 			delete(q.lastMsg, ev.From) // its last queued message
 		}

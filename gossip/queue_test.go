@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -135,6 +136,10 @@ func TestQueueOrderProperty(t *testing.T) {
 	for seed := range uint64(200) {
 		rng := rand.New(rand.NewPCG(seed, 1))
 		size := 1 + rng.IntN(6)
+		if seed%2 == 1 {
+			size = 1 + rng.IntN(3*minQueueRing) // the ring grows and is released
+		}
+		pushes := 4 + rng.IntN(4) // of 10 steps push a message, 2 a peer event, the rest pop
 		q := newQueue(size)
 		var (
 			queued    []room.NetEvent               // model of the message FIFO
@@ -167,7 +172,7 @@ func TestQueueOrderProperty(t *testing.T) {
 		for range 300 {
 			p := peers[rng.IntN(len(peers))]
 			switch r := rng.IntN(10); {
-			case r < 4:
+			case r < pushes:
 				serial++
 				ev := msgFrom(p, serial)
 				if q.pushMessage(ev) {
@@ -178,7 +183,7 @@ func TestQueueOrderProperty(t *testing.T) {
 				} else if len(queued) < size {
 					t.Fatalf("seed %d: push into a non-full queue refused", seed)
 				}
-			case r < 6:
+			case r < pushes+2:
 				kind := room.EventPeerUp
 				if rng.IntN(2) == 0 {
 					kind = room.EventPeerDown
@@ -203,6 +208,9 @@ func TestQueueOrderProperty(t *testing.T) {
 				}
 				check(ev)
 			}
+			if len(q.msgs) > size {
+				t.Fatalf("seed %d: ring of %d slots for a bound of %d", seed, len(q.msgs), size)
+			}
 		}
 		for len(queued) > 0 || len(pending) > 0 {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -213,5 +221,122 @@ func TestQueueOrderProperty(t *testing.T) {
 			}
 			check(ev)
 		}
+	}
+}
+
+// BenchmarkNewQueue reports what an idle room's queue costs (B/op).
+func BenchmarkNewQueue(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		newQueue(DefaultQueueSize)
+	}
+}
+
+// popN pops n events from q without blocking; more may remain.
+func popN(t *testing.T, q *queue, n int) []room.NetEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var got []room.NetEvent
+	for range n {
+		ev, err := q.next(ctx)
+		if err != nil {
+			t.Fatalf("after %d events: next: %v", len(got), err)
+		}
+		got = append(got, ev)
+	}
+	return got
+}
+
+// abMsg is message i, from a if i is odd, else from b.
+func abMsg(i int) room.NetEvent {
+	if i%2 == 1 {
+		return msgFrom("a", i)
+	}
+	return msgFrom("b", i)
+}
+
+// The ring starts empty, grows when full (here from a wrapped-around state)
+// keeping FIFO order and the place of pending peer events, stops growing at
+// the bound, clears popped slots and is released once a burst drains.
+func TestQueueGrowsInOrder(t *testing.T) {
+	q := newQueue(40)
+	if q.msgs != nil {
+		t.Fatalf("new queue holds a ring of %d slots", len(q.msgs))
+	}
+	for i := 1; i <= 10; i++ {
+		q.pushMessage(abMsg(i))
+	}
+	checkOrder(t, popN(t, q, 6), "msg a/1", "msg b/2", "msg a/3", "msg b/4", "msg a/5", "msg b/6")
+	if len(q.msgs) != minQueueRing {
+		t.Fatalf("ring of %d slots, want %d", len(q.msgs), minQueueRing)
+	}
+	for i := range 6 {
+		if !reflect.ValueOf(q.msgs[i]).IsZero() {
+			t.Fatalf("popped slot %d not cleared: %+v", i, q.msgs[i])
+		}
+	}
+	for i := 11; i <= 22; i++ { // fills the ring, wrapping around
+		q.pushMessage(abMsg(i))
+	}
+	if q.n != len(q.msgs) || q.head == 0 {
+		t.Fatalf("ring not full and wrapped: head %d, n %d, len %d", q.head, q.n, len(q.msgs))
+	}
+	q.pushPeer("a", room.EventPeerDown) // after a/21
+	q.pushPeer("c", room.EventPeerUp)   // at once
+	q.pushMessage(abMsg(23))
+	if len(q.msgs) != 2*minQueueRing || q.head != 0 {
+		t.Fatalf("after growing: ring of %d slots, head %d; want %d, 0", len(q.msgs), q.head, 2*minQueueRing)
+	}
+	for i := 24; i <= 40+6; i++ {
+		if !q.pushMessage(abMsg(i)) {
+			t.Fatalf("push of message %d (%d queued, bound 40) refused", i, q.n)
+		}
+	}
+	if len(q.msgs) != 40 {
+		t.Fatalf("full ring of %d slots, want the bound 40", len(q.msgs))
+	}
+	if q.pushMessage(abMsg(47)) {
+		t.Fatal("push beyond the bound accepted")
+	}
+	want := []string{"up c"}
+	for i := 7; i <= 46; i++ {
+		want = append(want, eventString(abMsg(i)))
+		if i == 21 {
+			want = append(want, "down a")
+		}
+	}
+	checkOrder(t, drain(t, q, len(want)), want...)
+	if q.msgs != nil {
+		t.Fatalf("drained queue still holds a ring of %d slots", len(q.msgs))
+	}
+
+	// A trickle keeps the first ring instead of reallocating it.
+	q.pushMessage(abMsg(48))
+	drain(t, q, 1)
+	if len(q.msgs) != minQueueRing {
+		t.Fatalf("ring of %d slots after a trickle, want %d", len(q.msgs), minQueueRing)
+	}
+}
+
+// Exactly size messages fit whatever the size relative to the growth steps;
+// the next is dropped.
+func TestQueueBound(t *testing.T) {
+	for _, size := range []int{1, 5, minQueueRing, minQueueRing + 1, 100, DefaultQueueSize} {
+		q := newQueue(size)
+		var want []string
+		for i := 1; i <= size; i++ {
+			if !q.pushMessage(abMsg(i)) {
+				t.Fatalf("size %d: push %d refused", size, i)
+			}
+			want = append(want, eventString(abMsg(i)))
+		}
+		if q.pushMessage(abMsg(size + 1)) {
+			t.Fatalf("size %d: push beyond the bound accepted", size)
+		}
+		if len(q.msgs) != size {
+			t.Fatalf("size %d: full ring of %d slots", size, len(q.msgs))
+		}
+		checkOrder(t, drain(t, q, size), want...)
 	}
 }
