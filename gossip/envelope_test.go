@@ -177,22 +177,42 @@ func TestFetchFramingRoundTrip(t *testing.T) {
 		}
 	}
 	env := []byte{0x02, 0x01}
-	st, got, err := decodeFetchReply(encodeFetchReply(fetchOK, env), 64)
+	relayed := [][]byte{{0xaa}, make([]byte, 64+relayOverhead+1), {0xbb, 0xcc}}
+	st, got, rel, err := decodeFetchReply(encodeFetchReply(fetchOK, env, relayed, 64), 64)
 	if err != nil || st != fetchOK || !bytes.Equal(got, env) {
 		t.Fatalf("reply round trip: %d %x %v", st, got, err)
 	}
+	// The oversized relayed message is skipped by the encoder.
+	if len(rel) != 2 || !bytes.Equal(rel[0], relayed[0]) || !bytes.Equal(rel[1], relayed[2]) {
+		t.Fatalf("relayed round trip: %x", rel)
+	}
 	for _, s := range []byte{fetchNotInRoom, fetchRefused, fetchBusy} {
-		if st, _, err := decodeFetchReply(encodeFetchReply(s, nil), 64); err != nil || st != s {
+		if st, _, _, err := decodeFetchReply(encodeFetchReply(s, nil, nil, 0), 64); err != nil || st != s {
 			t.Errorf("status %d round trip: %d %v", s, st, err)
 		}
 	}
-	for _, bad := range [][]byte{nil, {0x09}, {0x00}, {0x00, 0x00}, {0x00, 0x02, 0x01}, {0x00, 0x01, 0x01, 0x01}, {0x01, 0x00}, {0x00, 0x41}} {
-		if _, _, err := decodeFetchReply(bad, 64); err == nil {
+	for _, bad := range [][]byte{nil, {0x09}, {0x00}, {0x00, 0x00}, {0x00, 0x02, 0x01}, {0x00, 0x01, 0x01, 0x01}, {0x01, 0x00}, {0x00, 0x41},
+		{0x00, 0x01, 0x01},                   // no relayed count
+		{0x00, 0x01, 0x01, 0x01},             // count 1, nothing follows
+		{0x00, 0x01, 0x01, 0x01, 0x00},       // empty relayed message
+		{0x00, 0x01, 0x01, 0x01, 0x02, 0xaa}, // truncated relayed message
+		{0x00, 0x01, 0x01, 0x00, 0x00},       // trailing byte
+	} {
+		if _, _, _, err := decodeFetchReply(bad, 64); err == nil {
 			t.Errorf("decodeFetchReply(%x) accepted", bad)
 		}
 	}
-	if _, _, err := decodeFetchReply(encodeFetchReply(fetchOK, make([]byte, 65)), 64); !errors.Is(err, ErrTooLarge) {
+	if _, _, _, err := decodeFetchReply(encodeFetchReply(fetchOK, make([]byte, 65), nil, 65), 64); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("oversized reply: %v, want ErrTooLarge", err)
+	}
+	// The relayed part is bounded by MaxRelayBytes, whole messages only.
+	many := make([][]byte, 0, 100)
+	for range 100 {
+		many = append(many, make([]byte, 60<<10))
+	}
+	_, _, rel, err = decodeFetchReply(encodeFetchReply(fetchOK, env, many, 64<<10), 64<<10)
+	if err != nil || len(rel) != MaxRelayBytes/(60<<10+3) {
+		t.Errorf("bounded relay: %d messages, %v", len(rel), err)
 	}
 }
 
@@ -255,16 +275,17 @@ func FuzzDecodeFetchRequest(f *testing.F) {
 
 func FuzzDecodeFetchReply(f *testing.F) {
 	for _, s := range envelopeSeeds() {
-		f.Add(encodeFetchReply(fetchOK, s))
+		f.Add(encodeFetchReply(fetchOK, s, nil, 1024))
+		f.Add(encodeFetchReply(fetchOK, s, [][]byte{s, {1, 2, 3}}, 1024))
 	}
 	f.Add([]byte{fetchNotInRoom})
 	f.Add([]byte{fetchBusy, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		st, env, err := decodeFetchReply(data, 1024)
+		st, env, rel, err := decodeFetchReply(data, 1024)
 		if err != nil {
 			return
 		}
-		if !bytes.Equal(encodeFetchReply(st, env), data) {
+		if !bytes.Equal(encodeFetchReply(st, env, rel, 1024), data) {
 			t.Fatalf("not canonical: %x", data)
 		}
 	})

@@ -15,8 +15,20 @@ import (
 )
 
 // FetchProtocol is the libp2p protocol of the snapshot fetch: one request,
-// one reply per stream (docs/PROTOCOL.md, "Fetch").
-const FetchProtocol protocol.ID = "/convene/fetch/1.0.0"
+// one reply per stream (docs/PROTOCOL.md, "Fetch"). Version 2 added the
+// relayed signed messages of the other members.
+const FetchProtocol protocol.ID = "/convene/fetch/2.0.0"
+
+// Bounds of the relayed part of a fetch reply: the server sends relayed
+// messages while they fit in MaxRelayBytes (whole messages only) and at
+// most maxRelayed of them; a relayed message is an envelope of at most
+// MaxMessageSize plus pubsub's framing (author, seqno, topic, signature,
+// key), bounded by relayOverhead.
+const (
+	MaxRelayBytes = 1 << 20
+	maxRelayed    = 1 << 14
+	relayOverhead = 1024
+)
 
 // Fetch reply statuses.
 const (
@@ -62,44 +74,88 @@ func decodeFetchRequest(b []byte) (string, error) {
 }
 
 // encodeFetchReply encodes a reply: the status byte, and for fetchOK the
-// uvarint length and the envelope.
-func encodeFetchReply(status byte, envelope []byte) []byte {
+// uvarint length and the envelope, then the uvarint count of relayed
+// messages and each one as uvarint length and bytes. Relayed messages are
+// taken in order while they fit: at most maxRelayed, each at most
+// maxSize+relayOverhead bytes (larger ones are skipped), MaxRelayBytes in
+// all.
+func encodeFetchReply(status byte, envelope []byte, relayed [][]byte, maxSize int) []byte {
 	if status != fetchOK {
 		return []byte{status}
 	}
-	b := make([]byte, 0, 1+uvarintLen(uint64(len(envelope)))+len(envelope))
+	var keep [][]byte
+	total := 0
+	for _, r := range relayed {
+		if len(keep) == maxRelayed {
+			break
+		}
+		if len(r) == 0 || len(r) > maxSize+relayOverhead {
+			continue
+		}
+		n := uvarintLen(uint64(len(r))) + len(r)
+		if total+n > MaxRelayBytes {
+			break
+		}
+		keep = append(keep, r)
+		total += n
+	}
+	b := make([]byte, 0, 1+uvarintLen(uint64(len(envelope)))+len(envelope)+uvarintLen(uint64(len(keep)))+total)
 	b = append(b, status)
 	b = appendUvarint(b, uint64(len(envelope)))
-	return append(b, envelope...)
+	b = append(b, envelope...)
+	b = appendUvarint(b, uint64(len(keep)))
+	for _, r := range keep {
+		b = appendUvarint(b, uint64(len(r)))
+		b = append(b, r...)
+	}
+	return b
 }
 
 // decodeFetchReply decodes a whole reply (the server closes after it) with
-// an envelope of at most maxSize bytes; it never panics.
-func decodeFetchReply(b []byte, maxSize int) (status byte, envelope []byte, err error) {
+// an envelope of at most maxSize bytes; it never panics. The relayed
+// messages are returned undecoded (openSigned checks each).
+func decodeFetchReply(b []byte, maxSize int) (status byte, envelope []byte, relayed [][]byte, err error) {
 	d := decoder{b: b}
 	status, ok := d.byte()
 	if !ok {
-		return 0, nil, fmt.Errorf("%w: empty reply", ErrMalformed)
+		return 0, nil, nil, fmt.Errorf("%w: empty reply", ErrMalformed)
 	}
 	switch status {
 	case fetchOK:
 		n, err := d.length(1, maxSize, "reply")
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, nil, err
 		}
 		envelope = d.take(n)
+		count, err := d.length(0, maxRelayed, "relayed count")
+		if err != nil {
+			return 0, nil, nil, err
+		}
+		total := 0
+		for range count {
+			n, err := d.length(1, maxSize+relayOverhead, "relayed message")
+			if err != nil {
+				return 0, nil, nil, err
+			}
+			if total += uvarintLen(uint64(n)) + n; total > MaxRelayBytes {
+				return 0, nil, nil, fmt.Errorf("%w: relayed messages over %d bytes", ErrTooLarge, MaxRelayBytes)
+			}
+			relayed = append(relayed, d.take(n))
+		}
 	case fetchNotInRoom, fetchRefused, fetchBusy:
 	default:
-		return 0, nil, fmt.Errorf("%w: unknown reply status %d", ErrMalformed, status)
+		return 0, nil, nil, fmt.Errorf("%w: unknown reply status %d", ErrMalformed, status)
 	}
 	if len(d.b) != 0 {
-		return 0, nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))
+		return 0, nil, nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))
 	}
-	return status, envelope, nil
+	return status, envelope, relayed, nil
 }
 
 // maxFetchReply is the largest valid reply for an envelope limit.
-func maxFetchReply(maxSize int) int { return 1 + uvarintLen(uint64(maxSize)) + maxSize }
+func maxFetchReply(maxSize int) int {
+	return 1 + uvarintLen(uint64(maxSize)) + maxSize + uvarintLen(maxRelayed) + MaxRelayBytes
+}
 
 // readAll reads until EOF, failing with ErrTooLarge beyond limit bytes.
 func readAll(r io.Reader, limit int) ([]byte, error) {
@@ -121,25 +177,31 @@ func readAll(r io.Reader, limit int) ([]byte, error) {
 // ErrNotInRoom or ErrRefused (the peer's answer), ErrMalformed, ErrTooLarge
 // or ErrWrongAuthor (an invalid reply), a stream error, or the context's
 // error; at most Config.FetchTimeout after the call.
-func (t *Topic) Fetch(ctx context.Context, p room.PeerID) (room.Message, error) {
+//
+// The reply also carries the other members' signed messages that p relays.
+// Each is checked like a topic message of its signer: pubsub's StrictSign
+// signature, this room's topic, and the content checks of the validator
+// (the relaying peer cannot forge or alter them). Invalid ones are dropped
+// and counted in Stats.RelayInvalid; own messages and p's are dropped too.
+func (t *Topic) Fetch(ctx context.Context, p room.PeerID) (room.FetchReply, error) {
 	if t.closed.Load() {
-		return room.Message{}, room.ErrNetworkClosed
+		return room.FetchReply{}, room.ErrNetworkClosed
 	}
 	pid := peer.ID(p)
 	if pid == t.self {
-		return room.Message{}, errors.New("gossip: fetch from self")
+		return room.FetchReply{}, errors.New("gossip: fetch from self")
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.r.cfg.FetchTimeout)
 	defer cancel()
 	stop := context.AfterFunc(t.ctx, cancel) // Close aborts the fetch
 	defer stop()
 
-	data, err := t.r.fetch(ctx, pid, t.roomID)
+	data, relayed, err := t.r.fetch(ctx, pid, t.roomID)
 	if err != nil {
 		if t.closed.Load() {
-			return room.Message{}, room.ErrNetworkClosed
+			return room.FetchReply{}, room.ErrNetworkClosed
 		}
-		return room.Message{}, fmt.Errorf("gossip: fetch %q from %s: %w", t.roomID, pid, err)
+		return room.FetchReply{}, fmt.Errorf("gossip: fetch %q from %s: %w", t.roomID, pid, err)
 	}
 	m, err := t.r.check(data, pid)
 	if err == nil && m.Kind != room.KindHeartbeat && m.Kind != room.KindHello {
@@ -147,16 +209,50 @@ func (t *Topic) Fetch(ctx context.Context, p room.PeerID) (room.Message, error) 
 	}
 	if err != nil {
 		t.count(cFetchInvalid)
-		return room.Message{}, fmt.Errorf("gossip: fetch %q from %s: invalid reply: %w", t.roomID, pid, err)
+		return room.FetchReply{}, fmt.Errorf("gossip: fetch %q from %s: invalid reply: %w", t.roomID, pid, err)
 	}
-	return m, nil
+	reply := room.FetchReply{State: m}
+	for _, b := range relayed {
+		ev, err := t.openRelayed(b)
+		if err != nil {
+			t.count(cRelayInvalid)
+			t.r.log.Debug("invalid relayed message", "room", t.roomID, "via", pid, "err", err)
+			continue
+		}
+		if peer.ID(ev.From) == t.self || peer.ID(ev.From) == pid {
+			continue
+		}
+		t.count(cRelayAccepted)
+		reply.Relayed = append(reply.Relayed, ev)
+	}
+	return reply, nil
 }
 
-// fetch runs the client side of one exchange and returns the envelope.
-func (r *Router) fetch(ctx context.Context, pid peer.ID, roomID string) ([]byte, error) {
+// openRelayed verifies one relayed message and decodes it into the event
+// a topic message of its signer would have been.
+func (t *Topic) openRelayed(b []byte) (room.NetEvent, error) {
+	from, data, err := openSigned(b, t.name)
+	if err != nil {
+		return room.NetEvent{}, err
+	}
+	m, err := t.r.check(data, from)
+	if err != nil {
+		return room.NetEvent{}, err
+	}
+	switch m.Kind {
+	case room.KindHello, room.KindHeartbeat, room.KindDelta:
+	default:
+		return room.NetEvent{}, fmt.Errorf("%w: relayed message of kind %v", ErrMalformed, m.Kind)
+	}
+	return room.NetEvent{Kind: room.EventMessage, From: room.PeerID(from), Msg: m, Signed: b}, nil
+}
+
+// fetch runs the client side of one exchange and returns the envelope and
+// the relayed messages (unverified).
+func (r *Router) fetch(ctx context.Context, pid peer.ID, roomID string) ([]byte, [][]byte, error) {
 	s, err := r.h.NewStream(ctx, pid, FetchProtocol)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
@@ -165,31 +261,31 @@ func (r *Router) fetch(ctx context.Context, pid peer.ID, roomID string) ([]byte,
 	}
 	if _, err := s.Write(encodeFetchRequest(roomID)); err != nil {
 		_ = s.Reset()
-		return nil, ctxErr(ctx, err)
+		return nil, nil, ctxErr(ctx, err)
 	}
 	if err := s.CloseWrite(); err != nil {
 		_ = s.Reset()
-		return nil, ctxErr(ctx, err)
+		return nil, nil, ctxErr(ctx, err)
 	}
 	b, err := readAll(s, maxFetchReply(r.cfg.MaxMessageSize))
 	if err != nil {
 		_ = s.Reset()
-		return nil, ctxErr(ctx, err)
+		return nil, nil, ctxErr(ctx, err)
 	}
 	_ = s.Close()
-	status, envelope, err := decodeFetchReply(b, r.cfg.MaxMessageSize)
+	status, envelope, relayed, err := decodeFetchReply(b, r.cfg.MaxMessageSize)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	switch status {
 	case fetchNotInRoom:
-		return nil, ErrNotInRoom
+		return nil, nil, ErrNotInRoom
 	case fetchRefused:
-		return nil, ErrRefused
+		return nil, nil, ErrRefused
 	case fetchBusy:
-		return nil, fmt.Errorf("%w: busy", ErrRefused)
+		return nil, nil, fmt.Errorf("%w: busy", ErrRefused)
 	}
-	return envelope, nil
+	return envelope, relayed, nil
 }
 
 // ctxErr prefers the context's error to the stream error it caused (a reset
@@ -219,7 +315,7 @@ func (r *Router) handleFetch(s network.Stream) {
 		defer func() { <-r.fetchSem }()
 	default:
 		r.stats[cFetchRefused].Add(1)
-		r.reply(s, encodeFetchReply(fetchBusy, nil))
+		r.reply(s, encodeFetchReply(fetchBusy, nil, nil, 0))
 		return
 	}
 	b, err := readAll(s, maxFetchRequest)
@@ -236,27 +332,27 @@ func (r *Router) handleFetch(s network.Stream) {
 	t := r.topic(roomID)
 	if t == nil {
 		r.stats[cFetchRefused].Add(1)
-		r.reply(s, encodeFetchReply(fetchNotInRoom, nil))
+		r.reply(s, encodeFetchReply(fetchNotInRoom, nil, nil, 0))
 		return
 	}
-	m, ok := t.serveState()
+	served, ok := t.serveState()
 	if !ok {
 		t.count(cFetchRefused)
-		r.reply(s, encodeFetchReply(fetchRefused, nil))
+		r.reply(s, encodeFetchReply(fetchRefused, nil, nil, 0))
 		return
 	}
-	data, err := EncodeMessage(m)
+	data, err := EncodeMessage(served.State)
 	if err == nil && len(data) > r.cfg.MaxMessageSize {
 		err = fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), r.cfg.MaxMessageSize)
 	}
 	if err != nil {
 		r.log.Warn("cannot serve fetch: bad local state", "room", roomID, "err", err)
 		t.count(cFetchRefused)
-		r.reply(s, encodeFetchReply(fetchRefused, nil))
+		r.reply(s, encodeFetchReply(fetchRefused, nil, nil, 0))
 		return
 	}
 	t.count(cFetchServed)
-	r.reply(s, encodeFetchReply(fetchOK, data))
+	r.reply(s, encodeFetchReply(fetchOK, data, served.Relayed, r.cfg.MaxMessageSize))
 }
 
 func (r *Router) reply(s network.Stream, b []byte) {

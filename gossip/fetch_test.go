@@ -59,16 +59,16 @@ func TestFetchReturnsServedState(t *testing.T) {
 		Kind: room.KindHeartbeat, Epoch: 42, Name: "Bob", Meta: map[string]string{"color": "blue"},
 		State: presence(t, b.id(), "cursor", `{"x":1,"y":2}`),
 	}
-	mb.t.Serve(func() (room.Message, bool) { return hb, true })
+	mb.t.Serve(func() (room.Served, bool) { return room.Served{State: hb}, true })
 	got, err := ma.t.Fetch(ctx, room.PeerID(b.id()))
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
 	}
-	if !sameMessage(got, hb) {
+	if !sameMessage(got.State, hb) || len(got.Relayed) != 0 {
 		t.Fatalf("Fetch = %+v, want %+v", got, hb)
 	}
 
-	mb.t.Serve(func() (room.Message, bool) { return room.Message{}, false })
+	mb.t.Serve(func() (room.Served, bool) { return room.Served{}, false })
 	if _, err := ma.t.Fetch(ctx, room.PeerID(b.id())); !errors.Is(err, ErrRefused) {
 		t.Fatalf("Fetch with Serve refusing = %v, want ErrRefused", err)
 	}
@@ -110,7 +110,7 @@ func TestFetchRejectsForgedReply(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return encodeFetchReply(fetchOK, b)
+		return encodeFetchReply(fetchOK, b, nil, 4096)
 	}
 	tests := []struct {
 		name    string
@@ -122,7 +122,7 @@ func TestFetchRejectsForgedReply(t *testing.T) {
 		{"someone else's state in a hello", encode(room.Message{Kind: room.KindHello, Epoch: 1, State: presence(t, victim, "k", "v")}), ErrWrongAuthor, true},
 		{"wrong kind", encode(room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: []byte("x")}), ErrMalformed, true},
 		{"undecodable state", encode(room.Message{Kind: room.KindHeartbeat, Epoch: 1, State: []byte{0xff, 0xfe, 0xfd}}), ErrMalformed, true},
-		{"garbage envelope", encodeFetchReply(fetchOK, []byte{0xff, 0x01}), ErrMalformed, true},
+		{"garbage envelope", encodeFetchReply(fetchOK, []byte{0xff, 0x01}, nil, 4096), ErrMalformed, true},
 		{"oversized envelope", encode(room.Message{Kind: room.KindHeartbeat, Epoch: 1, Payload: make([]byte, 5000)}), ErrTooLarge, false},
 		{"unknown status", []byte{0x7f}, ErrMalformed, false},
 	}

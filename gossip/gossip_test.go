@@ -396,7 +396,9 @@ func TestRouterCloseLeavesHostRunningAndClean(t *testing.T) {
 		}
 	}
 	eventually(t, 5*time.Second, "subscriptions", func() bool { return len(routers[0].Peers("lobby")) == 1 })
-	topics[1].Serve(func() (room.Message, bool) { return room.Message{Kind: room.KindHeartbeat, Epoch: 1}, true })
+	topics[1].Serve(func() (room.Served, bool) {
+		return room.Served{State: room.Message{Kind: room.KindHeartbeat, Epoch: 1}}, true
+	})
 	if _, err := topics[0].Fetch(context.Background(), room.PeerID(hb.ID())); err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,11 @@ type Stats struct {
 	// FetchInvalid counts Fetch replies rejected by the local validation
 	// (malformed, oversized, wrong author or wrong kind).
 	FetchInvalid uint64
+	// RelayAccepted counts other members' signed messages relayed in
+	// Fetch replies that passed verification (signature, topic, content);
+	// RelayInvalid those that did not (dropped; the rest of the reply is
+	// still used).
+	RelayAccepted, RelayInvalid uint64
 	// LeaveAcked counts peers that acknowledged an own goodbye sent to
 	// them directly (one per peer per Publish of a leave).
 	LeaveAcked uint64
@@ -65,6 +70,8 @@ const (
 	cFetchServed
 	cFetchRefused
 	cFetchInvalid
+	cRelayAccepted
+	cRelayInvalid
 	cLeaveAcked
 	cLeaveReceived
 	cLeaveInvalid
@@ -85,6 +92,9 @@ func (c *counters) snapshot() Stats {
 		FetchServed:  c[cFetchServed].Load(),
 		FetchRefused: c[cFetchRefused].Load(),
 		FetchInvalid: c[cFetchInvalid].Load(),
+
+		RelayAccepted: c[cRelayAccepted].Load(),
+		RelayInvalid:  c[cRelayInvalid].Load(),
 
 		LeaveAcked:    c[cLeaveAcked].Load(),
 		LeaveReceived: c[cLeaveReceived].Load(),

@@ -37,7 +37,7 @@ type Topic struct {
 	self   peer.ID
 	lim    *limiters
 	stats  counters
-	serve  atomic.Pointer[func() (room.Message, bool)]
+	serve  atomic.Pointer[func() (room.Served, bool)]
 	q      *queue
 	own    ownCount // own messages published and routed (flush.go)
 
@@ -167,7 +167,7 @@ func (t *Topic) Next(ctx context.Context) (room.NetEvent, error) {
 
 // Serve sets the function that answers Fetch requests for this room; nil (or
 // never calling Serve) refuses them.
-func (t *Topic) Serve(state func() (m room.Message, ok bool)) {
+func (t *Topic) Serve(state func() (s room.Served, ok bool)) {
 	if state == nil {
 		t.serve.Store(nil)
 		return
@@ -175,10 +175,10 @@ func (t *Topic) Serve(state func() (m room.Message, ok bool)) {
 	t.serve.Store(&state)
 }
 
-func (t *Topic) serveState() (room.Message, bool) {
+func (t *Topic) serveState() (room.Served, bool) {
 	f := t.serve.Load()
 	if f == nil {
-		return room.Message{}, false
+		return room.Served{}, false
 	}
 	return (*f)()
 }
@@ -322,6 +322,10 @@ func (t *Topic) readLoop() {
 			continue // not validated by us; cannot happen
 		}
 		ev := room.NetEvent{Kind: room.EventMessage, From: room.PeerID(from), Msg: *m}
+		switch m.Kind {
+		case room.KindHello, room.KindHeartbeat, room.KindDelta:
+			ev.Signed = signedForm(msg) // the room may relay it in Fetch replies
+		}
 		if !t.q.pushMessage(ev) {
 			t.count(cDropped)
 		}

@@ -53,6 +53,16 @@
 //     hello is published
 //     again (after PublishInterval, so a burst of connections costs one),
 //     for members that are not directly connected.
+//   - Relayed join snapshot: a member keeps, per remote member, that
+//     member's own signed messages as received (NetEvent.Signed): its
+//     latest hello or heartbeat, and each later delta that still holds the
+//     newest value of some key. Its Fetch reply (Served) carries them; the
+//     network verifies each against its author's signature, and the
+//     newcomer applies them as messages of their authors. So a newcomer
+//     connected to one member sees every member that member knows, with
+//     identity and newest state, after one round trip, and no member can
+//     forge or alter another's state on the way. Relayed members are not
+//     answered or fetched; relayed messages from a probe are ignored.
 //   - Answering newcomers: a member that admits a new peer (or a new epoch
 //     of a known one) from a hello, heartbeat or delta sends an early
 //     heartbeat after a random 0–50ms, at most one per PublishInterval;
@@ -66,9 +76,10 @@
 //     answer, so one repeat covers every newcomer answered before it; any
 //     hello or heartbeat published at most PublishInterval before the
 //     repeat is due counts as the repeat. Known members (same epoch) are
-//     neither answered nor repeated. So a newcomer that reaches one member
-//     sees every member's full state within about a second, not a
-//     HeartbeatInterval.
+//     neither answered nor repeated. The answers matter when the member
+//     the newcomer fetched from did not know everyone yet (a room whose
+//     members all start at once); otherwise the relayed snapshot has
+//     already delivered everything they carry.
 //   - Membership: a peer becomes a member on its first valid hello,
 //     heartbeat, delta or fetch reply. A delta carries no identity: its
 //     author is admitted with an empty Name, and the room fetches its

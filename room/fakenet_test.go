@@ -3,13 +3,17 @@ package room
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 )
 
 // An in-memory network for the shell tests: a bus that connects every
 // joined fakeNet with every other one, unless a link is cut. Publishing
 // delivers to every linked peer at once (or to none, with dropPublish);
-// Fetch calls the target's Serve function directly.
+// Fetch calls the target's Serve function directly. A published hello,
+// heartbeat or delta carries an opaque "signed" token that the bus maps
+// back to the message and its author, so relayed messages in a fetch
+// reply arrive as the author's (the bus is the fake's signature check).
 
 var _ Network = (*fakeNet)(nil)
 
@@ -18,10 +22,11 @@ type bus struct {
 	nets        map[PeerID]*fakeNet
 	cut         map[[2]PeerID]bool
 	dropPublish bool // lose every publish (only Fetch gets through)
+	signed      map[string]NetEvent
 }
 
 func newBus() *bus {
-	return &bus{nets: make(map[PeerID]*fakeNet), cut: make(map[[2]PeerID]bool)}
+	return &bus{nets: make(map[PeerID]*fakeNet), cut: make(map[[2]PeerID]bool), signed: make(map[string]NetEvent)}
 }
 
 func link(a, b PeerID) [2]PeerID {
@@ -80,7 +85,7 @@ type fakeNet struct {
 	mu        sync.Mutex
 	q         []NetEvent
 	closed    bool
-	serve     func() (Message, bool)
+	serve     func() (Served, bool)
 	published []Message
 }
 
@@ -110,12 +115,18 @@ func (n *fakeNet) Publish(ctx context.Context, m Message) error {
 	b := n.bus
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	ev := NetEvent{Kind: EventMessage, From: n.self, Msg: m}
+	switch m.Kind {
+	case KindHello, KindHeartbeat, KindDelta:
+		ev.Signed = fmt.Appendf(nil, "signed-%d", len(b.signed))
+		b.signed[string(ev.Signed)] = ev
+	}
 	if b.dropPublish {
 		return nil
 	}
 	for _, o := range b.nets {
 		if o != n && !b.cut[link(n.self, o.self)] {
-			o.push(NetEvent{Kind: EventMessage, From: n.self, Msg: m})
+			o.push(ev)
 		}
 	}
 	return nil
@@ -145,9 +156,9 @@ func (n *fakeNet) Next(ctx context.Context) (NetEvent, error) {
 
 var errUnreachable = errors.New("fakenet: peer unreachable")
 
-func (n *fakeNet) Fetch(ctx context.Context, p PeerID) (Message, error) {
+func (n *fakeNet) Fetch(ctx context.Context, p PeerID) (FetchReply, error) {
 	if err := ctx.Err(); err != nil {
-		return Message{}, err
+		return FetchReply{}, err
 	}
 	b := n.bus
 	b.mu.Lock()
@@ -155,22 +166,30 @@ func (n *fakeNet) Fetch(ctx context.Context, p PeerID) (Message, error) {
 	cut := b.cut[link(n.self, p)]
 	b.mu.Unlock()
 	if o == nil || cut || n.isClosed() {
-		return Message{}, errUnreachable
+		return FetchReply{}, errUnreachable
 	}
 	o.mu.Lock()
 	serve, closed := o.serve, o.closed
 	o.mu.Unlock()
 	if closed || serve == nil {
-		return Message{}, errUnreachable
+		return FetchReply{}, errUnreachable
 	}
-	m, ok := serve()
+	s, ok := serve()
 	if !ok {
-		return Message{}, errors.New("fakenet: refused")
+		return FetchReply{}, errors.New("fakenet: refused")
 	}
-	return m, nil
+	reply := FetchReply{State: s.State}
+	b.mu.Lock()
+	for _, tok := range s.Relayed {
+		if ev, ok := b.signed[string(tok)]; ok && ev.From != n.self && ev.From != p {
+			reply.Relayed = append(reply.Relayed, ev)
+		}
+	}
+	b.mu.Unlock()
+	return reply, nil
 }
 
-func (n *fakeNet) Serve(f func() (Message, bool)) {
+func (n *fakeNet) Serve(f func() (Served, bool)) {
 	n.mu.Lock()
 	n.serve = f
 	n.mu.Unlock()

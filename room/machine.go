@@ -96,7 +96,24 @@ type source uint8
 const (
 	fromGossip source = iota + 1
 	fromFetch
+	fromRelay // another member's signed message, relayed in a fetch reply
 )
+
+// relayRecord is one signed message of a remote member kept for relaying
+// in fetch replies (see relays).
+type relayRecord struct {
+	signed []byte
+	epoch  uint64
+	ident  bool                // the member's latest hello/heartbeat
+	keys   map[string]struct{} // keys whose newest value (or deletion) this message holds
+}
+
+// relays are a member's signed messages that together carry its current
+// identity and state: its latest hello or heartbeat, and every later
+// message that still holds the newest value of some key. Each record
+// holds at least one key or the identity, so there are at most
+// MaxKeysPerPeer+1 per member.
+type relays []relayRecord
 
 // machine is the pure state machine of one room: membership, heartbeats,
 // coalescing, join snapshot requests, leave, linger and expiry. It has no
@@ -115,6 +132,7 @@ type machine struct {
 	store  *ephemeral.Store
 
 	members      map[PeerID]*member // remote members only
+	relays       map[PeerID]relays  // members' signed messages to relay
 	memberExpiry time.Time          // lower bound of the earliest member deadline
 	gone         map[PeerID]gone
 	goneSweep    time.Time
@@ -160,6 +178,7 @@ func newMachine(now time.Time, id string, self Identity, cfg Config, epoch, seed
 		log:        cfg.Logger,
 		store:      store,
 		members:    make(map[PeerID]*member),
+		relays:     make(map[PeerID]relays),
 		gone:       make(map[PeerID]gone),
 		fetching:   make(map[PeerID]fetchPurpose),
 		retries:    make(map[PeerID]retry),
@@ -369,15 +388,16 @@ func (m *machine) publishDelta(now time.Time) {
 
 // ---- network input
 
-// receive handles one validated message authored by from.
-func (m *machine) receive(now time.Time, from PeerID, msg Message) {
+// receive handles one validated message authored by from; signed is its
+// signed form for relaying (NetEvent.Signed), or nil.
+func (m *machine) receive(now time.Time, from PeerID, msg Message, signed []byte) {
 	m.advance(now)
 	if m.status == Closed || from == m.self.Peer || from == "" {
 		return
 	}
 	switch msg.Kind {
 	case KindHello, KindHeartbeat, KindDelta:
-		m.announce(now, from, msg, fromGossip)
+		m.announce(now, from, msg, fromGossip, signed)
 	case KindLeave:
 		m.remoteLeave(now, from, msg.Epoch)
 	case KindBroadcast:
@@ -402,7 +422,7 @@ func (m *machine) stale(now time.Time, p PeerID, e uint64, src source) (stale, c
 	// Same epoch, removed by timeout: fresh messages bring it back (a
 	// partition healed), except right after a failed probe, when they may
 	// still be in flight from a dead peer.
-	if g.probed && src == fromGossip && now.Before(g.at.Add(m.cfg.quarantine())) {
+	if g.probed && src != fromFetch && now.Before(g.at.Add(m.cfg.quarantine())) {
 		return true, true
 	}
 	return false, false
@@ -410,10 +430,11 @@ func (m *machine) stale(now time.Time, p PeerID, e uint64, src source) (stale, c
 
 // announce handles a hello, heartbeat, delta or fetch reply from p: it
 // admits p as a member if needed, applies its state and refreshes its
-// liveness.
-func (m *machine) announce(now time.Time, p PeerID, msg Message, src source) {
+// liveness. signed is the message's signed form to keep for relaying (nil
+// for a fetch reply, which is not signed by its author's pubsub key).
+func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, signed []byte) {
 	stale, confirm := m.stale(now, p, msg.Epoch, src)
-	if confirm {
+	if confirm && src == fromGossip {
 		m.requestFetch(now, p, fetchProbe)
 	}
 	if stale {
@@ -473,16 +494,90 @@ func (m *machine) announce(now time.Time, p PeerID, msg Message, src source) {
 	if d := mem.heard.Add(m.cfg.Timeout); m.memberExpiry.IsZero() || d.Before(m.memberExpiry) {
 		m.memberExpiry = d
 	}
+	if signed != nil {
+		m.keepRelay(p, msg, signed, changes)
+	}
 	for _, ch := range changes {
 		m.emitChange(ch)
 	}
-	if !full && (isNew || newEpoch) {
+	if !full && (isNew || newEpoch) && src != fromRelay {
 		// Known only from a delta: fetch its identity (and full state).
 		m.requestFetch(now, p, fetchSnapshot)
 	}
 	if src == fromGossip && m.status == Joined && (isNew || newEpoch) {
 		m.scheduleAnswer(now)
 	}
+}
+
+// keepRelay keeps p's signed message for relaying if it is p's newest
+// hello/heartbeat (its identity) or holds p's newest value of some key
+// (changes: what applying it changed), and drops p's older records that
+// no longer hold anything.
+func (m *machine) keepRelay(p PeerID, msg Message, signed []byte, changes []ephemeral.Change) {
+	mem := m.members[p]
+	if mem == nil || msg.Epoch != mem.epoch {
+		return
+	}
+	full := msg.Kind == KindHello || msg.Kind == KindHeartbeat
+	var keys map[string]struct{}
+	for _, ch := range changes {
+		if ch.Peer != p {
+			continue
+		}
+		for _, ks := range [][]string{ch.Added, ch.Updated, ch.Removed} {
+			for _, k := range ks {
+				if keys == nil {
+					keys = make(map[string]struct{})
+				}
+				keys[k] = struct{}{}
+			}
+		}
+	}
+	if !full && len(keys) == 0 {
+		return // a duplicate or stale delta: holds nothing new
+	}
+	rs := m.relays[p]
+	kept := rs[:0]
+	for _, r := range rs {
+		if r.epoch < msg.Epoch {
+			continue
+		}
+		if full {
+			r.ident = false
+		}
+		for k := range keys {
+			delete(r.keys, k)
+		}
+		if r.ident || len(r.keys) > 0 {
+			kept = append(kept, r)
+		}
+	}
+	clear(rs[len(kept):])
+	m.relays[p] = append(kept, relayRecord{signed: signed, epoch: msg.Epoch, ident: full, keys: keys})
+}
+
+// served is the answer to another peer's Fetch while joined: the own
+// state, and the members' relay records, each member's identity record
+// first.
+func (m *machine) served() (Served, bool) {
+	if m.status != Joined {
+		return Served{}, false
+	}
+	s := Served{State: m.selfMessage(KindHeartbeat)}
+	for _, p := range slices.Sorted(maps.Keys(m.relays)) {
+		rs := m.relays[p]
+		for _, r := range rs {
+			if r.ident {
+				s.Relayed = append(s.Relayed, r.signed)
+			}
+		}
+		for _, r := range rs {
+			if !r.ident {
+				s.Relayed = append(s.Relayed, r.signed)
+			}
+		}
+	}
+	return s, true
 }
 
 // scheduleAnswer schedules an early heartbeat after a newcomer (or a new
@@ -544,6 +639,7 @@ func (m *machine) removeMember(now time.Time, p PeerID, reason LeaveReason, epoc
 		return
 	}
 	delete(m.members, p)
+	delete(m.relays, p)
 	m.dirtyMembers = true
 	m.dirtyPeers[p] = struct{}{}
 	if ch == nil {
@@ -589,7 +685,7 @@ func (m *machine) sweepGone(now time.Time, force bool) {
 // peerUp handles the transport hint that p can be reached: fetch its state
 // directly (the join snapshot), and on the first PeerUp since joining,
 // republish our hello shortly (peers that are not directly connected
-// learn about us from it).
+// learn about us from it). After Leave (lingering), repeat the goodbye.
 func (m *machine) peerUp(now time.Time, p PeerID) {
 	m.advance(now)
 	if m.status == Closed || p == m.self.Peer || p == "" {
@@ -597,6 +693,13 @@ func (m *machine) peerUp(now time.Time, p PeerID) {
 	}
 	delete(m.retries, p)
 	m.requestFetch(now, p, fetchSnapshot)
+	if m.status == Left {
+		// A peer that appears during the linger may never have received
+		// the goodbye (it was published before its subscription was
+		// known, so it reached nobody): say it again. A peer that already
+		// had it ignores the copy.
+		m.publish(Message{Kind: KindLeave, Epoch: m.epoch()})
+	}
 	if m.status == Joined && !m.helloDone {
 		m.helloDone = true
 		m.helloAt = now.Add(m.cfg.PublishInterval)
@@ -624,8 +727,11 @@ func (m *machine) requestFetch(now time.Time, p PeerID, purpose fetchPurpose) {
 	m.out.fetches = append(m.out.fetches, fetchRequest{peer: p, purpose: purpose, started: now})
 }
 
-// fetched handles the result of a fetch the machine asked for.
-func (m *machine) fetched(now time.Time, req fetchRequest, msg Message, err error) {
+// fetched handles the result of a fetch the machine asked for. The reply's
+// relayed messages are applied for a snapshot fetch (the join snapshot):
+// each as a message of its signer, admitting members this peer is not
+// connected to without waiting for their answers to its hello.
+func (m *machine) fetched(now time.Time, req fetchRequest, reply FetchReply, err error) {
 	m.advance(now)
 	if f := m.fetching[req.peer] &^ req.purpose; f == 0 {
 		delete(m.fetching, req.peer)
@@ -649,10 +755,21 @@ func (m *machine) fetched(now time.Time, req fetchRequest, msg Message, err erro
 		}
 		return
 	}
-	if msg.Kind != KindHeartbeat && msg.Kind != KindHello {
+	if msg := reply.State; msg.Kind == KindHeartbeat || msg.Kind == KindHello {
+		m.announce(now, req.peer, msg, fromFetch, nil)
+	}
+	if req.purpose != fetchSnapshot {
 		return
 	}
-	m.announce(now, req.peer, msg, fromFetch)
+	for _, ev := range reply.Relayed {
+		if ev.Kind != EventMessage || ev.From == m.self.Peer || ev.From == req.peer || ev.From == "" {
+			continue
+		}
+		switch ev.Msg.Kind {
+		case KindHello, KindHeartbeat, KindDelta:
+			m.announce(now, ev.From, ev.Msg, fromRelay, ev.Signed)
+		}
+	}
 }
 
 // scheduleRetry schedules the next snapshot fetch of a peer that is not a
@@ -868,7 +985,6 @@ type view struct {
 	epoch   uint64
 	members []Identity                   // sorted by peer; self included while joined
 	states  map[PeerID]map[string][]byte // members only; inner maps never change
-	serve   Message                      // our answer to Fetch
 }
 
 // view returns the snapshot after the latest inputs, reusing what did not
@@ -911,9 +1027,6 @@ func (m *machine) view(prev *view) *view {
 		for p := range m.members {
 			m.refreshState(v.states, p)
 		}
-	}
-	if m.status == Joined {
-		v.serve = m.selfMessage(KindHeartbeat)
 	}
 	clear(m.dirtyPeers)
 	m.dirtyMembers, m.dirtyStatus = false, false

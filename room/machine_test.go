@@ -53,7 +53,7 @@ func (x *tm) out() output { return x.take() }
 // outputs.
 func (x *tm) deliver(now time.Time, from *tm, msgs ...Message) output {
 	for _, msg := range msgs {
-		x.receive(now, from.self.Peer, msg)
+		x.receive(now, from.self.Peer, msg, nil)
 	}
 	return x.take()
 }
@@ -228,7 +228,7 @@ func TestMachineFetchReplyIsJoinSnapshot(t *testing.T) {
 		t.Fatalf("fetches = %+v", o.fetches)
 	}
 	// What b's Serve answers: its view's serve message.
-	reply := b.view(nil).serve
+	reply := FetchReply{State: b.heartbeat()}
 	a.fetched(t0.Add(time.Millisecond), o.fetches[0], reply, nil)
 	o = a.out()
 	eq(t, "events", describe(o.events), []string{"member-joined b(B)", "presence-changed b remote +k"})
@@ -418,7 +418,7 @@ func TestMachineLeftMemberNotBroughtBackByReplays(t *testing.T) {
 	}
 	eq(t, "members after replays", a.memberIDs(), []string{"a"})
 	// A fetch reply of that epoch: nothing either.
-	a.fetched(t0.Add(10*time.Second), fetchRequest{peer: "b", purpose: fetchSnapshot, started: t0}, early[2], nil)
+	a.fetched(t0.Add(10*time.Second), fetchRequest{peer: "b", purpose: fetchSnapshot, started: t0}, FetchReply{State: early[2]}, nil)
 	eq(t, "members after a stale fetch reply", a.memberIDs(), []string{"a"})
 
 	// A newer epoch does bring it back.
@@ -859,7 +859,7 @@ func TestMachinePeerDownFailedProbeRemoves(t *testing.T) {
 	if len(o.fetches) != 1 || o.fetches[0].purpose != fetchProbe {
 		t.Fatalf("fetches = %+v, want one probe", o.fetches)
 	}
-	a.fetched(down.Add(10*time.Millisecond), o.fetches[0], Message{}, errors.New("unreachable"))
+	a.fetched(down.Add(10*time.Millisecond), o.fetches[0], FetchReply{}, errors.New("unreachable"))
 	o = a.out()
 	eq(t, "events", describe(o.events), []string{"presence-changed b timeout -k gone", "member-left b timeout"})
 
@@ -872,7 +872,7 @@ func TestMachinePeerDownFailedProbeRemoves(t *testing.T) {
 		t.Fatalf("fetches = %+v, want a confirming probe", o.fetches)
 	}
 	// The probe succeeds after all: b is back, with its state.
-	a.fetched(down.Add(120*time.Millisecond), o.fetches[0], b.view(nil).serve, nil)
+	a.fetched(down.Add(120*time.Millisecond), o.fetches[0], FetchReply{State: b.heartbeat()}, nil)
 	o = a.out()
 	eq(t, "events after a successful probe", describe(o.events), []string{"member-joined b(B)", "presence-changed b remote +k"})
 }
@@ -888,14 +888,14 @@ func TestMachinePeerDownProbeNotTrustedOverFreshMessages(t *testing.T) {
 	// b is heard from (through another path) while the probe runs, well
 	// after the hint.
 	a.deliver(t0.Add(1500*time.Millisecond), b, b.heartbeat())
-	a.fetched(t0.Add(2*time.Second), probe, Message{}, errors.New("timeout"))
+	a.fetched(t0.Add(2*time.Second), probe, FetchReply{}, errors.New("timeout"))
 	if o := a.out(); len(o.events) != 0 {
 		t.Errorf("events: %q", describe(o.events))
 	}
 	// And a successful probe changes nothing.
 	a.peerDown(t0.Add(2*time.Second), "b")
 	probe = a.out().fetches[0]
-	a.fetched(t0.Add(2100*time.Millisecond), probe, b.view(nil).serve, nil)
+	a.fetched(t0.Add(2100*time.Millisecond), probe, FetchReply{State: b.heartbeat()}, nil)
 	if o := a.out(); len(o.events) != 0 {
 		t.Errorf("events after a successful probe: %q", describe(o.events))
 	}
@@ -946,6 +946,14 @@ func TestMachineLingerThenDestroyed(t *testing.T) {
 	eq(t, "events while lingering", describe(o.events), []string{"member-joined b(B)"})
 	if len(o.publish) != 0 {
 		t.Errorf("a lingering room answered: %q", kinds(o.publish))
+	}
+	// A peer that comes up during the linger gets the goodbye again: the
+	// first one may have been published before anyone could receive it.
+	a.peerUp(leaveAt.Add(time.Second), "c")
+	o = a.out()
+	eq(t, "publish on PeerUp while lingering", kinds(o.publish), []string{"leave"})
+	if o.publish[0].Epoch != a.epoch() {
+		t.Errorf("repeated goodbye of epoch %d, want %d", o.publish[0].Epoch, a.epoch())
 	}
 	times, outs := a.run(leaveAt, leaveAt.Add(time.Hour))
 	var destroyedAt time.Time
@@ -1124,8 +1132,8 @@ func TestMachineIgnoresOwnAndAnonymousMessages(t *testing.T) {
 	cfg := testConfig()
 	a := newTM(t, "a", 1, cfg)
 	a.out()
-	a.receive(t0, "a", Message{Kind: KindHello, Epoch: 9})
-	a.receive(t0, "", Message{Kind: KindHello, Epoch: 9})
+	a.receive(t0, "a", Message{Kind: KindHello, Epoch: 9}, nil)
+	a.receive(t0, "", Message{Kind: KindHello, Epoch: 9}, nil)
 	a.peerUp(t0, "a")
 	if o := a.out(); len(o.events)+len(o.fetches) != 0 {
 		t.Errorf("outputs: %+v", o)
@@ -1142,7 +1150,7 @@ func TestMachineRetriesFailedSnapshotFetch(t *testing.T) {
 	now := t0
 	var gaps []time.Duration
 	for {
-		a.fetched(now, req, Message{}, errUnreachableTest)
+		a.fetched(now, req, FetchReply{}, errUnreachableTest)
 		a.out()
 		_, outs := a.run(now, now.Add(time.Second))
 		var next *fetchRequest
@@ -1164,7 +1172,7 @@ func TestMachineRetriesFailedSnapshotFetch(t *testing.T) {
 	// A new PeerUp starts over; a success ends the retries.
 	a.peerUp(now, "b")
 	req = a.out().fetches[0]
-	a.fetched(now, req, Message{}, errUnreachableTest)
+	a.fetched(now, req, FetchReply{}, errUnreachableTest)
 	b := newTM(t, "b", 1, cfg)
 	a.deliver(now.Add(time.Millisecond), b, b.out().publish...)
 	a.tick(now.Add(time.Second))
@@ -1261,6 +1269,6 @@ func TestMachinePeerDownQueuedMessagesDoNotSaveADeadPeer(t *testing.T) {
 	b.mustSet(down, "cursor", "1")
 	a.deliver(down.Add(time.Millisecond), b, b.out().publish...)
 	a.out()
-	a.fetched(down.Add(5*time.Millisecond), probe, Message{}, errors.New("connection refused"))
+	a.fetched(down.Add(5*time.Millisecond), probe, FetchReply{}, errors.New("connection refused"))
 	eq(t, "events", describe(a.out().events), []string{"presence-changed b timeout -cursor gone", "member-left b timeout"})
 }

@@ -93,6 +93,38 @@ type NetEvent struct {
 	Kind EventKind
 	From PeerID
 	Msg  Message // only for EventMessage
+	// Signed is the message exactly as its author signed it, opaque to the
+	// room (nil if the network cannot relay it). The room keeps its
+	// members' latest signed hellos, heartbeats and deltas and relays them
+	// in its Fetch replies (Served.Relayed), so that a newcomer verifies
+	// every member's state against the member's own signature instead of
+	// trusting the member it fetched from.
+	Signed []byte
+}
+
+// Served is a room's answer to another peer's Fetch.
+type Served struct {
+	// State is the local peer's own state (a KindHeartbeat message).
+	State Message
+	// Relayed holds other members' signed messages (NetEvent.Signed) that
+	// together carry their current identity and state: per member, its
+	// latest hello or heartbeat, then the later messages that hold its
+	// newest value of some key. The network may send only a prefix of it
+	// (a size bound).
+	Relayed [][]byte
+}
+
+// FetchReply is what Fetch returns.
+type FetchReply struct {
+	// State is the fetched peer's own state (KindHeartbeat or KindHello),
+	// authenticated by the direct stream.
+	State Message
+	// Relayed are the other members' messages the peer relayed, each one
+	// verified by the network exactly like a topic message authored by
+	// its From (signature, topic, decoding, limits); invalid ones are
+	// dropped. A relayed message proves what its author said, not that
+	// it is still alive.
+	Relayed []NetEvent
 }
 
 // ErrNetworkClosed is returned by a Network after Close.
@@ -118,16 +150,18 @@ type Network interface {
 	// Close it returns ErrNetworkClosed.
 	Next(ctx context.Context) (NetEvent, error)
 	// Fetch asks peer, over a direct authenticated stream, for its own
-	// current state in this room (a KindHeartbeat message). It fails if the
-	// peer cannot be reached or is not in the room.
-	Fetch(ctx context.Context, peer PeerID) (Message, error)
+	// current state in this room (a KindHeartbeat message) and the other
+	// members' signed messages it relays. It fails if the peer cannot be
+	// reached or is not in the room.
+	Fetch(ctx context.Context, peer PeerID) (FetchReply, error)
 	// Serve sets the function that answers other peers' Fetch requests. It
-	// is called from network goroutines and must be cheap and safe for
-	// concurrent use; returning ok=false refuses the request. New calls
+	// is called from network goroutines, may wait briefly for the room's
+	// loop, and must be safe for concurrent use; returning ok=false
+	// refuses the request. New calls
 	// Serve once, before it starts reading events; requests that arrive
 	// before that should be refused (the asking room retries a failed
 	// join-snapshot fetch a few times).
-	Serve(state func() (m Message, ok bool))
+	Serve(state func() (s Served, ok bool))
 	// Close leaves the topic and releases everything; it is idempotent.
 	Close() error
 }

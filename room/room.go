@@ -63,9 +63,9 @@ type reply struct {
 }
 
 type fetchResult struct {
-	req fetchRequest
-	msg Message
-	err error
+	req   fetchRequest
+	reply FetchReply
+	err   error
 }
 
 // New joins room id as self over net and returns the live room (status
@@ -144,10 +144,24 @@ func nextEpoch(now time.Time) uint64 {
 	}
 }
 
-// serve answers other peers' Fetch: our own state, while joined.
-func (r *Room) serve() (Message, bool) {
-	v := r.view.Load()
-	return v.serve, v.status == Joined
+// serve answers other peers' Fetch, while joined: our own state, and the
+// other members' signed messages (from the loop; a fetch is rare, one
+// round trip through the loop is cheap).
+func (r *Room) serve() (Served, bool) {
+	if v := r.view.Load(); v.status != Joined {
+		return Served{}, false
+	}
+	var (
+		s  Served
+		ok bool
+	)
+	if err := r.do(func(m *machine, _ time.Time) error {
+		s, ok = m.served()
+		return nil
+	}); err != nil {
+		return Served{}, false
+	}
+	return s, ok
 }
 
 // readLoop feeds network events to the loop until the network or the room
@@ -250,7 +264,7 @@ func (r *Room) run(m *machine) {
 			destroy, _ = flush()
 		case res := <-r.fetchRes:
 			fetchActive--
-			m.fetched(r.clock.Now(), res.req, res.msg, res.err)
+			m.fetched(r.clock.Now(), res.req, res.reply, res.err)
 			destroy, _ = flush()
 		case <-timer:
 			timer, armed = nil, time.Time{}
@@ -269,7 +283,7 @@ func (r *Room) handle(m *machine, ev NetEvent) {
 	now := r.clock.Now()
 	switch ev.Kind {
 	case EventMessage:
-		m.receive(now, ev.From, ev.Msg)
+		m.receive(now, ev.From, ev.Msg, ev.Signed)
 	case EventPeerUp:
 		m.peerUp(now, ev.From)
 	case EventPeerDown:
@@ -307,13 +321,13 @@ func (r *Room) fetch(req fetchRequest) {
 		timeout = r.cfg.probeTimeout()
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, timeout)
-	msg, err := r.net.Fetch(ctx, req.peer)
+	rep, err := r.net.Fetch(ctx, req.peer)
 	cancel()
 	if err != nil {
 		r.log.Debug("room: fetch failed", "room", r.id, "peer", req.peer, "probe", req.purpose == fetchProbe, "err", err)
 	}
 	select {
-	case r.fetchRes <- fetchResult{req: req, msg: msg, err: err}:
+	case r.fetchRes <- fetchResult{req: req, reply: rep, err: err}:
 	case <-r.ctx.Done():
 	}
 }

@@ -177,12 +177,10 @@ func TestLeaveIsSeenWithReasonLeftAtEveryOtherPeer(t *testing.T) {
 // heartbeat every 10 s) a newcomer that joins and then connects to one
 // member of a 10-member room must see all of them and their presence
 // within 2 s (the 1 s target plus slack for a loaded machine), well before
-// any regular heartbeat. Members not directly connected to the newcomer
-// answer its hello with an early heartbeat that their common neighbour
-// relays only to its mesh, which the newcomer joins a GossipSub heartbeat
-// later; answers relayed before that are never recovered (gossip skips
-// mesh peers), so those members appear only with their next regular
-// heartbeat.
+// any regular heartbeat. The members it is not connected to reach it in
+// its neighbour's fetch reply, as their own signed messages (verified by
+// the newcomer); their answers to its hello would travel along a GossipSub
+// mesh that the newcomer joins only a GossipSub heartbeat later.
 func TestJoinSnapshotThroughOneConnectedMemberDoesNotWaitForHeartbeats(t *testing.T) {
 	const deadline = 2 * time.Second
 	prod := room.Config{Timeout: 30 * time.Second} // heartbeat 10 s
@@ -236,6 +234,12 @@ func TestJoinSnapshotThroughOneConnectedMemberDoesNotWaitForHeartbeats(t *testin
 				k, k, missing, deadline, know)
 		}
 		t.Logf("newcomer %d, connected to m%d only: all seen in %v", k, k, time.Since(start).Round(10*time.Microsecond))
+		// The members it is not connected to came in m_k's fetch reply, as
+		// their own signed messages (it may also get some of their answers
+		// to its hello, which is why this is at least one, not exactly 9).
+		if st := n.Stats(); st.RelayAccepted == 0 || st.RelayInvalid != 0 {
+			t.Errorf("newcomer %d: RelayAccepted %d, RelayInvalid %d; want > 0 and 0", k, st.RelayAccepted, st.RelayInvalid)
+		}
 		if err := n.Close(); err != nil {
 			t.Fatal(err)
 		}

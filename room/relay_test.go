@@ -1,0 +1,188 @@
+package room
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// signer stands in for the network's signatures in machine tests: every
+// message it signs gets a unique opaque token, which open maps back to
+// the message and its author.
+type signer struct {
+	msgs map[string]NetEvent
+}
+
+func newSigner() *signer { return &signer{msgs: make(map[string]NetEvent)} }
+
+// deliver hands msgs, authored by from and signed, to x at now.
+func (s *signer) deliver(x *tm, now time.Time, from *tm, msgs ...Message) output {
+	for _, msg := range msgs {
+		tok := fmt.Appendf(nil, "sig-%d", len(s.msgs))
+		s.msgs[string(tok)] = NetEvent{Kind: EventMessage, From: from.self.Peer, Msg: msg, Signed: tok}
+		x.receive(now, from.self.Peer, msg, tok)
+	}
+	return x.take()
+}
+
+// reply is the FetchReply the network would build from x's Served.
+func (s *signer) reply(t *testing.T, x *tm) FetchReply {
+	t.Helper()
+	served, ok := x.served()
+	if !ok {
+		t.Fatal("served refused")
+	}
+	r := FetchReply{State: served.State}
+	for _, tok := range served.Relayed {
+		ev, ok := s.msgs[string(tok)]
+		if !ok {
+			t.Fatalf("relayed an unknown message %q", tok)
+		}
+		r.Relayed = append(r.Relayed, ev)
+	}
+	return r
+}
+
+// relayed describes what x relays: "b:heartbeat(cursor,name)" per message,
+// identity records first.
+func (s *signer) relayed(t *testing.T, x *tm) []string {
+	t.Helper()
+	var out []string
+	for _, ev := range s.reply(t, x).Relayed {
+		out = append(out, fmt.Sprintf("%s:%v %s", ev.From, ev.Msg.Kind, ev.Signed))
+	}
+	return out
+}
+
+// A member keeps, per remote member, the latest hello/heartbeat and every
+// later message that still holds the newest value of some key, no more:
+// a newer delta for the same key replaces the older one, and a heartbeat
+// that adds nothing only takes over the identity.
+func TestMachineKeepsMinimalRelaySetPerMember(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	b := newTM(t, "b", 1, cfg)
+	s := newSigner()
+	a.out()
+	b.mustSet(t0, "x", "1")
+	b.mustSet(t0, "y", "1")
+	b.out()
+	s.deliver(a, t0, b, b.heartbeat()) // sig-0: x, y, identity
+	eq(t, "after heartbeat", s.relayed(t, a), []string{"b:heartbeat sig-0"})
+
+	now := t0.Add(100 * time.Millisecond)
+	b.mustSet(now, "x", "2")
+	s.deliver(a, now, b, b.out().publish...) // sig-1: x
+	eq(t, "after delta x", s.relayed(t, a), []string{"b:heartbeat sig-0", "b:delta sig-1"})
+
+	now = now.Add(100 * time.Millisecond)
+	b.mustSet(now, "x", "3")
+	s.deliver(a, now, b, b.out().publish...) // sig-2: x, replaces sig-1
+	eq(t, "after second delta x", s.relayed(t, a), []string{"b:heartbeat sig-0", "b:delta sig-2"})
+
+	now = now.Add(100 * time.Millisecond)
+	b.mustSet(now, "y", "2")
+	s.deliver(a, now, b, b.out().publish...) // sig-3: y; sig-0 now holds only the identity
+	eq(t, "after delta y", s.relayed(t, a), []string{"b:heartbeat sig-0", "b:delta sig-2", "b:delta sig-3"})
+
+	// A duplicate or stale delta holds nothing new.
+	s.deliver(a, now, b, s.msgs["sig-1"].Msg)
+	eq(t, "after a stale delta", s.relayed(t, a), []string{"b:heartbeat sig-0", "b:delta sig-2", "b:delta sig-3"})
+
+	// A heartbeat with nothing new takes over the identity; sig-0 holds
+	// nothing any more and goes.
+	now = now.Add(time.Second)
+	s.deliver(a, now, b, b.heartbeat()) // sig-5
+	eq(t, "after an idle heartbeat", s.relayed(t, a), []string{"b:heartbeat sig-5", "b:delta sig-2", "b:delta sig-3"})
+
+	// A new incarnation replaces everything of the old one.
+	b2 := newTM(t, "b", 2, cfg)
+	b2.mustSet(now, "z", "1")
+	b2.out()
+	s.deliver(a, now, b2, b2.heartbeat()) // sig-6
+	eq(t, "after a restart", s.relayed(t, a), []string{"b:heartbeat sig-6"})
+
+	// A member that leaves is no longer relayed.
+	s.deliver(a, now, b2, Message{Kind: KindLeave, Epoch: 2})
+	eq(t, "after leave", s.relayed(t, a), nil)
+}
+
+// A newcomer connected to a single member learns every other member —
+// identity and newest state — from that member's fetch reply, verified
+// per author: no answer to its hello is needed, and it neither answers
+// them nor fetches them (they are not its neighbours).
+func TestMachineJoinSnapshotIncludesRelayedMembers(t *testing.T) {
+	cfg := testConfig()
+	s := newSigner()
+	a := newTM(t, "a", 1, cfg)
+	members := []*tm{newTM(t, "b", 1, cfg), newTM(t, "c", 1, cfg), newTM(t, "d", 1, cfg)}
+	a.out()
+	for i, m := range members {
+		m.mustSet(t0, "cursor", fmt.Sprint(i))
+		m.out()
+		s.deliver(a, t0, m, m.heartbeat())
+		m.mustSet(t0.Add(time.Second), "cursor", fmt.Sprint(10+i))
+		s.deliver(a, t0.Add(time.Second), m, m.out().publish...)
+	}
+	a.out()
+
+	now := t0.Add(2 * time.Second)
+	n := newTM(t, "n", 1, cfg)
+	n.out()
+	n.peerUp(now, "a")
+	o := n.out()
+	if len(o.fetches) != 1 {
+		t.Fatalf("fetches = %+v", o.fetches)
+	}
+	n.fetched(now.Add(time.Millisecond), o.fetches[0], s.reply(t, a), nil)
+	o = n.out()
+	eq(t, "members", n.memberIDs(), []string{"a", "b", "c", "d", "n"})
+	for i, m := range members {
+		p := string(m.self.Peer)
+		if got := n.state(p)["cursor"]; got != fmt.Sprint(10+i) {
+			t.Errorf("%s's cursor at the newcomer = %q, want the newest %d", p, got, 10+i)
+		}
+		for _, id := range n.view(nil).members {
+			if string(id.Peer) == p && id.Name != m.self.Name {
+				t.Errorf("%s named %q, want %q", p, id.Name, m.self.Name)
+			}
+		}
+	}
+	if len(o.fetches) != 0 {
+		t.Errorf("newcomer fetches relayed members: %+v", o.fetches)
+	}
+	// No early answer is scheduled for relayed members.
+	if !n.answerAt.IsZero() {
+		t.Errorf("newcomer schedules an answer at %v", n.answerAt.Sub(now))
+	}
+
+	// A probe's reply relays nothing: relays only count for the snapshot.
+	n2 := newTM(t, "n2", 1, cfg)
+	n2.out()
+	n2.fetched(now, fetchRequest{peer: "a", purpose: fetchProbe, started: now}, s.reply(t, a), nil)
+	eq(t, "members after a probe reply", n2.memberIDs(), []string{"a", "n2"})
+
+	// The newcomer relays what it was relayed.
+	if got := len(s.relayed(t, n)); got != 6 {
+		t.Errorf("newcomer relays %d messages, want 6 (3 members × heartbeat + delta)", got)
+	}
+}
+
+// A relayed message cannot bring back a member the newcomer saw leave,
+// nor an older incarnation of one.
+func TestMachineRelayedMessagesObeyGoneRecords(t *testing.T) {
+	cfg := testConfig()
+	s := newSigner()
+	a := newTM(t, "a", 1, cfg)
+	b := newTM(t, "b", 1, cfg)
+	n := newTM(t, "n", 1, cfg)
+	a.out()
+	n.out()
+	s.deliver(a, t0, b, b.heartbeat())
+	reply := s.reply(t, a)
+	// n saw b leave (this incarnation) before its fetch of a completed.
+	n.receive(t0, "b", Message{Kind: KindLeave, Epoch: 1}, nil)
+	n.out()
+	n.fetched(t0.Add(time.Millisecond), fetchRequest{peer: "a", purpose: fetchSnapshot, started: t0}, reply, nil)
+	eq(t, "members", n.memberIDs(), []string{"a", "n"})
+}
