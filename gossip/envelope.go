@@ -22,6 +22,8 @@ const (
 	MaxMetaKeyLen = 64
 	// MaxMetaValueLen bounds one Meta value, in bytes (valid UTF-8).
 	MaxMetaValueLen = 1024
+	// MaxSubjectLen bounds a suspect's Subject (a peer ID), in bytes.
+	MaxSubjectLen = 128
 )
 
 // Header bits of the envelope's first byte.
@@ -32,7 +34,7 @@ const (
 	hdrState     = 0x20
 	hdrPayload   = 0x40
 	hdrReserved  = 0x80
-	maxKnownKind = room.KindBroadcast
+	maxKnownKind = room.KindSuspect
 )
 
 var (
@@ -58,6 +60,21 @@ func EncodeMessage(m room.Message) ([]byte, error) {
 	}
 	if err := checkName(m.Name); err != nil {
 		return nil, err
+	}
+	if m.Kind == room.KindSuspect {
+		// The subject travels in the payload section: uvarint subject
+		// epoch, then the subject's peer ID bytes.
+		switch {
+		case len(m.Payload) > 0 || len(m.State) > 0:
+			return nil, fmt.Errorf("%w: suspect with payload or state", ErrMalformed)
+		case m.Subject == "":
+			return nil, fmt.Errorf("%w: suspect without subject", ErrMalformed)
+		case len(m.Subject) > MaxSubjectLen:
+			return nil, fmt.Errorf("%w: subject is %d bytes, limit %d", ErrTooLarge, len(m.Subject), MaxSubjectLen)
+		}
+		m.Payload = append(appendUvarint(nil, m.SubjectEpoch), m.Subject...)
+	} else if m.Subject != "" || m.SubjectEpoch != 0 {
+		return nil, fmt.Errorf("%w: subject on a %v", ErrMalformed, m.Kind)
 	}
 	keys, err := sortedMetaKeys(m.Meta)
 	if err != nil {
@@ -180,6 +197,22 @@ func DecodeMessage(data []byte) (room.Message, error) {
 	}
 	if len(d.b) != 0 {
 		return room.Message{}, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))
+	}
+	if m.Kind == room.KindSuspect {
+		if len(m.State) > 0 {
+			return room.Message{}, fmt.Errorf("%w: suspect with state", ErrMalformed)
+		}
+		p := decoder{b: m.Payload}
+		if m.SubjectEpoch, ok = p.uvarint(); !ok {
+			return room.Message{}, fmt.Errorf("%w: bad subject epoch", ErrMalformed)
+		}
+		switch {
+		case len(p.b) == 0:
+			return room.Message{}, fmt.Errorf("%w: suspect without subject", ErrMalformed)
+		case len(p.b) > MaxSubjectLen:
+			return room.Message{}, fmt.Errorf("%w: subject is %d bytes, limit %d", ErrTooLarge, len(p.b), MaxSubjectLen)
+		}
+		m.Subject, m.Payload = room.PeerID(p.b), nil
 	}
 	return m, nil
 }

@@ -26,6 +26,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{"leave", room.Message{Kind: room.KindLeave, Epoch: unixMs}, 7},
 		{"delta", room.Message{Kind: room.KindDelta, Epoch: unixMs, State: []byte("0123456789")}, 1 + 6 + 10},
 		{"broadcast", room.Message{Kind: room.KindBroadcast, Epoch: 7, Payload: []byte("hello")}, 1 + 1 + 5},
+		{"suspect", room.Message{Kind: room.KindSuspect, Epoch: 7, Subject: "peer-id-bytes", SubjectEpoch: unixMs}, 1 + 1 + 6 + 13},
 		{"hello full", room.Message{
 			Kind: room.KindHello, Epoch: unixMs, Name: "Ada",
 			Meta:  map[string]string{"color": "red", "avatar": "", "z": "last"},
@@ -99,7 +100,12 @@ func TestEncodeMessageRejects(t *testing.T) {
 		want error
 	}{
 		{"kind 0", room.Message{}, ErrMalformed},
-		{"unknown kind", room.Message{Kind: 6}, ErrMalformed},
+		{"unknown kind", room.Message{Kind: 7}, ErrMalformed},
+		{"suspect without subject", room.Message{Kind: room.KindSuspect, SubjectEpoch: 1}, ErrMalformed},
+		{"suspect with payload", room.Message{Kind: room.KindSuspect, Subject: "p", Payload: []byte("x")}, ErrMalformed},
+		{"suspect with state", room.Message{Kind: room.KindSuspect, Subject: "p", State: []byte("x")}, ErrMalformed},
+		{"suspect subject too long", room.Message{Kind: room.KindSuspect, Subject: room.PeerID(strings.Repeat("p", MaxSubjectLen+1))}, ErrTooLarge},
+		{"subject on a heartbeat", room.Message{Kind: room.KindHeartbeat, Subject: "p"}, ErrMalformed},
 		{"long name", room.Message{Kind: room.KindHello, Name: strings.Repeat("x", MaxNameLen+1)}, ErrTooLarge},
 		{"bad utf8 name", room.Message{Kind: room.KindHello, Name: "\xff"}, ErrMalformed},
 		{"empty meta key", room.Message{Kind: room.KindHello, Meta: map[string]string{"": "v"}}, ErrMalformed},
@@ -131,7 +137,11 @@ func TestDecodeMessageRejects(t *testing.T) {
 	}{
 		{"empty", nil, ErrMalformed},
 		{"kind 0", []byte{0x00, 0x01}, ErrMalformed},
-		{"kind 6", []byte{0x06, 0x01}, ErrMalformed},
+		{"suspect without payload", []byte{0x06, 0x01}, ErrMalformed},
+		{"suspect without subject", []byte{0x46, 0x01, 0x01}, ErrMalformed},
+		{"suspect bad subject epoch", []byte{0x46, 0x01, 0x80}, ErrMalformed},
+		{"suspect with state", []byte{0x66, 0x01, 0x01, 0x01, 0x01, 'p'}, ErrMalformed},
+		{"suspect subject too long", append([]byte{0x46, 0x01, 0x01}, make([]byte, MaxSubjectLen+1)...), ErrTooLarge},
 		{"kind 7", []byte{0x07, 0x01}, ErrMalformed},
 		{"reserved bit", []byte{0x84, 0x01}, ErrMalformed},
 		{"no epoch", []byte{0x04}, ErrMalformed},
@@ -224,6 +234,7 @@ func envelopeSeeds() [][]byte {
 		{Kind: room.KindDelta, Epoch: 3, State: []byte("delta")},
 		{Kind: room.KindLeave, Epoch: 4},
 		{Kind: room.KindBroadcast, Epoch: 5, State: []byte{1}, Payload: []byte("chat")},
+		{Kind: room.KindSuspect, Epoch: 6, Subject: "peer", SubjectEpoch: 1_767_225_600_000},
 	} {
 		b, err := EncodeMessage(m)
 		if err != nil {

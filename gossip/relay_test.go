@@ -3,6 +3,7 @@ package gossip
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"testing"
 	"time"
 
@@ -159,4 +160,18 @@ func FuzzOpenSigned(f *testing.F) {
 			t.Fatal("accepted without an author")
 		}
 	})
+}
+
+// A suspect must name a peer ID: anything else is malformed at every relay.
+func TestCheckSuspectSubjectIsAPeerID(t *testing.T) {
+	n := newNode(t, Config{})
+	author := randomPeerID(t)
+	good := mustEncode(t, room.Message{Kind: room.KindSuspect, Epoch: 1, Subject: room.PeerID(randomPeerID(t)), SubjectEpoch: 2})
+	if _, err := n.r.check(good, author); err != nil {
+		t.Fatalf("valid suspect rejected: %v", err)
+	}
+	bad := mustEncode(t, room.Message{Kind: room.KindSuspect, Epoch: 1, Subject: "not a peer id", SubjectEpoch: 2})
+	if _, err := n.r.check(bad, author); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("suspect about a non-peer-ID: %v, want ErrMalformed", err)
+	}
 }

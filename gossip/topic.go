@@ -252,8 +252,9 @@ func (t *Topic) validate(_ context.Context, src peer.ID, msg *pubsub.Message) pu
 }
 
 // check applies every content check to an encoded envelope authored by
-// author: size, envelope decoding, and the presence state (ephemeral.Verify:
-// decodable, within Limits, describing author only).
+// author: size, envelope decoding, a suspect's subject (a peer ID), and the
+// presence state (ephemeral.Verify: decodable, within Limits, describing
+// author only).
 func (r *Router) check(data []byte, author peer.ID) (room.Message, error) {
 	if len(data) > r.cfg.MaxMessageSize {
 		return room.Message{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), r.cfg.MaxMessageSize)
@@ -264,6 +265,11 @@ func (r *Router) check(data []byte, author peer.ID) (room.Message, error) {
 	m, err := DecodeMessage(data)
 	if err != nil {
 		return room.Message{}, err
+	}
+	if m.Kind == room.KindSuspect {
+		if _, err := peer.IDFromBytes([]byte(m.Subject)); err != nil {
+			return room.Message{}, fmt.Errorf("%w: suspect subject is not a peer ID: %w", ErrMalformed, err)
+		}
 	}
 	if len(m.State) > 0 {
 		if err := ephemeral.Verify(m.State, ephemeral.PeerID(author), r.cfg.Limits); err != nil {

@@ -28,6 +28,13 @@ const maxAnswerJitter = 50 * time.Millisecond
 // heartbeat (HeartbeatInterval, 10s by default).
 const answerRepeatDelay = 600 * time.Millisecond
 
+// refuteWindow is how long a member suspected by another member's failed
+// probe (KindSuspect) has to show a sign of life before it is dropped
+// (capped at Timeout/2). The subject refutes within milliseconds when it
+// is alive and reachable: it answers a suspect about itself with a
+// heartbeat at once.
+const refuteWindow = 500 * time.Millisecond
+
 // maxGone bounds how many removed peers the machine remembers.
 const maxGone = 4096
 
@@ -90,6 +97,12 @@ type gone struct {
 	probed bool // removed by a failed probe: quarantine applies
 }
 
+// suspicion is a member under suspicion: dropped at due unless heard from
+// after since.
+type suspicion struct {
+	since, due time.Time
+}
+
 // source says where a membership message came from.
 type source uint8
 
@@ -136,6 +149,7 @@ type machine struct {
 	memberExpiry time.Time          // lower bound of the earliest member deadline
 	gone         map[PeerID]gone
 	goneSweep    time.Time
+	suspects     map[PeerID]suspicion // members suspected by others' probes
 
 	nextHeartbeat time.Time // periodic heartbeat due (Joined only)
 	answerAt      time.Time // early heartbeat due; zero if none pending
@@ -180,6 +194,7 @@ func newMachine(now time.Time, id string, self Identity, cfg Config, epoch, seed
 		members:    make(map[PeerID]*member),
 		relays:     make(map[PeerID]relays),
 		gone:       make(map[PeerID]gone),
+		suspects:   make(map[PeerID]suspicion),
 		fetching:   make(map[PeerID]fetchPurpose),
 		retries:    make(map[PeerID]retry),
 		dirtyPeers: make(map[PeerID]struct{}),
@@ -402,7 +417,38 @@ func (m *machine) receive(now time.Time, from PeerID, msg Message, signed []byte
 		m.remoteLeave(now, from, msg.Epoch)
 	case KindBroadcast:
 		m.broadcast(now, from, msg)
+	case KindSuspect:
+		m.suspect(now, from, msg)
 	}
+}
+
+// suspect handles a member's report that its probe of msg.Subject failed.
+// Only current members may accuse, and only the subject's current
+// incarnation. The subject itself refutes with an early heartbeat; any
+// other member drops the subject after the refutation window unless it
+// hears from it in between. An accusation cannot remove a member that
+// keeps being heard: at worst it costs that member one heartbeat.
+func (m *machine) suspect(now time.Time, from PeerID, msg Message) {
+	accuser := m.members[from]
+	if accuser == nil || msg.Epoch != accuser.epoch {
+		return
+	}
+	accuser.heard = now
+	_ = m.store.Heard(now, from)
+	if msg.Subject == m.self.Peer {
+		if m.status == Joined && msg.SubjectEpoch == m.epoch() {
+			m.scheduleAnswer(now)
+		}
+		return
+	}
+	mem := m.members[msg.Subject]
+	if mem == nil || mem.epoch != msg.SubjectEpoch {
+		return
+	}
+	if _, ok := m.suspects[msg.Subject]; ok {
+		return
+	}
+	m.suspects[msg.Subject] = suspicion{since: now, due: now.Add(min(refuteWindow, m.cfg.Timeout/2))}
 }
 
 // stale reports whether a message of epoch e from p belongs to an
@@ -640,6 +686,7 @@ func (m *machine) removeMember(now time.Time, p PeerID, reason LeaveReason, epoc
 	}
 	delete(m.members, p)
 	delete(m.relays, p)
+	delete(m.suspects, p)
 	m.dirtyMembers = true
 	m.dirtyPeers[p] = struct{}{}
 	if ch == nil {
@@ -751,7 +798,12 @@ func (m *machine) fetched(now time.Time, req fetchRequest, reply FetchReply, err
 		// alive, but those heard right after the PeerDown hint were most
 		// likely queued or in flight before it died.
 		if mem := m.members[req.peer]; mem != nil && !mem.heard.After(req.started.Add(m.cfg.probeGrace())) {
-			m.removeMember(now, req.peer, ReasonTimeout, mem.epoch, true, nil)
+			epoch := mem.epoch
+			m.removeMember(now, req.peer, ReasonTimeout, epoch, true, nil)
+			if m.status == Joined {
+				// Members not connected to it got no PeerDown: tell them.
+				m.publish(Message{Kind: KindSuspect, Epoch: m.epoch(), Subject: req.peer, SubjectEpoch: epoch})
+			}
 		}
 		return
 	}
@@ -828,6 +880,22 @@ func (m *machine) advance(now time.Time) {
 	if len(m.gone) > 0 && !now.Before(m.goneSweep) {
 		m.sweepGone(now, false)
 	}
+	if len(m.suspects) > 0 {
+		var due []PeerID
+		for p, s := range m.suspects {
+			mem := m.members[p]
+			switch {
+			case mem == nil || mem.heard.After(s.since):
+				delete(m.suspects, p) // gone already, or refuted
+			case !now.Before(s.due):
+				due = append(due, p)
+			}
+		}
+		slices.Sort(due)
+		for _, p := range due {
+			m.removeMember(now, p, ReasonTimeout, m.members[p].epoch, false, nil)
+		}
+	}
 }
 
 // tick runs the timers due at now.
@@ -887,6 +955,9 @@ func (m *machine) deadline() (time.Time, bool) {
 	consider(m.memberExpiry)
 	for _, r := range m.retries {
 		consider(r.at)
+	}
+	for _, s := range m.suspects {
+		consider(s.due)
 	}
 	if t, ok := m.store.NextDeadline(); ok {
 		consider(t)

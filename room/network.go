@@ -37,6 +37,12 @@ const (
 	KindLeave
 	// KindBroadcast is a fire-and-forget application payload.
 	KindBroadcast
+	// KindSuspect says that the author's direct liveness probe of a member
+	// (Subject, incarnation SubjectEpoch) failed after its connection
+	// closed. Members that are not connected to the subject drop it unless
+	// they hear from it within a short refutation window; the subject
+	// itself refutes by publishing a heartbeat at once.
+	KindSuspect
 )
 
 // String returns the kind's lower-case name.
@@ -52,6 +58,8 @@ func (k MessageKind) String() string {
 		return "leave"
 	case KindBroadcast:
 		return "broadcast"
+	case KindSuspect:
+		return "suspect"
 	}
 	return "unknown"
 }
@@ -63,6 +71,7 @@ func (k MessageKind) String() string {
 //	delta:            Epoch, State (an ephemeral delta)
 //	leave:            Epoch
 //	broadcast:        Epoch, Payload
+//	suspect:          Epoch, Subject, SubjectEpoch
 type Message struct {
 	Kind    MessageKind
 	Epoch   uint64
@@ -70,6 +79,9 @@ type Message struct {
 	Meta    map[string]string
 	State   []byte
 	Payload []byte
+	// Subject and SubjectEpoch name the member a suspect is about.
+	Subject      PeerID
+	SubjectEpoch uint64
 }
 
 // EventKind says what a network NetEvent carries.

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/convene-p2p/convene/p2p"
+	"github.com/convene-p2p/convene/repo"
 	"github.com/convene-p2p/convene/room"
 	tn "github.com/convene-p2p/convene/test/internal/testnet"
 )
@@ -288,4 +290,55 @@ func TestBusyPeerKilledIsGoneWithinASecond(t *testing.T) {
 		<-moved
 	}
 	t.Logf("busy peer killed -> dropped at B and C: %s", tn.Durations(lat))
+}
+
+// DESIGN.md's aim: "a killed peer (its connections close) gone everywhere
+// in < 1 s". Members connected to the victim see its connection close and
+// probe it; a member that is not connected to it learns from their
+// suspect message and drops it after the refutation window unless it
+// hears from the victim. With production timings (Timeout 30 s) the
+// non-neighbour must drop the victim within a few seconds, not Timeout.
+// (Refutation by a live subject is covered in room's machine tests.)
+func TestCrashedPeerIsDroppedByMembersNotConnectedToIt(t *testing.T) {
+	prod := room.Config{Timeout: 30 * time.Second}
+	type node struct {
+		Host *p2p.Host
+		Repo *repo.Repo
+	}
+	mk := func(name string) (*node, *room.Room) {
+		cfg := tn.Config(name)
+		cfg.Room = prod
+		h := tn.Host(t, nil)
+		r := tn.OnHost(t, h.Host(), cfg)
+		return &node{Host: h, Repo: r}, tn.Join(t, r, "suspect")
+	}
+	a, ra := mk("A")
+	b, rb := mk("B")
+	v, rv := mk("V")
+	// A — B — V: A is not connected to V.
+	tn.Connect(t, a.Host.Host(), b.Host.Host())
+	tn.Connect(t, b.Host.Host(), v.Host.Host())
+	pv := tn.Peer(v.Repo)
+	if err := rv.SetJSON("cursor", 1); err != nil {
+		t.Fatal(err)
+	}
+	tn.Eventually(t, tn.Wait, "A holds V's cursor", func() bool { _, ok := ra.Get(pv, "cursor"); return ok })
+	tn.Eventually(t, tn.Wait, "B holds V's cursor", func() bool { _, ok := rb.Get(pv, "cursor"); return ok })
+	if n := len(a.Host.Host().Network().ConnsToPeer(v.Host.Host().ID())); n != 0 {
+		t.Fatalf("A has %d connections to V; the test needs none", n)
+	}
+	recA := tn.RecordRoom(t, ra)
+
+	crash := time.Now()
+	if err := v.Host.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := recA.WaitFor(t, 10*time.Second, "A drops V", tn.MemberLeft(pv))
+	if s.Ev.Reason != room.ReasonTimeout {
+		t.Errorf("A dropped V with reason %v, want timeout", s.Ev.Reason)
+	}
+	t.Logf("V killed; A (not connected to V) dropped it after %v (Timeout %v)", s.At.Sub(crash).Round(time.Millisecond), prod.Timeout)
+	if st := ra.State(pv); st != nil {
+		t.Errorf("V's presence survived its removal at A: %v", st)
+	}
 }
