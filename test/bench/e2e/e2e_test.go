@@ -17,14 +17,15 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// smokeOptions is a few-second version of the harness: N = 2 and 5, short
+// smokeOptions is a few-second version of the harness: N = 2 and 5, three
+// latency rounds per mode at both (MinSamples 6 asks for no more), short
 // room timings (room.LocalConfig) so the crash trial ends within Timeout,
 // a 5-node 1 s load run and 10 rooms.
 func smokeOptions() Options {
 	return Options{
 		Ns: []int{2, 5}, Degree: 3, Seed: 1,
 		Room: room.LocalConfig(),
-		Rate: 100, Cycles: 3, Quiet: 300 * time.Millisecond,
+		Rate: 100, Cycles: 3, MinSamples: 6, Quiet: 300 * time.Millisecond,
 		LeaveTrials: 2, JoinTrials: 2, CrashTrials: 1, JoinDegree: 2, Settle: 100 * time.Millisecond,
 		LoadNodes: 5, LoadHz: 20, LoadDuration: time.Second, LoadHzAlt: 0, MemSettle: 0,
 		Rooms: 10, RoomsWindow: 300 * time.Millisecond,
@@ -39,11 +40,15 @@ func smokeOptions() Options {
 func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	res, err := Run(ctx, smokeOptions())
+	o := smokeOptions()
+	res, err := Run(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range res.PerN {
+		if r.Rounds != o.rounds(r.N) || r.Raw.Sent != r.Rounds*r.N || r.Convene.Sent != r.Rounds*r.N {
+			t.Errorf("N=%d: %d rounds, %d raw and %d Convene updates sent; want %d rounds of %d", r.N, r.Rounds, r.Raw.Sent, r.Convene.Sent, o.rounds(r.N), r.N)
+		}
 		for name, m := range map[string]ModeResult{"raw": r.Raw, "convene": r.Convene} {
 			if m.Expected == 0 || m.Delivered != m.Expected {
 				t.Errorf("N=%d %s: delivered %d of %d, want all", r.N, name, m.Delivered, m.Expected)
@@ -81,7 +86,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## Targets", "## Publish → apply latency", "img/e2e-latency-cdf-n5.png", "## Load", "## 10 rooms on one node"} {
+	for _, want := range []string{"## Targets", "## Publish → apply latency", "| rounds per mode |", "img/e2e-latency-cdf-n5.png", "## Load", "## 10 rooms on one node"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q", want)
 		}
@@ -90,6 +95,26 @@ func TestSmoke(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "img", plotName(r.N))); err != nil {
 			t.Errorf("plot for N=%d: %v", r.N, err)
 		}
+	}
+}
+
+func TestRoundsRaisedToMinSamples(t *testing.T) {
+	for _, tc := range []struct{ cycles, minSamples, N, want int }{
+		{10, 0, 2, 10},
+		{30, 1000, 2, 500},
+		{30, 1000, 10, 100},
+		{30, 1000, 30, 34},
+		{30, 1000, 50, 30},
+		{30, 1000, 3, 334}, // ceil
+		{10, 100, 50, 10},
+	} {
+		o := Options{Cycles: tc.cycles, MinSamples: tc.minSamples}
+		if got := o.rounds(tc.N); got != tc.want {
+			t.Errorf("Cycles %d, MinSamples %d, N=%d: %d rounds, want %d", tc.cycles, tc.minSamples, tc.N, got, tc.want)
+		}
+	}
+	if o := FullOptions(); o.rounds(2) != 500 || o.rounds(10) != 100 {
+		t.Errorf("FullOptions: %d rounds at N=2, %d at N=10; want 500 and 100", o.rounds(2), o.rounds(10))
 	}
 }
 

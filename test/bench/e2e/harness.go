@@ -29,6 +29,13 @@ type Options struct {
 	// one update per round; raw and Convene rounds alternate).
 	Rate   float64
 	Cycles int
+	// MinSamples, if positive, raises the rounds at size N to
+	// max(Cycles, ceil(MinSamples/N)), so that each mode publishes at least
+	// MinSamples updates. Every update is one latency sample per receiver,
+	// so a mode gets at least MinSamples×(N−1) samples (exactly MinSamples
+	// at N = 2, where Cycles alone gives too few for a p99). Zero means
+	// Cycles rounds at every N.
+	MinSamples int
 	// Quiet is the idle window in which background traffic is measured.
 	// Zero means max(3s, HeartbeatInterval): Convene's background is one
 	// heartbeat per member per interval, so a shorter window is noise.
@@ -72,7 +79,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		Ns: []int{2, 10, 30, 50}, Degree: 3, Seed: 1,
-		Rate: 50, Cycles: 10,
+		Rate: 50, Cycles: 10, MinSamples: 100,
 		LeaveTrials: 10, JoinTrials: 10, CrashTrials: 1, JoinDegree: 3,
 		LoadNodes: 50, LoadHz: 20, LoadDuration: 10 * time.Second, LoadHzAlt: 2,
 		MemSettle: 31 * time.Second,
@@ -83,12 +90,21 @@ func DefaultOptions() Options {
 // FullOptions is the run documented in docs/BENCHMARKS.md (-full).
 func FullOptions() Options {
 	o := DefaultOptions()
-	o.Cycles = 30
+	o.Cycles, o.MinSamples = 30, 1000
 	o.Quiet = 2 * room.DefaultConfig().HeartbeatInterval
 	o.LeaveTrials, o.JoinTrials, o.CrashTrials = 20, 20, 3
 	o.LoadDuration = 60 * time.Second
 	o.RoomsWindow = 30 * time.Second
 	return o
+}
+
+// rounds is the number of latency rounds per mode at size N.
+func (o Options) rounds(N int) int {
+	r := o.Cycles
+	if o.MinSamples > 0 && N > 0 {
+		r = max(r, (o.MinSamples+N-1)/N)
+	}
+	return r
 }
 
 func (o Options) settle() time.Duration {
@@ -145,6 +161,7 @@ type NResult struct {
 	// from the last dial until every node holds every cursor.
 	ColdStart time.Duration
 	Period    time.Duration // per-node update period in the latency run
+	Rounds    int           // latency rounds per mode (Options.rounds)
 
 	// Background traffic (bytes sent per second, all nodes) in the quiet
 	// window, per router.
@@ -306,7 +323,7 @@ func runN(ctx context.Context, o Options, N int) (*NResult, error) {
 	res.BgRaw = float64(r1-r0) / qd.Seconds()
 	res.BgConvene = float64(c1-c0) / qd.Seconds()
 
-	o.logf("N=%d: latency run, %d rounds per mode", N, o.Cycles)
+	o.logf("N=%d: latency run, %d rounds per mode", N, o.rounds(N))
 	if err := latencyRun(ctx, o, c, res); err != nil {
 		return nil, err
 	}

@@ -39,7 +39,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var (
 		ns         = fs.String("n", "2,10,30,50", "room sizes to measure, comma-separated (empty: only the load and rooms runs)")
-		full       = fs.Bool("full", false, "the full run: 30 latency rounds, 20 join/leave and 3 crash trials, 60 s load run, 30 s rooms window")
+		full       = fs.Bool("full", false, "the full run: at least 30 latency rounds and 1000 updates per mode per N, 20 join/leave and 3 crash trials, 60 s load run, 30 s rooms window")
 		loadDur    = fs.Duration("load-duration", 10*time.Second, "duration of the load run (60s with -full unless set)")
 		loadNodes  = fs.Int("load-nodes", 50, "nodes in the load run (0 skips it)")
 		loadHz     = fs.Float64("load-hz", 20, "cursor updates per second per node in the load run")
@@ -51,6 +51,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		degree     = fs.Int("degree", 3, "how many others each host dials")
 		rate       = fs.Float64("rate", 50, "updates per second over the whole room in the latency run")
 		cycles     = fs.Int("cycles", -1, "latency rounds per mode (default 10, or 30 with -full)")
+		minSamples = fs.Int("min-samples", -1, "at least this many updates (latency samples at N=2) per mode per N: max(cycles, ceil(min-samples/N)) rounds (default 100, or 1000 with -full; 0: cycles only)")
 		trials     = fs.Int("trials", -1, "join and leave trials per N (default 10, or 20 with -full; 0 skips them)")
 		crash      = fs.Int("crash-trials", -1, "crash trials per N (default 1, or 3 with -full; 0 skips them)")
 		timeout    = fs.Duration("timeout", 0, "room Timeout (0: room.DefaultConfig, 30s; heartbeat Timeout/3)")
@@ -84,6 +85,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	o.Seed, o.Degree, o.Rate = *seed, *degree, *rate
 	if *cycles > 0 {
 		o.Cycles = *cycles
+	}
+	if *minSamples >= 0 {
+		o.MinSamples = *minSamples
 	}
 	if *trials >= 0 {
 		o.LeaveTrials, o.JoinTrials = *trials, *trials

@@ -75,14 +75,15 @@ func (c *cluster) send(ctx context.Context, mode string, rec *latRec, i int, n *
 	return nil
 }
 
-// latencyRun alternates rounds of raw and Convene updates. In a round every
-// node sends one update, the sends spread evenly over the period
-// (N/Rate, at least minPeriod); the round ends when every receiver has it
-// (or after a deadline).
+// latencyRun alternates o.rounds(N) rounds of raw and Convene updates. In a
+// round every node sends one update, the sends spread evenly over the
+// period (N/Rate, at least minPeriod); the round ends when every receiver
+// has it (or after a deadline).
 func latencyRun(ctx context.Context, o Options, c *cluster, res *NResult) error {
 	N := len(c.nodes)
 	period := max(time.Duration(float64(N)/o.Rate*float64(time.Second)), c.minPeriod())
 	res.Period = period
+	res.Rounds = o.rounds(N)
 	recs := map[string]*latRec{"raw": newLatRec(N), "convene": newLatRec(N)}
 	c.setSink(recs["convene"], recs["raw"])
 	defer c.setSink(nil, nil)
@@ -90,7 +91,7 @@ func latencyRun(ctx context.Context, o Options, c *cluster, res *NResult) error 
 
 	r0, c0, _ := c.sentBytes()
 	start := time.Now()
-	for k := range o.Cycles {
+	for k := range res.Rounds {
 		order := []string{"raw", "convene"}
 		if k%2 == 1 {
 			order = []string{"convene", "raw"}

@@ -72,7 +72,8 @@ func Report(w io.Writer, res *Results, command, imgDir string) error {
 		"on one monotonic clock. The cursor value is a 17-byte JSON `{\"x\":…,\"y\":…}` that encodes a sequence number.\n")
 	f("- **Pacing**: rounds of raw and Convene updates alternate; in a round every node sends one update, spread evenly over the round "+
 		"(%.0f updates/s over the room, at least max(100 ms, 2×PublishInterval) between two updates of one node). "+
-		"A node's updates are therefore further apart than the coalescing window, so every update must be delivered: delivery ratio = receptions / (updates × (N−1)).\n", res.Opts.Rate)
+		"A node's updates are therefore further apart than the coalescing window, so every update must be delivered: delivery ratio = receptions / (updates × (N−1)). "+
+		"%s Every reception is one latency sample, so a mode gets (N−1) samples per update; the rounds and samples at each N are in the latency table.\n", res.Opts.Rate, roundsRule(res.Opts))
 	f("- **Bytes per delivered update** = bytes sent by all hosts on the router's protocols during the latency run (relays and duplicates included) / receptions. "+
 		"*Gross* includes background traffic; *net* subtracts the background rate measured in an idle window of %v before the run "+
 		"(Convene's background is its heartbeats: one full-state message per member per HeartbeatInterval). Stream-level bytes: "+
@@ -87,15 +88,17 @@ func Report(w io.Writer, res *Results, command, imgDir string) error {
 
 	// Latency.
 	f("## Publish → apply latency\n\n")
-	f("| N | edges | period | raw p50 | p90 | p99 | max | Convene p50 | p90 | p99 | max | ratio p50 | ratio p99 |\n")
-	f("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	f("| N | edges | period | rounds per mode | samples raw / Convene | raw p50 | p90 | p99 | max | Convene p50 | p90 | p99 | max | ratio p50 | ratio p99 |\n")
+	f("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range res.PerN {
-		f("| %d | %d | %v | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.N, r.Edges, r.Period,
+		f("| %d | %d | %v | %d | %d / %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.N, r.Edges, r.Period,
+			r.rounds(), r.Raw.Lat.Count, r.Convene.Lat.Count,
 			msf(r.Raw.Lat.P50), msf(r.Raw.Lat.P90), msf(r.Raw.Lat.P99), msf(r.Raw.Lat.Max),
 			msf(r.Convene.Lat.P50), msf(r.Convene.Lat.P90), msf(r.Convene.Lat.P99), msf(r.Convene.Lat.Max),
 			ratio(r.Convene.Lat.P50, r.Raw.Lat.P50), ratio(r.Convene.Lat.P99, r.Raw.Lat.P99))
 	}
-	f("\nAll latencies in ms. \"period\" is the time between two updates of one node.\n\n")
+	f("\nAll latencies in ms. \"period\" is the time between two updates of one node. Quantiles are nearest-rank: " +
+		"of n samples, p99 is the ⌈0.99·n⌉-th smallest, so with fewer than 100 samples it is the largest.\n\n")
 	f("By hop distance from the sender in the connection graph (p50 / p99 ms, samples):\n\n| N | hops | raw | Convene |\n|---|---|---|---|\n")
 	for _, r := range res.PerN {
 		for h := 1; h < max(len(r.Raw.ByHops), len(r.Convene.ByHops)); h++ {
@@ -288,6 +291,23 @@ func Report(w io.Writer, res *Results, command, imgDir string) error {
 	return err
 }
 
+// roundsRule states how many latency rounds each mode ran at each N.
+func roundsRule(o Options) string {
+	if o.MinSamples <= 0 {
+		return fmt.Sprintf("Each mode runs %d rounds at every N.", o.Cycles)
+	}
+	return fmt.Sprintf("Each mode runs max(%d, ⌈%d/N⌉) rounds at size N, so it publishes at least %d updates.", o.Cycles, o.MinSamples, o.MinSamples)
+}
+
+// rounds is the number of latency rounds per mode; results saved before
+// NResult.Rounds existed give it as updates sent / N.
+func (r NResult) rounds() int {
+	if r.Rounds > 0 || r.N == 0 {
+		return r.Rounds
+	}
+	return r.Raw.Sent / r.N
+}
+
 type target struct{ name, measured, verdict string }
 
 func verdict(ok bool) string {
@@ -303,7 +323,7 @@ func targets(res *Results) []target {
 		p50 := r.Convene.Lat.P50 / r.Raw.Lat.P50
 		p99 := r.Convene.Lat.P99 / r.Raw.Lat.P99
 		ts = append(ts, target{fmt.Sprintf("N=%d: latency p50 and p99 ≤ 1.25× raw", r.N),
-			fmt.Sprintf("p50 %.2f vs %.2f ms (%.2f×), p99 %.2f vs %.2f ms (%.2f×)", r.Convene.Lat.P50, r.Raw.Lat.P50, p50, r.Convene.Lat.P99, r.Raw.Lat.P99, p99),
+			fmt.Sprintf("p50 %.2f vs %.2f ms (%.2f×), p99 %.2f vs %.2f ms (%.2f×); %d vs %d samples", r.Convene.Lat.P50, r.Raw.Lat.P50, p50, r.Convene.Lat.P99, r.Raw.Lat.P99, p99, r.Convene.Lat.Count, r.Raw.Lat.Count),
 			verdict(p50 <= 1.25 && p99 <= 1.25)})
 	}
 	for _, r := range res.PerN {
