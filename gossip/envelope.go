@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -75,6 +76,18 @@ func EncodeMessage(m room.Message) ([]byte, error) {
 		m.Payload = append(appendUvarint(nil, m.SubjectEpoch), m.Subject...)
 	} else if m.Subject != "" || m.SubjectEpoch != 0 {
 		return nil, fmt.Errorf("%w: subject on a %v", ErrMalformed, m.Kind)
+	}
+	if m.Kind == room.KindHello {
+		// The view digest travels in the payload section: 8 bytes,
+		// little-endian, present iff non-zero.
+		if len(m.Payload) > 0 {
+			return nil, fmt.Errorf("%w: hello with payload", ErrMalformed)
+		}
+		if m.View != 0 {
+			m.Payload = binary.LittleEndian.AppendUint64(nil, m.View)
+		}
+	} else if m.View != 0 {
+		return nil, fmt.Errorf("%w: view digest on a %v", ErrMalformed, m.Kind)
 	}
 	keys, err := sortedMetaKeys(m.Meta)
 	if err != nil {
@@ -213,6 +226,15 @@ func DecodeMessage(data []byte) (room.Message, error) {
 			return room.Message{}, fmt.Errorf("%w: subject is %d bytes, limit %d", ErrTooLarge, len(p.b), MaxSubjectLen)
 		}
 		m.Subject, m.Payload = room.PeerID(p.b), nil
+	}
+	if m.Kind == room.KindHello && m.Payload != nil {
+		if len(m.Payload) != 8 {
+			return room.Message{}, fmt.Errorf("%w: hello view digest of %d bytes", ErrMalformed, len(m.Payload))
+		}
+		if m.View = binary.LittleEndian.Uint64(m.Payload); m.View == 0 {
+			return room.Message{}, fmt.Errorf("%w: zero view digest", ErrMalformed)
+		}
+		m.Payload = nil
 	}
 	return m, nil
 }

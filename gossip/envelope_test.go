@@ -12,7 +12,8 @@ import (
 
 func sameMessage(a, b room.Message) bool {
 	return a.Kind == b.Kind && a.Epoch == b.Epoch && a.Name == b.Name &&
-		maps.Equal(a.Meta, b.Meta) && bytes.Equal(a.State, b.State) && bytes.Equal(a.Payload, b.Payload)
+		maps.Equal(a.Meta, b.Meta) && bytes.Equal(a.State, b.State) && bytes.Equal(a.Payload, b.Payload) &&
+		a.Subject == b.Subject && a.SubjectEpoch == b.SubjectEpoch && a.View == b.View
 }
 
 func TestEnvelopeRoundTrip(t *testing.T) {
@@ -27,6 +28,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{"delta", room.Message{Kind: room.KindDelta, Epoch: unixMs, State: []byte("0123456789")}, 1 + 6 + 10},
 		{"broadcast", room.Message{Kind: room.KindBroadcast, Epoch: 7, Payload: []byte("hello")}, 1 + 1 + 5},
 		{"suspect", room.Message{Kind: room.KindSuspect, Epoch: 7, Subject: "peer-id-bytes", SubjectEpoch: unixMs}, 1 + 1 + 6 + 13},
+		{"hello with view", room.Message{Kind: room.KindHello, Epoch: 7, View: 0x0102030405060708}, 1 + 1 + 8},
 		{"hello full", room.Message{
 			Kind: room.KindHello, Epoch: unixMs, Name: "Ada",
 			Meta:  map[string]string{"color": "red", "avatar": "", "z": "last"},
@@ -106,6 +108,8 @@ func TestEncodeMessageRejects(t *testing.T) {
 		{"suspect with state", room.Message{Kind: room.KindSuspect, Subject: "p", State: []byte("x")}, ErrMalformed},
 		{"suspect subject too long", room.Message{Kind: room.KindSuspect, Subject: room.PeerID(strings.Repeat("p", MaxSubjectLen+1))}, ErrTooLarge},
 		{"subject on a heartbeat", room.Message{Kind: room.KindHeartbeat, Subject: "p"}, ErrMalformed},
+		{"view on a heartbeat", room.Message{Kind: room.KindHeartbeat, View: 1}, ErrMalformed},
+		{"hello with payload", room.Message{Kind: room.KindHello, Payload: []byte("x")}, ErrMalformed},
 		{"long name", room.Message{Kind: room.KindHello, Name: strings.Repeat("x", MaxNameLen+1)}, ErrTooLarge},
 		{"bad utf8 name", room.Message{Kind: room.KindHello, Name: "\xff"}, ErrMalformed},
 		{"empty meta key", room.Message{Kind: room.KindHello, Meta: map[string]string{"": "v"}}, ErrMalformed},
@@ -138,6 +142,9 @@ func TestDecodeMessageRejects(t *testing.T) {
 		{"empty", nil, ErrMalformed},
 		{"kind 0", []byte{0x00, 0x01}, ErrMalformed},
 		{"suspect without payload", []byte{0x06, 0x01}, ErrMalformed},
+		{"hello view of 7 bytes", []byte{0x41, 0x01, 1, 2, 3, 4, 5, 6, 7}, ErrMalformed},
+		{"hello view of 9 bytes", []byte{0x41, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 9}, ErrMalformed},
+		{"hello zero view", []byte{0x41, 0x01, 0, 0, 0, 0, 0, 0, 0, 0}, ErrMalformed},
 		{"suspect without subject", []byte{0x46, 0x01, 0x01}, ErrMalformed},
 		{"suspect bad subject epoch", []byte{0x46, 0x01, 0x80}, ErrMalformed},
 		{"suspect with state", []byte{0x66, 0x01, 0x01, 0x01, 0x01, 'p'}, ErrMalformed},
@@ -235,6 +242,7 @@ func envelopeSeeds() [][]byte {
 		{Kind: room.KindLeave, Epoch: 4},
 		{Kind: room.KindBroadcast, Epoch: 5, State: []byte{1}, Payload: []byte("chat")},
 		{Kind: room.KindSuspect, Epoch: 6, Subject: "peer", SubjectEpoch: 1_767_225_600_000},
+		{Kind: room.KindHello, Epoch: 7, Name: "Ada", State: []byte{1}, View: 0xfeedface},
 	} {
 		b, err := EncodeMessage(m)
 		if err != nil {

@@ -63,8 +63,10 @@
 //     identity and newest state, after one round trip, and no member can
 //     forge or alter another's state on the way. Relayed members are not
 //     answered or fetched; relayed messages from a probe are ignored.
-//   - Answering newcomers: a member that admits a new peer (or a new epoch
-//     of a known one) from a hello, heartbeat or delta sends an early
+//   - Answering newcomers: a hello carries the digest of the members its
+//     author knows (Message.View, ViewDigest). A member answers a hello
+//     whose digest differs from its own, and a heartbeat or delta that
+//     reveals a new peer (or a new epoch of a known one), with an early
 //     heartbeat after a random 0–50ms, at most one per PublishInterval;
 //     it reaches the newcomer and the newcomer's other neighbours. The
 //     answer is sent once more 600ms (+0–50ms) later: a newcomer connected
@@ -75,11 +77,19 @@
 //     answered while a repeat is pending moves it to 600ms after its own
 //     answer, so one repeat covers every newcomer answered before it; any
 //     hello or heartbeat published at most PublishInterval before the
-//     repeat is due counts as the repeat. Known members (same epoch) are
-//     neither answered nor repeated. The answers matter when the member
-//     the newcomer fetched from did not know everyone yet (a room whose
-//     members all start at once); otherwise the relayed snapshot has
-//     already delivered everything they carry.
+//     repeat is due counts as the repeat. A newcomer's second hello goes
+//     out after its join-snapshot fetch, so in a settled room its digest
+//     matches everyone's and nobody answers (a join costs O(N) messages);
+//     answers happen when views differ: a room whose members all start at
+//     once, a slow fetch, or a hello at join that reached members because
+//     the newcomer was already connected to them.
+//   - Suspicion: a member whose probe of another failed publishes a
+//     suspect (KindSuspect) naming it and its epoch. Members hold that
+//     incarnation for a refutation window (500ms, at most Timeout/2) and
+//     then drop it with ReasonTimeout unless they heard from it; the
+//     subject refutes a suspect about itself with an early heartbeat.
+//     Only members may accuse. So a crash is seen everywhere about 500ms
+//     after the victim's connections close, not after Timeout.
 //   - Membership: a peer becomes a member on its first valid hello,
 //     heartbeat, delta or fetch reply. A delta carries no identity: its
 //     author is admitted with an empty Name, and the room fetches its

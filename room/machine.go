@@ -145,6 +145,7 @@ type machine struct {
 	store  *ephemeral.Store
 
 	members      map[PeerID]*member // remote members only
+	digest       uint64             // ViewDigest of the members and self
 	relays       map[PeerID]relays  // members' signed messages to relay
 	memberExpiry time.Time          // lower bound of the earliest member deadline
 	gone         map[PeerID]gone
@@ -207,6 +208,10 @@ func newMachine(now time.Time, id string, self Identity, cfg Config, epoch, seed
 // first heartbeat after a jittered interval.
 func (m *machine) join(now time.Time) {
 	m.status = Joined
+	m.digest = peerHash(m.self.Peer)
+	for p := range m.members {
+		m.digest ^= peerHash(p)
+	}
 	m.dirtyStatus, m.dirtyMembers = true, true
 	m.dirtyPeers[m.self.Peer] = struct{}{}
 	m.helloDone = false
@@ -283,7 +288,11 @@ func (m *machine) publishHeartbeat(now time.Time) {
 func (m *machine) publishFull(now time.Time, kind MessageKind) {
 	m.store.EncodeDelta() // the full state supersedes the pending delta
 	m.deltaDirty, m.deltaAt = false, time.Time{}
-	m.publish(m.selfMessage(kind))
+	msg := m.selfMessage(kind)
+	if kind == KindHello {
+		msg.View = m.digest
+	}
+	m.publish(msg)
 	m.lastHeartbeat = now
 	if !m.repeatAt.IsZero() && !now.Before(m.repeatAt.Add(-m.cfg.PublishInterval)) {
 		m.repeatAt = time.Time{}
@@ -520,6 +529,7 @@ func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, sig
 			mem.id.Name, mem.id.Meta, mem.named = msg.Name, cloneMeta(msg.Meta), true
 		}
 		m.members[p] = mem
+		m.digest ^= peerHash(p)
 		m.dirtyMembers = true
 		m.dirtyPeers[p] = struct{}{}
 		m.emit(Event{Type: MemberJoined, Member: cloneIdentity(mem.id)})
@@ -550,9 +560,25 @@ func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, sig
 		// Known only from a delta: fetch its identity (and full state).
 		m.requestFetch(now, p, fetchSnapshot)
 	}
-	if src == fromGossip && m.status == Joined && (isNew || newEpoch) {
+	if src == fromGossip && m.status == Joined && m.shouldAnswer(msg, isNew || newEpoch) {
 		m.scheduleAnswer(now)
 	}
+}
+
+// shouldAnswer says whether a hello, heartbeat or delta from the gossip
+// topic calls for an early heartbeat. A hello that carries its author's
+// view digest is answered iff the digest differs from ours (after
+// admitting the author): the author may be missing members, ours
+// included. A newcomer sends its second hello after fetching a neighbour,
+// whose reply relays every member's signed state, so in a settled room the
+// digests agree and nobody answers: a join costs O(N) messages, not
+// O(N²). Anything else is answered iff it revealed a new peer or a new
+// incarnation.
+func (m *machine) shouldAnswer(msg Message, fresh bool) bool {
+	if msg.Kind == KindHello && msg.View != 0 {
+		return msg.View != m.digest
+	}
+	return fresh
 }
 
 // keepRelay keeps p's signed message for relaying if it is p's newest
@@ -685,6 +711,7 @@ func (m *machine) removeMember(now time.Time, p PeerID, reason LeaveReason, epoc
 		return
 	}
 	delete(m.members, p)
+	m.digest ^= peerHash(p)
 	delete(m.relays, p)
 	delete(m.suspects, p)
 	m.dirtyMembers = true

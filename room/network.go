@@ -24,9 +24,9 @@ type Identity struct {
 type MessageKind uint8
 
 const (
-	// KindHello announces a member that has just joined: identity, epoch and
-	// its full own state. Members that receive a hello from a peer they do
-	// not know (or from a new epoch) answer with an early heartbeat.
+	// KindHello announces a member that has just joined: identity, epoch,
+	// its full own state, and a digest of the members it knows (View).
+	// Members whose own digest differs answer with an early heartbeat.
 	KindHello MessageKind = iota + 1
 	// KindHeartbeat is the periodic liveness message: identity, epoch and the
 	// full own state, so a lost delta heals within one heartbeat interval.
@@ -67,7 +67,8 @@ func (k MessageKind) String() string {
 // Message is one room message, before encoding by the network layer.
 // Which fields are meaningful depends on Kind:
 //
-//	hello, heartbeat: Epoch, Name, Meta, State (an ephemeral snapshot of the author's own state)
+//	hello:            Epoch, Name, Meta, State (an ephemeral snapshot of the author's own state), View
+//	heartbeat:        Epoch, Name, Meta, State
 //	delta:            Epoch, State (an ephemeral delta)
 //	leave:            Epoch
 //	broadcast:        Epoch, Payload
@@ -82,6 +83,36 @@ type Message struct {
 	// Subject and SubjectEpoch name the member a suspect is about.
 	Subject      PeerID
 	SubjectEpoch uint64
+	// View is a hello's digest of the member set its author knows, itself
+	// included (ViewDigest); 0 means not given.
+	View uint64
+}
+
+// ViewDigest is the digest of a member set that a hello carries in View:
+// the XOR of a 64-bit hash (FNV-1a, then a SplitMix64 finaliser) of each
+// member's peer ID bytes, so it can be kept up to date as members come and
+// go. It is 0 for no members; a digest that happens to be 0 is sent as
+// "not given".
+func ViewDigest(peers ...PeerID) uint64 {
+	var d uint64
+	for _, p := range peers {
+		d ^= peerHash(p)
+	}
+	return d
+}
+
+func peerHash(p PeerID) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(p); i++ {
+		h ^= uint64(p[i])
+		h *= 1099511628211
+	}
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
+	return h
 }
 
 // EventKind says what a network NetEvent carries.

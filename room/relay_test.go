@@ -186,3 +186,74 @@ func TestMachineRelayedMessagesObeyGoneRecords(t *testing.T) {
 	n.fetched(t0.Add(time.Millisecond), fetchRequest{peer: "a", purpose: fetchSnapshot, started: t0}, reply, nil)
 	eq(t, "members", n.memberIDs(), []string{"a", "n"})
 }
+
+// A newcomer's hello carries the digest of the members it knows. After
+// its join snapshot (fetched from one member, with everyone relayed), its
+// hello matches every member's own digest, and nobody answers it: a join
+// costs O(N) messages. A newcomer that knows less (its hello before any
+// fetch) is answered, as before.
+func TestMachineHelloWithCompleteViewIsNotAnswered(t *testing.T) {
+	cfg := testConfig()
+	s := newSigner()
+	ms := []*tm{newTM(t, "a", 1, cfg), newTM(t, "b", 1, cfg), newTM(t, "c", 1, cfg), newTM(t, "d", 1, cfg)}
+	for _, x := range ms {
+		x.out()
+	}
+	for _, x := range ms {
+		for _, y := range ms {
+			if x != y {
+				s.deliver(x, t0, y, y.heartbeat())
+			}
+		}
+		x.out()
+		x.answerAt = time.Time{} // the answers among the members themselves are not the point here
+	}
+	a, b := ms[0], ms[1]
+	if a.digest != ViewDigest("a", "b", "c", "d") || b.digest != a.digest {
+		t.Fatalf("digests %x, %x; want ViewDigest of the four members %x", a.digest, b.digest, ViewDigest("a", "b", "c", "d"))
+	}
+
+	now := t0.Add(time.Second)
+	n := newTM(t, "n", 1, cfg)
+	join := n.out().publish[0]
+	if join.Kind != KindHello || join.View != ViewDigest("n") {
+		t.Fatalf("join hello %+v, want View = ViewDigest(n)", join)
+	}
+	n.peerUp(now, "a")
+	n.fetched(now.Add(time.Millisecond), n.out().fetches[0], s.reply(t, a), nil)
+	n.out()
+	times, outs := n.run(now, now.Add(cfg.PublishInterval))
+	var hello *Message
+	for _, o := range outs {
+		for i := range o.publish {
+			if o.publish[i].Kind == KindHello {
+				hello = &o.publish[i]
+			}
+		}
+	}
+	if hello == nil {
+		t.Fatalf("no hello after the first PeerUp (ran until %v)", times)
+	}
+	if want := ViewDigest("a", "b", "c", "d", "n"); hello.View != want {
+		t.Fatalf("hello View %x, want %x", hello.View, want)
+	}
+	for _, x := range ms {
+		x.deliver(now.Add(60*time.Millisecond), n, *hello)
+		if !x.answerAt.IsZero() {
+			t.Errorf("%s answers a newcomer whose view matches its own", x.self.Peer)
+		}
+	}
+
+	// A newcomer that has seen nobody yet (its hello at join) is answered.
+	n2 := newTM(t, "n2", 1, cfg)
+	b.deliver(now.Add(100*time.Millisecond), n2, n2.out().publish...)
+	if b.answerAt.IsZero() {
+		t.Error("b does not answer a newcomer that knows nobody")
+	}
+
+	// The digest follows removals.
+	b.deliver(now.Add(200*time.Millisecond), ms[2], Message{Kind: KindLeave, Epoch: 1})
+	if want := ViewDigest("a", "b", "d", "n", "n2"); b.digest != want {
+		t.Errorf("digest after c left %x, want %x", b.digest, want)
+	}
+}
