@@ -2,71 +2,42 @@ package room
 
 import (
 	"context"
-	"sync"
+	"errors"
+
+	"github.com/convene-p2p/convene/internal/watch"
 )
 
 // hub fans room events out to watchers without ever blocking the room
-// loop.
+// loop (internal/watch, shared with repo). RoomDestroyed closes it: that
+// event is never dropped and is every watcher's last.
 type hub struct {
 	room string
-	size int
-
-	mu       sync.Mutex
-	watchers map[*Watcher]struct{}
-	closed   bool
+	b    *watch.Broker[Event]
 }
 
 func newHub(room string, size int) *hub {
-	return &hub{room: room, size: size, watchers: make(map[*Watcher]struct{})}
+	return &hub{room: room, b: watch.New(size, func(n int) Event {
+		return Event{Type: Lagged, Room: room, Dropped: n}
+	})}
 }
 
-func (h *hub) watch() *Watcher {
-	w := &Watcher{h: h, limit: h.size, wake: make(chan struct{}, 1)}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		w.closed = true
-		return w
-	}
-	h.watchers[w] = struct{}{}
-	return w
-}
+func (h *hub) watch() *Watcher { return &Watcher{w: h.b.Watch()} }
 
 // emit hands evs to every watcher, in order. A RoomDestroyed event closes
 // the hub: it is delivered even to a full watcher, as its last event.
 func (h *hub) emit(evs []Event) {
-	if len(evs) == 0 {
-		return
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return
-	}
 	for _, ev := range evs {
-		final := ev.Type == RoomDestroyed
-		for w := range h.watchers {
-			w.push(ev, final)
-		}
-		if final {
-			h.closed = true
-			clear(h.watchers)
+		if ev.Type == RoomDestroyed {
+			h.b.CloseWith(ev)
 			return
 		}
+		h.b.Publish(ev)
 	}
 }
 
 // close closes the hub as if RoomDestroyed had been emitted (it is
 // delivered if it was not yet).
-func (h *hub) close() {
-	h.emit([]Event{{Type: RoomDestroyed, Room: h.room}})
-}
-
-func (h *hub) remove(w *Watcher) {
-	h.mu.Lock()
-	delete(h.watchers, w)
-	h.mu.Unlock()
-}
+func (h *hub) close() { h.b.CloseWith(Event{Type: RoomDestroyed, Room: h.room}) }
 
 // Watcher is a forward-only, pull-based stream of one room's events, from
 // the moment Watch was called. Query state first (Members, States), then
@@ -82,82 +53,19 @@ func (h *hub) remove(w *Watcher) {
 // ErrClosed.
 //
 // Next and Close are safe to call from any goroutine.
-type Watcher struct {
-	h     *hub
-	limit int
-
-	mu     sync.Mutex
-	buf    []Event
-	closed bool // no more events will be pushed
-	wake   chan struct{}
-}
-
-// push appends ev, or counts it in a Lagged marker when the buffer is
-// full. With final it is appended regardless and the watcher closes.
-// Called with the hub locked.
-func (w *Watcher) push(ev Event, final bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
-		return
-	}
-	switch n := len(w.buf); {
-	case final:
-		w.buf = append(w.buf, ev)
-		w.closed = true
-	case n < w.limit:
-		w.buf = append(w.buf, ev)
-	case w.buf[n-1].Type == Lagged:
-		w.buf[n-1].Dropped++
-	default:
-		// The marker takes one slot beyond the limit, at the gap.
-		w.buf = append(w.buf, Event{Type: Lagged, Room: ev.Room, Dropped: 1})
-	}
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
+type Watcher struct{ w *watch.Watcher[Event] }
 
 // Next returns the next event, waiting for one until ctx is done. After
 // the room is destroyed and the buffered events (the last being
 // RoomDestroyed) are read, or after Close, it returns ErrClosed.
 func (w *Watcher) Next(ctx context.Context) (Event, error) {
-	for {
-		w.mu.Lock()
-		if len(w.buf) > 0 {
-			ev := w.buf[0]
-			w.buf[0] = Event{}
-			w.buf = w.buf[1:]
-			if len(w.buf) == 0 {
-				w.buf = nil // let the backing array go
-			}
-			w.mu.Unlock()
-			return ev, nil
-		}
-		closed := w.closed
-		w.mu.Unlock()
-		if closed {
-			return Event{}, ErrClosed
-		}
-		select {
-		case <-w.wake:
-		case <-ctx.Done():
-			return Event{}, ctx.Err()
-		}
+	ev, err := w.w.Next(ctx)
+	if errors.Is(err, watch.ErrClosed) {
+		return Event{}, ErrClosed
 	}
+	return ev, err
 }
 
 // Close stops the watcher: buffered events are discarded and Next returns
 // ErrClosed. It is idempotent.
-func (w *Watcher) Close() {
-	w.h.remove(w)
-	w.mu.Lock()
-	w.closed = true
-	w.buf = nil
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
+func (w *Watcher) Close() { w.w.Close() }

@@ -60,17 +60,26 @@ func (b *Broker[T]) Publish(ev T) {
 
 // Close ends every watcher: Next returns the buffered events, then ErrClosed.
 // It is idempotent.
-func (b *Broker[T]) Close() {
+func (b *Broker[T]) Close() { b.close(nil) }
+
+// CloseWith ends every watcher with a final event that is never dropped:
+// Next returns the buffered events, the lagged report if events were
+// dropped, then final, then ErrClosed. It reports whether it closed the
+// broker (false if it was already closed: final is not delivered).
+func (b *Broker[T]) CloseWith(final T) bool { return b.close(&final) }
+
+func (b *Broker[T]) close(final *T) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return
+		return false
 	}
 	b.closed = true
 	for w := range b.subs {
-		w.end()
+		w.end(final)
 	}
 	clear(b.subs)
+	return true
 }
 
 // Watcher receives a broker's events in publish order. Safe for concurrent use.
@@ -81,6 +90,7 @@ type Watcher[T any] struct {
 	mu      sync.Mutex
 	buf     []T
 	dropped int
+	final   *T // delivered after buf and the lagged report, then ErrClosed
 	closed  bool
 }
 
@@ -101,9 +111,11 @@ func (w *Watcher[T]) push(ev T, size int) {
 	w.wake()
 }
 
-func (w *Watcher[T]) end() {
+func (w *Watcher[T]) end(final *T) {
 	w.mu.Lock()
-	w.closed = true
+	if !w.closed {
+		w.closed, w.final = true, final
+	}
 	w.mu.Unlock()
 	w.wake()
 }
@@ -138,6 +150,12 @@ func (w *Watcher[T]) Next(ctx context.Context) (T, error) {
 			w.mu.Unlock()
 			return w.b.lagged(n), nil
 		}
+		if w.final != nil {
+			ev := *w.final
+			w.final = nil
+			w.mu.Unlock()
+			return ev, nil
+		}
 		closed := w.closed
 		w.mu.Unlock()
 		if closed {
@@ -162,6 +180,7 @@ func (w *Watcher[T]) Close() {
 	w.closed = true
 	w.buf = nil
 	w.dropped = 0
+	w.final = nil
 	w.mu.Unlock()
 	w.wake()
 }

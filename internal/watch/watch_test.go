@@ -125,3 +125,40 @@ func TestNextUnblocksOnPublishAndContext(t *testing.T) {
 		t.Fatalf("after watcher Close: %v", err)
 	}
 }
+
+// CloseWith's final event is never dropped: a full, lagging watcher gets
+// its buffer, the lagged report, the final event, then ErrClosed; a
+// watcher closed by its consumer gets nothing more; a second close
+// delivers nothing.
+func TestCloseWithDeliversFinalEventLast(t *testing.T) {
+	b := newBroker(2)
+	full, full2, gone := b.Watch(), b.Watch(), b.Watch()
+	gone.Close()
+	for i := 1; i <= 5; i++ {
+		b.Publish(ev{n: i})
+	}
+	if !b.CloseWith(ev{n: 99}) {
+		t.Fatal("CloseWith on an open broker reported false")
+	}
+	if b.CloseWith(ev{n: 100}) {
+		t.Fatal("second CloseWith reported true")
+	}
+	want := []ev{{n: 1}, {n: 2}, {lagged: 3}, {n: 99}}
+	for _, w := range []*Watcher[ev]{full, full2} {
+		for i, e := range want {
+			got, err := w.Next(ctx(t))
+			if err != nil || got != e {
+				t.Fatalf("event %d: got %+v, %v; want %+v", i, got, err, e)
+			}
+		}
+		if _, err := w.Next(ctx(t)); !errors.Is(err, ErrClosed) {
+			t.Fatalf("after the final event: %v, want ErrClosed", err)
+		}
+	}
+	if _, err := gone.Next(ctx(t)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("closed watcher: %v, want ErrClosed", err)
+	}
+	if _, err := b.Watch().Next(ctx(t)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("watcher of a closed broker: %v, want ErrClosed", err)
+	}
+}
