@@ -142,34 +142,31 @@ func (cfg Config) validate() (Config, error) {
 	case cfg.Rate < 0 || math.IsNaN(cfg.Rate) || math.IsInf(cfg.Rate, 0):
 		return cfg, fmt.Errorf("gossip: config: Rate %v must be positive", cfg.Rate)
 	}
-	switch {
-	case cfg.Burst == 0:
-		cfg.Burst = DefaultBurst
-	case cfg.Burst < 0:
-		return cfg, fmt.Errorf("gossip: config: negative Burst %d", cfg.Burst)
-	}
-	switch {
-	case cfg.QueueSize == 0:
-		cfg.QueueSize = DefaultQueueSize
-	case cfg.QueueSize < 0:
-		return cfg, fmt.Errorf("gossip: config: negative QueueSize %d", cfg.QueueSize)
-	}
-	switch {
-	case cfg.FetchTimeout == 0:
-		cfg.FetchTimeout = DefaultFetchTimeout
-	case cfg.FetchTimeout < 0:
-		return cfg, fmt.Errorf("gossip: config: negative FetchTimeout %v", cfg.FetchTimeout)
-	}
-	switch {
-	case cfg.MaxConcurrentFetches == 0:
-		cfg.MaxConcurrentFetches = DefaultMaxConcurrentFetches
-	case cfg.MaxConcurrentFetches < 0:
-		return cfg, fmt.Errorf("gossip: config: negative MaxConcurrentFetches %d", cfg.MaxConcurrentFetches)
+	for _, f := range []error{
+		orDefault(&cfg.Burst, DefaultBurst, "Burst"),
+		orDefault(&cfg.QueueSize, DefaultQueueSize, "QueueSize"),
+		orDefault(&cfg.FetchTimeout, DefaultFetchTimeout, "FetchTimeout"),
+		orDefault(&cfg.MaxConcurrentFetches, DefaultMaxConcurrentFetches, "MaxConcurrentFetches"),
+	} {
+		if f != nil {
+			return cfg, f
+		}
 	}
 	if cfg.Limits.MaxKeyLen < 0 || cfg.Limits.MaxValueSize < 0 || cfg.Limits.MaxKeysPerPeer < 0 || cfg.Limits.MaxPeers < 0 {
 		return cfg, errors.New("gossip: config: negative Limits")
 	}
 	return cfg, nil
+}
+
+// orDefault sets a zero *v to def and rejects a negative one.
+func orDefault[T int | time.Duration](v *T, def T, name string) error {
+	switch {
+	case *v == 0:
+		*v = def
+	case *v < 0:
+		return fmt.Errorf("gossip: config: negative %s %v", name, *v)
+	}
+	return nil
 }
 
 // maxTrackedAuthors bounds the rate limiter's per-author state in one room.
