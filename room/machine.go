@@ -500,7 +500,7 @@ func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, sig
 	newEpoch := !isNew && msg.Epoch > mem.epoch
 	if isNew {
 		if err := m.store.Heard(now, p); err != nil {
-			m.log.Debug("room: peer not admitted", "room", m.id, "peer", p, "err", err)
+			m.log.Debug("room: peer not admitted", "room", m.id, "peer", logPeer(p), "err", err)
 			return
 		}
 	}
@@ -508,7 +508,7 @@ func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, sig
 	if len(msg.State) > 0 {
 		ch, err := m.store.Apply(now, p, msg.State)
 		if err != nil {
-			m.log.Debug("room: state rejected", "room", m.id, "peer", p, "kind", msg.Kind, "err", err)
+			m.log.Debug("room: state rejected", "room", m.id, "peer", logPeer(p), "kind", msg.Kind, "err", err)
 			if isNew {
 				m.store.Remove(p, ephemeral.CauseRemote)
 				return

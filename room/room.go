@@ -324,7 +324,7 @@ func (r *Room) fetch(req fetchRequest) {
 	rep, err := r.net.Fetch(ctx, req.peer)
 	cancel()
 	if err != nil {
-		r.log.Debug("room: fetch failed", "room", r.id, "peer", req.peer, "probe", req.purpose == fetchProbe, "err", err)
+		r.log.Debug("room: fetch failed", "room", r.id, "peer", logPeer(req.peer), "probe", req.purpose == fetchProbe, "err", err)
 	}
 	select {
 	case r.fetchRes <- fetchResult{req: req, reply: rep, err: err}:
