@@ -151,7 +151,8 @@ func (s *Store) apply(now nanos, author PeerID) ([]Change, error) {
 		s.resizePeers(len(s.peers) + sz.peers)
 	}
 	var a arena
-	a.init(d, sz, author)
+	a.init(sz)
+	s.intern.own = 0
 	s.chg.reset()
 	s.chg.items = slices.Grow(s.chg.items, len(d.ents))
 	s.chg.recs = slices.Grow(s.chg.recs, len(d.recs))
@@ -226,7 +227,9 @@ func (s *Store) plan(r *wireRecord, ents []wireEntry, snapshot bool, author Peer
 		sz.ents += len(ents)
 		if r.p == nil {
 			sz.peers++
-			sz.str += len(r.peer)
+			if author == "" {
+				sz.str += len(r.peer)
+			}
 		}
 		return live
 	}
@@ -294,7 +297,9 @@ func (s *Store) plan(r *wireRecord, ents []wireEntry, snapshot bool, author Peer
 			return 0
 		}
 		sz.peers++
-		sz.str += len(r.peer)
+		if author == "" {
+			sz.str += len(r.peer)
+		}
 	}
 	return live
 }
@@ -305,10 +310,12 @@ func (s *Store) commit(now nanos, r *wireRecord, ents []wireEntry, snapshot bool
 	p := r.p
 	if p == nil {
 		p = a.peer()
-		if r.peer == nil {
+		if author != "" {
+			// Apply: every record is the author's (decode checked), and author is
+			// already a string of its own.
 			p.id = author
 		} else {
-			p.id = PeerID(a.key(r.peer))
+			p.id = PeerID(a.str(r.peer))
 		}
 		s.adopt(p)
 	}
@@ -334,7 +341,7 @@ func (s *Store) commit(now nanos, r *wireRecord, ents []wireEntry, snapshot bool
 				h++
 			}
 			e := &nes[i]
-			e.key = a.key(key)
+			e.key = s.key(key, a)
 			fill(e, w, d.value(w), now, a)
 			c.classify(e.key, wasLive, !w.tomb)
 			ttl = ttl || w.ttl > 0
@@ -374,7 +381,7 @@ func (s *Store) commit(now nanos, r *wireRecord, ents []wireEntry, snapshot bool
 				}
 				buf = append(buf, e)
 			case w.accept:
-				e := entry{key: a.key(d.key(w))}
+				e := entry{key: s.key(d.key(w), a)}
 				fill(&e, w, d.value(w), now, a)
 				c.classify(e.key, false, !w.tomb)
 				ttl = ttl || w.ttl > 0
@@ -445,19 +452,22 @@ func fill(e *entry, w *wireEntry, v []byte, now nanos, a *arena) {
 }
 
 // arena hands out the fresh memory one message needs in a few allocations: peer states,
-// entry slices, one string for every new key and peer ID, one buffer for every new value.
-// Pieces are carved with full slice expressions, so growing one never touches another.
-// If the plan underestimated anything, it falls back to ordinary allocation.
+// entry slices, one buffer for the new keys and peer IDs, one for the new values. Pieces
+// are carved with full slice expressions, so growing one never touches another. If the
+// plan underestimated anything, it falls back to ordinary allocation.
 type arena struct {
 	one   *peerState // a lone new peer, allocated in one block with its entries and values
 	peers []peerState
 	ents  []entry
-	str   string
 	val   []byte
+	sb    strings.Builder // new keys and peer IDs; allocated on first use
+	left  int             // string bytes the plan still expects
+	small bool            // the message needs few string bytes: keys may be interned from sb
 }
 
 // Blocks for a lone new peer with few entries (the common single-peer message): its
-// state, entries and value bytes in one allocation.
+// state, entries and value bytes in one allocation. The value arrays fill the block up to
+// its allocation size class (288 and 480 bytes).
 type (
 	block2 struct {
 		p peerState
@@ -471,46 +481,27 @@ type (
 	}
 )
 
-func (a *arena) init(d *decoded, sz arenaSize, author PeerID) {
+func (a *arena) init(sz arenaSize) {
+	a.left, a.small = sz.str, sz.str <= internPinMax
 	switch {
-	case sz.peers == 1 && sz.ents <= 2 && sz.val <= 32:
+	case sz.peers == 1 && sz.ents <= len(block2{}.e) && sz.val <= len(block2{}.v):
 		b := new(block2)
 		a.one, a.ents, a.val = &b.p, b.e[:sz.ents], b.v[:sz.val]
-	case sz.peers == 1 && sz.ents <= 4 && sz.val <= 96:
+		return
+	case sz.peers == 1 && sz.ents <= len(block4{}.e) && sz.val <= len(block4{}.v):
 		b := new(block4)
 		a.one, a.ents, a.val = &b.p, b.e[:sz.ents], b.v[:sz.val]
-	default:
-		if sz.peers > 0 {
-			a.peers = make([]peerState, sz.peers)
-		}
-		if sz.ents > 0 {
-			a.ents = make([]entry, sz.ents)
-		}
-		if sz.val > 0 {
-			a.val = make([]byte, sz.val)
-		}
-	}
-	if sz.str == 0 {
 		return
 	}
-	// Lay out the new strings in commit order (the order a.key is called).
-	var b strings.Builder
-	b.Grow(sz.str)
-	for i := range d.recs {
-		r := &d.recs[i]
-		if r.skip {
-			continue
-		}
-		if r.p == nil && r.peer != nil {
-			b.Write(r.peer)
-		}
-		for i := r.first; i < r.end; i++ {
-			if w := &d.ents[i]; r.reset || (w.accept && !w.found) {
-				b.Write(d.key(w))
-			}
-		}
+	if sz.peers > 0 {
+		a.peers = make([]peerState, sz.peers)
 	}
-	a.str = b.String()
+	if sz.ents > 0 {
+		a.ents = make([]entry, sz.ents)
+	}
+	if sz.val > 0 {
+		a.val = make([]byte, sz.val)
+	}
 }
 
 func (a *arena) peer() *peerState {
@@ -535,14 +526,17 @@ func (a *arena) entries(n int) []entry {
 	return e
 }
 
-// key returns b as a string, carved from the arena when b is next in it.
-func (a *arena) key(b []byte) string {
-	if len(a.str) >= len(b) && a.str[:len(b)] == string(b) {
-		k := a.str[:len(b)]
-		a.str = a.str[len(b):]
-		return k
+// str returns b as a string appended to the arena's string buffer. The buffer is sized
+// for every string the plan expects on first use; strings already handed out stay valid if
+// it has to grow (a strings.Builder never rewrites what it holds).
+func (a *arena) str(b []byte) string {
+	if a.sb.Cap()-a.sb.Len() < len(b) {
+		a.sb.Grow(max(len(b), a.left))
 	}
-	return string(b)
+	n := a.sb.Len()
+	a.sb.Write(b)
+	a.left -= len(b)
+	return a.sb.String()[n:]
 }
 
 func (a *arena) value(b []byte) []byte {
@@ -553,6 +547,54 @@ func (a *arena) value(b []byte) []byte {
 	a.val = a.val[len(b):]
 	copy(v, b)
 	return v
+}
+
+// Keys are interned: peers of one room mostly use the same few keys ("cursor", "name"),
+// so the store remembers recently seen keys in a small direct-mapped table and shares one
+// string among every entry with that key. A miss costs what a key cost anyway; a table
+// thrashed by many distinct keys only stops helping. To keep the table from holding large
+// buffers alive, it takes a key carved from the arena only when the message needs few
+// string bytes (internPinMax); otherwise the first internOwnMax misses of a message get
+// a copy of their own for the table, and later misses are not remembered.
+const (
+	internSlots  = 64  // a power of two
+	internPinMax = 256 // bytes: a string buffer this small may be held by the table
+	internOwnMax = 4   // own copies made per message
+)
+
+type internTable struct {
+	keys [internSlots]string
+	own  int // own copies made in the current message
+}
+
+// internSlot hashes key to a slot: FNV-1a of its length and its first 16 bytes.
+func internSlot(key []byte) int {
+	h := (2166136261 ^ uint32(len(key))) * 16777619
+	for _, c := range key[:min(len(key), 16)] {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	return int(h & (internSlots - 1))
+}
+
+// key returns key as a string for a new entry: the interned string if the store has one.
+func (s *Store) key(key []byte, a *arena) string {
+	t := &s.intern
+	i := internSlot(key)
+	if k := t.keys[i]; k == string(key) {
+		a.left -= len(key)
+		return k
+	}
+	switch {
+	case a.small:
+		t.keys[i] = a.str(key)
+		return t.keys[i]
+	case t.own < internOwnMax:
+		t.own++
+		a.left -= len(key)
+		t.keys[i] = string(key)
+		return t.keys[i]
+	}
+	return a.str(key)
 }
 
 // Small results of Apply (a few peers, a few keys) are carved from slabs: one allocation
@@ -573,7 +615,8 @@ type changeScratch struct {
 	kslab []string // keySlab pieces not handed out yet
 	items []chItem // keys of every record, in visiting (sorted) order
 	recs  []chRec
-	cur   int // first item of the record being built
+	cur   int    // first item of the record being built
+	n     [3]int // items of the record being built, by kind
 }
 
 type chItem struct {
@@ -601,18 +644,23 @@ func (c *changeScratch) reset() {
 	c.items, c.recs, c.cur = c.items[:0], c.recs[:0], 0
 }
 
-func (c *changeScratch) begin() { c.cur = len(c.items) }
+func (c *changeScratch) begin() { c.cur, c.n = len(c.items), [3]int{} }
 
 // classify records what happened to key: it was or was not live, and now is or is not.
 func (c *changeScratch) classify(key string, was, is bool) {
+	var kind uint8
 	switch {
 	case !was && is:
-		c.items = append(c.items, chItem{key, chAdded})
+		kind = chAdded
 	case was && is:
-		c.items = append(c.items, chItem{key, chUpdated})
+		kind = chUpdated
 	case was && !is:
-		c.items = append(c.items, chItem{key, chRemoved})
+		kind = chRemoved
+	default:
+		return
 	}
+	c.items = append(c.items, chItem{key, kind})
+	c.n[kind]++
 }
 
 // end closes the record for peer, keeping it only if it has keys.
@@ -620,11 +668,7 @@ func (c *changeScratch) end(peer PeerID, cause Cause) {
 	if len(c.items) == c.cur {
 		return
 	}
-	r := chRec{peer: peer, start: c.cur, end: len(c.items), cause: cause}
-	for _, it := range c.items[c.cur:] {
-		r.n[it.kind]++
-	}
-	c.recs = append(c.recs, r)
+	c.recs = append(c.recs, chRec{peer: peer, start: c.cur, end: len(c.items), n: c.n, cause: cause})
 	c.cur = len(c.items)
 }
 

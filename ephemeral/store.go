@@ -314,6 +314,8 @@ type Store struct {
 	lbSet   bool
 	lbExact bool
 
+	intern internTable // recently seen keys of remote entries
+
 	// Scratch buffers reused across calls.
 	dec     decoded
 	chg     changeScratch

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestNewRejectsBadConfig(t *testing.T) {
@@ -877,5 +879,58 @@ func TestApplyResultsAreIndependent(t *testing.T) {
 	_ = append(kept[0][0].Added, "x")
 	if kept[1][0].Peer != alice || len(kept[1][0].Added) != 1 || kept[1][0].Added[0] != "k001" {
 		t.Fatalf("append to one result changed the next: %+v", kept[1])
+	}
+}
+
+// TestBlockSizes keeps the single-peer blocks at the size classes their comments claim
+// (their value arrays take what would otherwise be padding).
+func TestBlockSizes(t *testing.T) {
+	if n := unsafe.Sizeof(block2{}); n != 288 {
+		t.Errorf("block2 is %d bytes, want 288", n)
+	}
+	if n := unsafe.Sizeof(block4{}); n != 480 {
+		t.Errorf("block4 is %d bytes, want 480", n)
+	}
+}
+
+// TestKeysSharedAcrossPeers: keys are interned across peers (apply.go, internTable); many
+// peers with common and distinct keys, long and empty keys, through Apply and ApplyTrusted,
+// still come out exactly as written.
+func TestKeysSharedAcrossPeers(t *testing.T) {
+	const n = 300
+	want := map[PeerID]map[string]string{}
+	per := newStoreLim(t, "rx", 1, Limits{MaxPeers: n + 2})
+	hub := newStoreLim(t, "hub", 1, Limits{MaxPeers: n + 2})
+	for i := range n {
+		id := PeerID(fmt.Sprintf("peer-%03d", i))
+		a := newStore(t, id, epochMs)
+		kv := map[string]string{
+			"cursor":                     fmt.Sprintf("c%d", i),
+			fmt.Sprintf("own-%d", i):     "x",
+			strings.Repeat("k", 40+i%20): fmt.Sprint(i),
+		}
+		if i%7 == 0 {
+			kv[""] = "empty key"
+		}
+		for k, v := range kv {
+			mustSet(t, a, t0, k, v)
+		}
+		want[id] = kv
+		mustApply(t, per, t0, id, a.EncodeSnapshot())
+		mustApply(t, hub, t0, id, a.EncodeSnapshot())
+	}
+	trusted := newStoreLim(t, "rx2", 1, Limits{MaxPeers: n + 2})
+	if _, err := trusted.ApplyTrusted(t0, hub.EncodeSnapshot()); err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*Store{"per-author": per, "trusted": trusted} {
+		for id, kv := range want {
+			if got := strState(s.State(id)); !maps.Equal(got, kv) {
+				t.Fatalf("%s: %s holds %v, want %v", name, id, got, kv)
+			}
+		}
+		if err := checkInvariants(s); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
 	}
 }

@@ -496,7 +496,7 @@ func decodeEntries(r *reader, lim *Limits, d *decoded, n uint64, at loc) error {
 		if err != nil {
 			return err
 		}
-		if !utf8.Valid(key) {
+		if !ascii(key) && !utf8.Valid(key) {
 			return malformed(at, "key is not valid UTF-8")
 		}
 		if i > 0 && string(prev) >= string(key) {
@@ -544,6 +544,16 @@ func decodeEntries(r *reader, lim *Limits, d *decoded, n uint64, at loc) error {
 		}
 	}
 	return nil
+}
+
+// ascii reports whether b is all ASCII (and so valid UTF-8): the common case of a key,
+// checked without a call.
+func ascii(b []byte) bool {
+	var or byte
+	for _, c := range b {
+		or |= c
+	}
+	return or < utf8.RuneSelf
 }
 
 // Verify decodes data (a delta or a snapshot) without applying it, checks it against lim
