@@ -11,10 +11,11 @@ import (
 )
 
 // defaultSettle is the pause after a join, rejoin or leave before the next
-// measurement: members answer a hello with early heartbeats after a random
-// 0–50 ms and repeat that answer 600 ms later (room/doc.go, "Answering
-// newcomers"); each burst is N heartbeats relayed to everyone, and both
-// must have drained before the next measurement.
+// measurement: members whose view of the room differs from a hello's answer
+// it with early heartbeats after a random 0–50 ms and repeat that answer
+// 600 ms later (room/doc.go, "Answering newcomers"); such a burst is up to
+// N heartbeats relayed to everyone, and must have drained before the next
+// measurement.
 const defaultSettle = 1500 * time.Millisecond
 
 // warmUp publishes rounds of updates in both modes until two rounds in a
@@ -189,9 +190,9 @@ func leaveRun(ctx context.Context, o Options, c *cluster, rng *rand.Rand, res *N
 		if !waitUntil(ctx, wait, 5*time.Millisecond, c.fullPresence) {
 			return fmt.Errorf("room did not recover after a rejoin within %v", wait)
 		}
-		// Members answer the rejoin's hello with early heartbeats (and
-		// repeat them), relayed everywhere; let that drain so the next
-		// leave is measured in steady state.
+		// Members whose view differs answer the rejoin's hello with early
+		// heartbeats (and repeat them), relayed everywhere; let that drain
+		// so the next leave is measured in steady state.
 		sleepCtx(ctx, o.settle())
 	}
 	res.Leave.PerReceiver = dist(per)

@@ -151,10 +151,10 @@ func Report(w io.Writer, res *Results, command, imgDir string) error {
 		}
 		f("N=%d %v", r.N, r.ColdStart.Round(time.Millisecond))
 	}
-	f(".\n\nTraffic per join: bytes sent by all members (Convene protocols) and the newcomer from the dial until %v after everyone saw everyone (members answer a newcomer twice: at once and 600 ms later).\n", res.Opts.settle())
+	f(".\n\nTraffic per join: bytes sent by all members (Convene protocols) and the newcomer from the dial until %v after everyone saw everyone (a member answers a newcomer's hello, at once and again 600 ms later, only when the newcomer's view of the room differs from its own).\n", res.Opts.settle())
 	f("\n## Leave\n\nA random member calls `Room.Leave`; time from the call to `MemberLeft` (reason `left`) at each other member. "+
-		"It then rejoins; the next trial starts %v after its rejoin is visible everywhere, once the answers to its hello "+
-		"(sent at once and repeated 600 ms later) have drained.\n\n", res.Opts.settle())
+		"It then rejoins; the next trial starts %v after its rejoin is visible everywhere, once any answers to its hello "+
+		"(sent at once and repeated 600 ms later by members whose view differs) have drained.\n\n", res.Opts.settle())
 	f("| N | trials | per member p50 | p99 | max | everywhere p50 | max | raw p99 + 50 ms | wrong reason |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range res.PerN {
 		l := r.Leave
