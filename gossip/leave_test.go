@@ -144,8 +144,10 @@ func TestRouterCloseDeliversQueuedPublishes(t *testing.T) {
 	}
 	start := time.Now()
 	_ = b.r.Close()
-	if d := time.Since(start); d >= flushTimeout/2 {
-		t.Errorf("Router.Close took %v", d)
+	// Every message was routed, so Close must not have waited for the
+	// flush timeout (a loaded machine may still take a while to close).
+	if d := time.Since(start); d >= flushTimeout {
+		t.Errorf("Router.Close took %v: it waited for the flush timeout %v", d, flushTimeout)
 	}
 	got := make(map[string]bool)
 	ma.waitFor(t, 5*time.Second, "all of b's messages", func(ev room.NetEvent) bool {
@@ -275,7 +277,8 @@ func TestGoodbyeDeliveryBoundedByContextAndClose(t *testing.T) {
 	if err := ma.t.Publish(ctx, room.Message{Kind: room.KindLeave, Epoch: 1}); err != nil {
 		t.Fatalf("Publish(leave) to a silent peer: %v", err)
 	}
-	if d := time.Since(start); d < 200*time.Millisecond || d > time.Second {
+	// Bounded by ctx (200ms), not by leaveTimeout (2s).
+	if d := time.Since(start); d < 200*time.Millisecond || d >= leaveTimeout {
 		t.Fatalf("Publish(leave) with a 200ms context returned after %v", d)
 	}
 	if st := ma.t.Stats(); st.LeaveAcked != 0 || st.Published != 1 {
@@ -305,7 +308,8 @@ func TestGoodbyeDeliveryBoundedByContextAndClose(t *testing.T) {
 		if err != nil && !errors.Is(err, room.ErrNetworkClosed) {
 			t.Fatalf("Publish(leave) during Close = %v", err)
 		}
-		if d := time.Since(start); d > time.Second {
+		// Aborted by Close, not ended by leaveTimeout (2s).
+		if d := time.Since(start); d >= leaveTimeout {
 			t.Fatalf("Publish(leave) returned %v after Close", d)
 		}
 	case <-time.After(5 * time.Second):

@@ -148,6 +148,21 @@ func (q *queue) popLocked() (room.NetEvent, bool) {
 	return room.NetEvent{}, false
 }
 
+// tryNext returns the next event without waiting (ok false: none queued).
+// When it returns an event and more are queued, wake is signalled again.
+func (q *queue) tryNext() (room.NetEvent, bool, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return room.NetEvent{}, false, room.ErrNetworkClosed
+	}
+	ev, ok := q.popLocked()
+	if ok && (q.n > 0 || len(q.peers) > 0) {
+		q.signal()
+	}
+	return ev, ok, nil
+}
+
 func (q *queue) next(ctx context.Context) (room.NetEvent, error) {
 	for {
 		q.mu.Lock()
@@ -178,5 +193,6 @@ func (q *queue) close() {
 	if !q.closed {
 		q.closed = true
 		close(q.done)
+		q.signal() // a poller learns of the close through wake
 	}
 }

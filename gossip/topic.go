@@ -15,7 +15,10 @@ import (
 	"github.com/convene-p2p/convene/room"
 )
 
-var _ room.Network = (*Topic)(nil)
+var (
+	_ room.Network = (*Topic)(nil)
+	_ room.Poller  = (*Topic)(nil)
+)
 
 const (
 	// subBufferSize is pubsub's per-subscription buffer; the reader goroutine
@@ -164,6 +167,16 @@ func (t *Topic) Publish(ctx context.Context, m room.Message) error {
 func (t *Topic) Next(ctx context.Context) (room.NetEvent, error) {
 	return t.q.next(ctx)
 }
+
+// Ready and TryNext make the Topic a room.Poller: the room takes events
+// straight from the queue on its own loop. Ready receives a value when
+// events may be queued (and after Close); TryNext returns the next one in
+// Next's order without blocking, and room.ErrNetworkClosed after Close.
+// Use either Next or Ready/TryNext, not both.
+func (t *Topic) Ready() <-chan struct{} { return t.q.wake }
+
+// TryNext: see Ready.
+func (t *Topic) TryNext() (room.NetEvent, bool, error) { return t.q.tryNext() }
 
 // Serve sets the function that answers Fetch requests for this room; nil (or
 // never calling Serve) refuses them.

@@ -239,3 +239,31 @@ func (n *fakeNet) sent() []MessageKind {
 	}
 	return out
 }
+
+// pollNet is a fakeNet that is also a Poller: the room then takes events
+// from it on its loop instead of through its reader goroutine.
+type pollNet struct{ *fakeNet }
+
+var _ Poller = pollNet{}
+
+func (n pollNet) Ready() <-chan struct{} { return n.wake }
+
+func (n pollNet) TryNext() (NetEvent, bool, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return NetEvent{}, false, ErrNetworkClosed
+	}
+	if len(n.q) == 0 {
+		return NetEvent{}, false, nil
+	}
+	ev := n.q[0]
+	n.q = n.q[1:]
+	if len(n.q) > 0 {
+		select {
+		case n.wake <- struct{}{}:
+		default:
+		}
+	}
+	return ev, true, nil
+}

@@ -170,6 +170,21 @@ type FetchReply struct {
 	Relayed []NetEvent
 }
 
+// Poller is an optional extension of Network. A room whose network
+// implements it takes inbound events straight from it on its own loop,
+// with no reader goroutine and channel in between: one goroutine hand-off
+// less per delivered message.
+type Poller interface {
+	// Ready returns a channel that receives a value when events may be
+	// available (and after Close). Only the room reads it.
+	Ready() <-chan struct{}
+	// TryNext returns the next inbound event without blocking, in Next's
+	// order; ok is false if none is queued. If it returns an event and
+	// more are queued, Ready receives a value again. After Close it
+	// returns ErrNetworkClosed.
+	TryNext() (ev NetEvent, ok bool, err error)
+}
+
 // ErrNetworkClosed is returned by a Network after Close.
 var ErrNetworkClosed = errors.New("room: network closed")
 

@@ -19,6 +19,7 @@ const (
 	maxFetches   = 8   // concurrent Fetch calls per room
 	maxSendQueue = 256 // queued publishes before the oldest droppable one goes
 	inboundQueue = 64  // network events between the reader and the loop
+	pollBatch    = 256 // events taken from a Poller per wake-up
 	drainTimeout = 2 * time.Second
 )
 
@@ -37,7 +38,8 @@ type Room struct {
 	view atomic.Pointer[view]
 
 	reqs     chan request
-	inbound  chan NetEvent
+	inbound  chan NetEvent // nil with a Poller network
+	poll     Poller        // the network, if it is a Poller
 	fetchRes chan fetchResult
 	netGone  chan struct{} // closed by the reader when the network ends
 
@@ -112,7 +114,6 @@ func New(id string, self Identity, cfg Config, net Network, opts ...Option) (*Ro
 		log:      cfg.Logger,
 		hub:      newHub(id, o.watchBuffer),
 		reqs:     make(chan request),
-		inbound:  make(chan NetEvent, inboundQueue),
 		fetchRes: make(chan fetchResult),
 		netGone:  make(chan struct{}),
 		ctx:      ctx,
@@ -122,8 +123,14 @@ func New(id string, self Identity, cfg Config, net Network, opts ...Option) (*Ro
 	}
 	r.view.Store(m.view(nil))
 	net.Serve(r.serve)
-	r.wg.Add(2)
-	go r.readLoop()
+	if p, ok := net.(Poller); ok {
+		r.poll = p
+	} else {
+		r.inbound = make(chan NetEvent, inboundQueue)
+		r.wg.Add(1)
+		go r.readLoop()
+	}
+	r.wg.Add(1)
 	go r.send.run(ctx, &r.wg, net, r.log)
 	go r.run(m)
 	return r, nil
@@ -165,16 +172,14 @@ func (r *Room) serve() (Served, bool) {
 }
 
 // readLoop feeds network events to the loop until the network or the room
-// ends.
+// ends (networks that are not a Poller).
 func (r *Room) readLoop() {
 	defer r.wg.Done()
 	for {
 		ev, err := r.net.Next(r.ctx)
 		if err != nil {
 			if r.ctx.Err() == nil {
-				if !errors.Is(err, ErrNetworkClosed) {
-					r.log.Warn("room: network failed", "room", r.id, "err", err)
-				}
+				r.networkEnded(err)
 				close(r.netGone)
 			}
 			return
@@ -185,6 +190,28 @@ func (r *Room) readLoop() {
 			return
 		}
 	}
+}
+
+func (r *Room) networkEnded(err error) {
+	if !errors.Is(err, ErrNetworkClosed) {
+		r.log.Warn("room: network failed", "room", r.id, "err", err)
+	}
+}
+
+// pollEvents hands up to pollBatch queued events of a Poller network to
+// the machine; it reports an error if the network ended.
+func (r *Room) pollEvents(m *machine) error {
+	for range pollBatch {
+		ev, ok, err := r.poll.TryNext()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		r.handle(m, ev)
+	}
+	return nil // more are queued: Ready has a value again
 }
 
 // run is the room's loop: the only goroutine that touches the machine.
@@ -227,7 +254,11 @@ func (r *Room) run(m *machine) {
 		startFetches()
 		return out.destroy, ack
 	}
-	flush() // the hello
+	flush()                   // the hello
+	var ready <-chan struct{} // nil without a Poller: never selected
+	if r.poll != nil {
+		ready = r.poll.Ready()
+	}
 	for {
 		if d, ok := m.deadline(); ok && (armed.IsZero() || d.Before(armed)) {
 			armed = d
@@ -260,6 +291,17 @@ func (r *Room) run(m *machine) {
 				default:
 					more = false
 				}
+			}
+			destroy, _ = flush()
+		case <-ready:
+			// Everything queued (up to pollBatch) before one flush, as
+			// above.
+			if err := r.pollEvents(m); err != nil {
+				if r.ctx.Err() == nil {
+					r.networkEnded(err)
+				}
+				r.teardown(m, false)
+				return
 			}
 			destroy, _ = flush()
 		case res := <-r.fetchRes:
