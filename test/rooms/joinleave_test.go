@@ -217,7 +217,7 @@ func TestJoinSnapshotThroughOneConnectedMemberDoesNotWaitForHeartbeats(t *testin
 		rm := tn.Join(t, n, "one-hop")
 		start := time.Now()
 		tn.Connect(t, n.Host(), repos[k].Host())
-		if !within(deadline, func() bool { return allCursors(rm, rooms) }) {
+		if !tn.Within(deadline, func() bool { return allCursors(rm, rooms) }) {
 			var missing []string
 			for i, o := range rooms {
 				if rm.State(o.Self().Peer) == nil {
@@ -244,21 +244,4 @@ func TestJoinSnapshotThroughOneConnectedMemberDoesNotWaitForHeartbeats(t *testin
 			t.Fatal(err)
 		}
 	}
-}
-
-// within polls cond every millisecond for at most d and reports whether it
-// held. (Eventually fails the test instead.)
-func within(d time.Duration, cond func() bool) bool {
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			return false
-		case <-tick.C:
-		}
-	}
-	return true
 }

@@ -95,7 +95,7 @@ func partitionScenario(t *testing.T, leaky *bool) {
 	cutPartition(t, mn, hosts, sides)
 	// Every outbound GossipSub stream across the cut is reported closed
 	// within moments; one that stays open is mocknet's leak.
-	if !within(time.Second, func() bool { return crossStreams(hosts, tracers, sides) == 0 }) {
+	if !tn.Within(time.Second, func() bool { return crossStreams(hosts, tracers, sides) == 0 }) {
 		*leaky = true
 		t.Skipf("mocknet leak: %d GossipSub streams across the cut outlived their connections", crossStreams(hosts, tracers, sides))
 	}

@@ -176,6 +176,15 @@ func Peer(r *repo.Repo) room.PeerID { return r.Self().Peer }
 func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
+	if !Within(d, cond) {
+		t.Fatalf("timed out after %v waiting for %s", d, what)
+	}
+	return time.Since(start)
+}
+
+// Within polls cond every millisecond for at most d and reports whether it
+// held (Eventually fails the test instead).
+func Within(d time.Duration, cond func() bool) bool {
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	tick := time.NewTicker(time.Millisecond)
@@ -183,11 +192,11 @@ func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) ti
 	for !cond() {
 		select {
 		case <-deadline.C:
-			t.Fatalf("timed out after %v waiting for %s", d, what)
+			return false
 		case <-tick.C:
 		}
 	}
-	return time.Since(start)
+	return true
 }
 
 // Never observes cond for d (polling every millisecond) and fails the test
