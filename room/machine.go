@@ -117,8 +117,8 @@ const (
 type relayRecord struct {
 	signed []byte
 	epoch  uint64
-	ident  bool                // the member's latest hello/heartbeat
-	keys   map[string]struct{} // keys whose newest value (or deletion) this message holds
+	ident  bool     // the member's latest hello/heartbeat
+	keys   []string // keys whose newest value (or deletion) this message holds (≤ MaxKeysPerPeer)
 }
 
 // relays are a member's signed messages that together carry its current
@@ -591,18 +591,10 @@ func (m *machine) keepRelay(p PeerID, msg Message, signed []byte, changes []ephe
 		return
 	}
 	full := msg.Kind == KindHello || msg.Kind == KindHeartbeat
-	var keys map[string]struct{}
+	var keys []string
 	for _, ch := range changes {
-		if ch.Peer != p {
-			continue
-		}
-		for _, ks := range [][]string{ch.Added, ch.Updated, ch.Removed} {
-			for _, k := range ks {
-				if keys == nil {
-					keys = make(map[string]struct{})
-				}
-				keys[k] = struct{}{}
-			}
+		if ch.Peer == p {
+			keys = slices.Concat(keys, ch.Added, ch.Updated, ch.Removed)
 		}
 	}
 	if !full && len(keys) == 0 {
@@ -617,9 +609,7 @@ func (m *machine) keepRelay(p PeerID, msg Message, signed []byte, changes []ephe
 		if full {
 			r.ident = false
 		}
-		for k := range keys {
-			delete(r.keys, k)
-		}
+		r.keys = slices.DeleteFunc(r.keys, func(k string) bool { return slices.Contains(keys, k) })
 		if r.ident || len(r.keys) > 0 {
 			kept = append(kept, r)
 		}
