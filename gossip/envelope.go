@@ -36,6 +36,8 @@ const (
 	hdrPayload   = 0x40
 	hdrReserved  = 0x80
 	maxKnownKind = room.KindSuspect
+	// refuteMark is a refutation heartbeat's whole payload.
+	refuteMark = 0x01
 )
 
 var (
@@ -88,6 +90,18 @@ func EncodeMessage(m room.Message) ([]byte, error) {
 		}
 	} else if m.View != 0 {
 		return nil, fmt.Errorf("%w: view digest on a %v", ErrMalformed, m.Kind)
+	}
+	if m.Kind == room.KindHeartbeat {
+		// A refutation travels in the payload section: exactly the byte
+		// 0x01; a heartbeat has no other payload.
+		if len(m.Payload) > 0 {
+			return nil, fmt.Errorf("%w: heartbeat with payload", ErrMalformed)
+		}
+		if m.Refute {
+			m.Payload = []byte{refuteMark}
+		}
+	} else if m.Refute {
+		return nil, fmt.Errorf("%w: refutation mark on a %v", ErrMalformed, m.Kind)
 	}
 	keys, err := sortedMetaKeys(m.Meta)
 	if err != nil {
@@ -226,6 +240,12 @@ func DecodeMessage(data []byte) (room.Message, error) {
 			return room.Message{}, fmt.Errorf("%w: subject is %d bytes, limit %d", ErrTooLarge, len(p.b), MaxSubjectLen)
 		}
 		m.Subject, m.Payload = room.PeerID(p.b), nil
+	}
+	if m.Kind == room.KindHeartbeat && m.Payload != nil {
+		if len(m.Payload) != 1 || m.Payload[0] != refuteMark {
+			return room.Message{}, fmt.Errorf("%w: heartbeat payload is not a refutation mark", ErrMalformed)
+		}
+		m.Refute, m.Payload = true, nil
 	}
 	if m.Kind == room.KindHello && m.Payload != nil {
 		if len(m.Payload) != 8 {

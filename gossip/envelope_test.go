@@ -13,7 +13,7 @@ import (
 func sameMessage(a, b room.Message) bool {
 	return a.Kind == b.Kind && a.Epoch == b.Epoch && a.Name == b.Name &&
 		maps.Equal(a.Meta, b.Meta) && bytes.Equal(a.State, b.State) && bytes.Equal(a.Payload, b.Payload) &&
-		a.Subject == b.Subject && a.SubjectEpoch == b.SubjectEpoch && a.View == b.View
+		a.Subject == b.Subject && a.SubjectEpoch == b.SubjectEpoch && a.View == b.View && a.Refute == b.Refute
 }
 
 func TestEnvelopeRoundTrip(t *testing.T) {
@@ -35,6 +35,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			State: []byte{1, 2, 3},
 		}, 0},
 		{"heartbeat no state", room.Message{Kind: room.KindHeartbeat, Epoch: 1, Name: "Bob"}, 0},
+		{"refutation", room.Message{Kind: room.KindHeartbeat, Epoch: 7, State: []byte{1, 2}, Refute: true}, 1 + 1 + 1 + 2 + 1},
 		{"state and payload", room.Message{Kind: room.KindBroadcast, Epoch: 1, State: []byte{9}, Payload: []byte{8, 7}}, 1 + 1 + 1 + 1 + 2},
 		{"max epoch", room.Message{Kind: room.KindDelta, Epoch: ^uint64(0), State: []byte{0}}, 1 + 10 + 1},
 		{"limits", room.Message{
@@ -110,6 +111,9 @@ func TestEncodeMessageRejects(t *testing.T) {
 		{"subject on a heartbeat", room.Message{Kind: room.KindHeartbeat, Subject: "p"}, ErrMalformed},
 		{"view on a heartbeat", room.Message{Kind: room.KindHeartbeat, View: 1}, ErrMalformed},
 		{"hello with payload", room.Message{Kind: room.KindHello, Payload: []byte("x")}, ErrMalformed},
+		{"heartbeat with payload", room.Message{Kind: room.KindHeartbeat, Payload: []byte{1}}, ErrMalformed},
+		{"refutation mark on a delta", room.Message{Kind: room.KindDelta, State: []byte{1}, Refute: true}, ErrMalformed},
+		{"refutation mark on a hello", room.Message{Kind: room.KindHello, Refute: true}, ErrMalformed},
 		{"long name", room.Message{Kind: room.KindHello, Name: strings.Repeat("x", MaxNameLen+1)}, ErrTooLarge},
 		{"bad utf8 name", room.Message{Kind: room.KindHello, Name: "\xff"}, ErrMalformed},
 		{"empty meta key", room.Message{Kind: room.KindHello, Meta: map[string]string{"": "v"}}, ErrMalformed},
@@ -145,6 +149,8 @@ func TestDecodeMessageRejects(t *testing.T) {
 		{"hello view of 7 bytes", []byte{0x41, 0x01, 1, 2, 3, 4, 5, 6, 7}, ErrMalformed},
 		{"hello view of 9 bytes", []byte{0x41, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 9}, ErrMalformed},
 		{"hello zero view", []byte{0x41, 0x01, 0, 0, 0, 0, 0, 0, 0, 0}, ErrMalformed},
+		{"heartbeat payload 0x02", []byte{0x42, 0x01, 0x02}, ErrMalformed},
+		{"heartbeat payload of 2 bytes", []byte{0x42, 0x01, 0x01, 0x01}, ErrMalformed},
 		{"suspect without subject", []byte{0x46, 0x01, 0x01}, ErrMalformed},
 		{"suspect bad subject epoch", []byte{0x46, 0x01, 0x80}, ErrMalformed},
 		{"suspect with state", []byte{0x66, 0x01, 0x01, 0x01, 0x01, 'p'}, ErrMalformed},
@@ -243,6 +249,7 @@ func envelopeSeeds() [][]byte {
 		{Kind: room.KindBroadcast, Epoch: 5, State: []byte{1}, Payload: []byte("chat")},
 		{Kind: room.KindSuspect, Epoch: 6, Subject: "peer", SubjectEpoch: 1_767_225_600_000},
 		{Kind: room.KindHello, Epoch: 7, Name: "Ada", State: []byte{1}, View: 0xfeedface},
+		{Kind: room.KindHeartbeat, Epoch: 8, Name: "Ada", State: []byte{1}, Refute: true},
 	} {
 		b, err := EncodeMessage(m)
 		if err != nil {

@@ -87,9 +87,16 @@
 //     suspect (KindSuspect) naming it and its epoch. Members hold that
 //     incarnation for a refutation window (500ms, at most Timeout/2) and
 //     then drop it with ReasonTimeout unless they heard from it; the
-//     subject refutes a suspect about itself with an early heartbeat.
-//     Only members may accuse. So a crash is seen everywhere about 500ms
-//     after the victim's connections close, not after Timeout.
+//     subject refutes a suspect about itself with an early heartbeat
+//     marked Refute (the refutation). Only members may accuse. So a crash
+//     is seen everywhere about 500ms after the victim's connections
+//     close, not after Timeout. A suspect is void (suspicion.go) when it
+//     arrives within 30s after a refutation by that incarnation (whatever
+//     the order in which the suspect and the refutation travelled), or
+//     comes from an accuser one of whose accusations was refuted in the
+//     last 30s; one accuser holds at most 4 open suspicions, and each
+//     subject at most one. A member that answers every suspect it
+//     receives is therefore never dropped by one.
 //   - Membership: a peer becomes a member on its first valid hello,
 //     heartbeat, delta or fetch reply. A delta carries no identity: its
 //     author is admitted with an empty Name, and the room fetches its

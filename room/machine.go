@@ -97,12 +97,6 @@ type gone struct {
 	probed bool // removed by a failed probe: quarantine applies
 }
 
-// suspicion is a member under suspicion: dropped at due unless heard from
-// after since.
-type suspicion struct {
-	since, due time.Time
-}
-
 // source says where a membership message came from.
 type source uint8
 
@@ -151,6 +145,7 @@ type machine struct {
 	gone         map[PeerID]gone
 	goneSweep    time.Time
 	suspects     map[PeerID]suspicion // members suspected by others' probes
+	acc          accusations          // refutations, baseless accusers (suspicion.go)
 
 	nextHeartbeat time.Time // periodic heartbeat due (Joined only)
 	answerAt      time.Time // early heartbeat due; zero if none pending
@@ -292,6 +287,7 @@ func (m *machine) publishFull(now time.Time, kind MessageKind) {
 	if kind == KindHello {
 		msg.View = m.digest
 	}
+	msg.Refute = m.takeRefute() && kind == KindHeartbeat
 	m.publish(msg)
 	m.lastHeartbeat = now
 	if !m.repeatAt.IsZero() && !now.Before(m.repeatAt.Add(-m.cfg.PublishInterval)) {
@@ -422,6 +418,7 @@ func (m *machine) receive(now time.Time, from PeerID, msg Message, signed []byte
 	switch msg.Kind {
 	case KindHello, KindHeartbeat, KindDelta:
 		m.announce(now, from, msg, fromGossip, signed)
+		m.refutation(now, from, msg)
 	case KindLeave:
 		m.remoteLeave(now, from, msg.Epoch)
 	case KindBroadcast:
@@ -429,35 +426,6 @@ func (m *machine) receive(now time.Time, from PeerID, msg Message, signed []byte
 	case KindSuspect:
 		m.suspect(now, from, msg)
 	}
-}
-
-// suspect handles a member's report that its probe of msg.Subject failed.
-// Only current members may accuse, and only the subject's current
-// incarnation. The subject itself refutes with an early heartbeat; any
-// other member drops the subject after the refutation window unless it
-// hears from it in between. An accusation cannot remove a member that
-// keeps being heard: at worst it costs that member one heartbeat.
-func (m *machine) suspect(now time.Time, from PeerID, msg Message) {
-	accuser := m.members[from]
-	if accuser == nil || msg.Epoch != accuser.epoch {
-		return
-	}
-	accuser.heard = now
-	_ = m.store.Heard(now, from)
-	if msg.Subject == m.self.Peer {
-		if m.status == Joined && msg.SubjectEpoch == m.epoch() {
-			m.scheduleAnswer(now)
-		}
-		return
-	}
-	mem := m.members[msg.Subject]
-	if mem == nil || mem.epoch != msg.SubjectEpoch {
-		return
-	}
-	if _, ok := m.suspects[msg.Subject]; ok {
-		return
-	}
-	m.suspects[msg.Subject] = suspicion{since: now, due: now.Add(min(refuteWindow, m.cfg.Timeout/2))}
 }
 
 // stale reports whether a message of epoch e from p belongs to an
@@ -897,22 +865,7 @@ func (m *machine) advance(now time.Time) {
 	if len(m.gone) > 0 && !now.Before(m.goneSweep) {
 		m.sweepGone(now, false)
 	}
-	if len(m.suspects) > 0 {
-		var due []PeerID
-		for p, s := range m.suspects {
-			mem := m.members[p]
-			switch {
-			case mem == nil || mem.heard.After(s.since):
-				delete(m.suspects, p) // gone already, or refuted
-			case !now.Before(s.due):
-				due = append(due, p)
-			}
-		}
-		slices.Sort(due)
-		for _, p := range due {
-			m.removeMember(now, p, ReasonTimeout, m.members[p].epoch, false, nil)
-		}
-	}
+	m.expireSuspects(now)
 }
 
 // tick runs the timers due at now.

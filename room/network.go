@@ -68,7 +68,7 @@ func (k MessageKind) String() string {
 // Which fields are meaningful depends on Kind:
 //
 //	hello:            Epoch, Name, Meta, State (an ephemeral snapshot of the author's own state), View
-//	heartbeat:        Epoch, Name, Meta, State
+//	heartbeat:        Epoch, Name, Meta, State, Refute
 //	delta:            Epoch, State (an ephemeral delta)
 //	leave:            Epoch
 //	broadcast:        Epoch, Payload
@@ -86,6 +86,10 @@ type Message struct {
 	// View is a hello's digest of the member set its author knows, itself
 	// included (ViewDigest); 0 means not given.
 	View uint64
+	// Refute marks a heartbeat that answers a suspect about its author
+	// (the refutation): receivers void suspects about that incarnation
+	// for a while after it, whatever order they arrive in.
+	Refute bool
 }
 
 // ViewDigest is the digest of a member set that a hello carries in View:

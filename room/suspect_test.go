@@ -2,6 +2,7 @@ package room
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -20,6 +21,10 @@ func suspectRoom(t *testing.T) (a, b, c *tm) {
 		x.deliver(t0, a, a.heartbeat())
 		x.out()
 	}
+	// c knows a and b as members too (a through relays), so it takes b's
+	// accusations seriously.
+	c.deliver(t0, b, b.heartbeat())
+	c.deliver(t0, a, a.heartbeat())
 	c.out()
 	return a, b, c
 }
@@ -126,5 +131,182 @@ func TestMachineSuspectIgnoredFromStrangersAndForOtherIncarnations(t *testing.T)
 	a.deliver(at.Add(refuteWindow/2), b, Message{Kind: KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
 	if s := a.suspects["c"]; !s.due.Equal(at.Add(refuteWindow)) {
 		t.Errorf("due %v, want %v", s.due.Sub(t0), at.Add(refuteWindow).Sub(t0))
+	}
+}
+
+// left returns the members x dropped in outs.
+func left(outs []output) []string {
+	var out []string
+	for _, o := range outs {
+		for _, ev := range o.events {
+			if ev.Type == MemberLeft {
+				out = append(out, string(ev.Member.Peer))
+			}
+		}
+	}
+	return out
+}
+
+// refutationOf runs the subject c from at until it publishes its
+// refutation of a suspect it was given, and returns it.
+func refutationOf(t *testing.T, c *tm, at time.Time, suspect Message) (Message, time.Time) {
+	t.Helper()
+	c.deliver(at, accuserOf(c, suspect), suspect)
+	times, outs := c.run(at, at.Add(refuteWindow))
+	for i, o := range outs {
+		for _, m := range o.publish {
+			if m.Kind == KindHeartbeat {
+				if !m.Refute {
+					t.Fatalf("c's answer to a suspect is not marked Refute: %+v", m)
+				}
+				return m, times[i]
+			}
+		}
+	}
+	t.Fatal("c did not refute")
+	return Message{}, time.Time{}
+}
+
+// accuserOf is a stand-in for the suspect's author b in suspectRoom (a
+// delivery needs only the author's peer ID).
+func accuserOf(c *tm, _ Message) *tm {
+	return &tm{machine: &machine{self: Identity{Peer: "b"}}, t: c.t}
+}
+
+// Issue 15, 1: a suspect that the observer receives after the subject's
+// refutation (the subject saw it first, answered, and will never see it
+// again: pubsub dropped the later copies as duplicates) is void; so are
+// bursts of any size, before and after the refutation, from one accuser or
+// several. Before the fix the late suspect opened a new window that
+// nothing answered, and the observer dropped the live subject.
+func TestMachineSuspectBurstsAroundARefutationNeverDropALiveMember(t *testing.T) {
+	for _, size := range []int{1, 2, 50, 500} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			a, b, c := suspectRoom(t)
+			// More accusers: members d0..d9.
+			cfg := testConfig()
+			var ds []*tm
+			for i := range 10 {
+				d := newTM(t, fmt.Sprintf("d%d", i), 1, cfg)
+				a.deliver(t0, d, d.heartbeat())
+				ds = append(ds, d)
+			}
+			a.out()
+			accuse := func(now time.Time, n int) {
+				for i := range n {
+					from := b
+					if i%2 == 1 {
+						from = ds[i%len(ds)]
+					}
+					a.deliver(now, from, Message{Kind: KindSuspect, Epoch: from.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
+				}
+			}
+			at := t0.Add(time.Second)
+			for _, d := range ds {
+				a.deliver(at, d, d.heartbeat()) // alive through the test
+			}
+			// Before the refutation.
+			accuse(at, size)
+			suspect := Message{Kind: KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()}
+			ref, when := refutationOf(t, c, at, suspect)
+			_, outs := a.run(at, when.Add(5*time.Millisecond))
+			a.deliver(when.Add(5*time.Millisecond), c, ref)
+			// After it: the same burst again, arriving late, and again
+			// after half a window, and once more after a full window.
+			late := when.Add(10 * time.Millisecond)
+			accuse(late, size)
+			accuse(late.Add(refuteWindow/2), size)
+			accuse(late.Add(2*refuteWindow), size)
+			_, more := a.run(late, late.Add(5*refuteWindow))
+			outs = append(outs, more...)
+			eq(t, "dropped", left(outs), nil)
+			eq(t, "members", a.memberIDs(), []string{"a", "b", "c", "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9"})
+			if a.acc.voided == 0 {
+				t.Errorf("no suspect was voided")
+			}
+		})
+	}
+}
+
+// The suspect that reaches the observer only after the refutation, with no
+// suspicion open there before (the accuser sent it to the subject first):
+// void as well.
+func TestMachineSuspectArrivingOnlyAfterTheRefutationIsVoid(t *testing.T) {
+	a, b, c := suspectRoom(t)
+	at := t0.Add(time.Second)
+	suspect := Message{Kind: KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()}
+	ref, when := refutationOf(t, c, at, suspect)
+	a.deliver(when, c, ref)
+	a.deliver(when.Add(300*time.Millisecond), b, suspect)
+	_, outs := a.run(when, when.Add(3*refuteWindow))
+	eq(t, "dropped", left(outs), nil)
+	eq(t, "members", a.memberIDs(), []string{"a", "b", "c"})
+
+	// The hold ends: a suspect long after the refutation counts again
+	// (c may have crashed since), from an accuser that is not baseless.
+	cfg := testConfig()
+	e := newTM(t, "e", 1, cfg)
+	later := when.Add(suspectHold + time.Second)
+	a.deliver(later.Add(-time.Millisecond), e, e.heartbeat())
+	a.deliver(later.Add(-time.Millisecond), c, c.heartbeat())
+	a.deliver(later.Add(-time.Millisecond), b, b.heartbeat())
+	a.deliver(later, e, Message{Kind: KindSuspect, Epoch: e.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
+	_, outs = a.run(later, later.Add(2*refuteWindow))
+	eq(t, "dropped after the hold", left(outs), []string{"c"})
+}
+
+// A refuted accusation makes its accuser baseless: its suspects about
+// anyone are ignored for suspectHold; one accuser holds at most
+// maxSuspectsPerAccuser open suspicions.
+func TestMachineBaselessAccuserIgnoredAndOpenSuspicionsBounded(t *testing.T) {
+	a, b, c := suspectRoom(t)
+	cfg := testConfig()
+	var ds []*tm
+	for i := range maxSuspectsPerAccuser + 2 {
+		d := newTM(t, fmt.Sprintf("d%d", i), 1, cfg)
+		a.deliver(t0, d, d.heartbeat())
+		ds = append(ds, d)
+	}
+	at := t0.Add(time.Second)
+	for _, d := range ds {
+		a.deliver(at, b, Message{Kind: KindSuspect, Epoch: b.epoch(), Subject: d.self.Peer, SubjectEpoch: d.epoch()})
+	}
+	if n := len(a.suspects); n != maxSuspectsPerAccuser {
+		t.Fatalf("%d open suspicions from one accuser, want %d", n, maxSuspectsPerAccuser)
+	}
+	// Every suspected d answers (a plain heartbeat counts as a sign of life).
+	for _, d := range ds {
+		a.deliver(at.Add(10*time.Millisecond), d, d.heartbeat())
+	}
+	_, outs := a.run(at, at.Add(20*time.Millisecond))
+	eq(t, "dropped", left(outs), nil)
+	// b is now baseless: its accusation of c, which really is silent from
+	// here on, is ignored.
+	a.deliver(at.Add(100*time.Millisecond), b, Message{Kind: KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
+	if len(a.suspects) != 0 {
+		t.Fatalf("a baseless accuser opened a suspicion: %v", a.suspects)
+	}
+}
+
+// The subject marks exactly its answer to a suspect as a refutation: the
+// next regular heartbeat is not one.
+func TestMachineRefutationIsMarkedOnce(t *testing.T) {
+	_, b, c := suspectRoom(t)
+	at := t0.Add(time.Second)
+	_, when := refutationOf(t, c, at, Message{Kind: KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
+	_, outs := c.run(when.Add(time.Millisecond), when.Add(3*testConfig().HeartbeatInterval))
+	n := 0
+	for _, o := range outs {
+		for _, m := range o.publish {
+			if m.Kind == KindHeartbeat {
+				n++
+				if m.Refute {
+					t.Errorf("a later heartbeat is marked Refute")
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no later heartbeat")
 	}
 }

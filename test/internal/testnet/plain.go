@@ -3,6 +3,7 @@ package testnet
 import (
 	"context"
 	"encoding/binary"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,7 +160,7 @@ func State(t testing.TB, p peer.ID, epoch uint64, kv ...string) []byte {
 func Signed(t testing.TB, roomID string, from peer.ID, key crypto.PrivKey, data []byte) *pb.Message {
 	t.Helper()
 	seq := make([]byte, 8)
-	binary.BigEndian.PutUint64(seq, uint64(time.Now().UnixNano()))
+	binary.BigEndian.PutUint64(seq, nextSeqno())
 	topic := gossip.TopicName(roomID)
 	m := &pb.Message{From: []byte(from), Data: data, Seqno: seq, Topic: &topic}
 	raw, err := proto.Marshal(m)
@@ -179,17 +180,41 @@ func Signed(t testing.TB, roomID string, from peer.ID, key crypto.PrivKey, data 
 	return m
 }
 
+var lastSeqno atomic.Uint64
+
+// nextSeqno is a pubsub seqno that no earlier call returned: the time in
+// ns, or one more than the last one (a tight loop can outrun the clock).
+func nextSeqno() uint64 {
+	for {
+		last := lastSeqno.Load()
+		next := max(uint64(time.Now().UnixNano()), last+1)
+		if lastSeqno.CompareAndSwap(last, next) {
+			return next
+		}
+	}
+}
+
 // Injector is a bare libp2p host, running no pubsub, that writes raw
 // GossipSub RPCs to peers: replays of captured signed messages, forged
 // or unsigned messages, and bytes that are not RPCs at all.
 type Injector struct {
 	Host host.Host
+	Key  crypto.PrivKey // the host's identity: messages it signs are its own
 }
 
 // NewInjector starts a bare loopback host, closed at cleanup.
 func NewInjector(t testing.TB) *Injector {
 	t.Helper()
-	return &Injector{Host: bareHost(t)}
+	key := Key(t)
+	return &Injector{Host: bareHost(t, libp2p.Identity(key)), Key: key}
+}
+
+// Own returns data as a pubsub message on room roomID authored and validly
+// signed by the injector itself (a distinct seqno per call): what an
+// admitted but hostile member publishes.
+func (in *Injector) Own(t testing.TB, roomID string, data []byte) *pb.Message {
+	t.Helper()
+	return Signed(t, roomID, in.Host.ID(), in.Key, data)
 }
 
 // SendRPC opens a GossipSub stream to target and writes one RPC
