@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,11 +17,21 @@ import (
 	"github.com/convene-p2p/convene/room"
 )
 
-// presence returns an ephemeral snapshot of id's own state with the given
-// key/value pairs, as id's store would encode it.
+// stateEpoch is the epoch of presence's snapshots: an envelope carrying
+// one must have the same epoch.
+const stateEpoch = 1_767_225_600_000
+
+// presence returns an ephemeral snapshot of id's own state at stateEpoch
+// with the given key/value pairs, as id's store would encode it.
 func presence(t testing.TB, id peer.ID, kv ...string) []byte {
 	t.Helper()
-	s, err := ephemeral.New(ephemeral.Config{Self: ephemeral.PeerID(id), Epoch: 1_767_225_600_000})
+	return presenceAt(t, id, stateEpoch, kv...)
+}
+
+// presenceAt is presence at the given epoch.
+func presenceAt(t testing.TB, id peer.ID, epoch uint64, kv ...string) []byte {
+	t.Helper()
+	s, err := ephemeral.New(ephemeral.Config{Self: ephemeral.PeerID(id), Epoch: epoch})
 	if err != nil {
 		t.Fatalf("ephemeral.New: %v", err)
 	}
@@ -56,7 +67,7 @@ func TestFetchReturnsServedState(t *testing.T) {
 	ctx := context.Background()
 
 	hb := room.Message{
-		Kind: room.KindHeartbeat, Epoch: 42, Name: "Bob", Meta: map[string]string{"color": "blue"},
+		Kind: room.KindHeartbeat, Epoch: stateEpoch, Name: "Bob", Meta: map[string]string{"color": "blue"},
 		State: presence(t, b.id(), "cursor", `{"x":1,"y":2}`),
 	}
 	mb.t.Serve(func() (room.Served, bool) { return room.Served{State: hb}, true })
@@ -123,7 +134,7 @@ func TestFetchRejectsForgedReply(t *testing.T) {
 		{"wrong kind", encode(room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: []byte("x")}), ErrMalformed, true},
 		{"undecodable state", encode(room.Message{Kind: room.KindHeartbeat, Epoch: 1, State: []byte{0xff, 0xfe, 0xfd}}), ErrMalformed, true},
 		{"garbage envelope", encodeFetchReply(fetchOK, []byte{0xff, 0x01}, nil, 4096), ErrMalformed, true},
-		{"oversized envelope", encode(room.Message{Kind: room.KindHeartbeat, Epoch: 1, Payload: make([]byte, 5000)}), ErrTooLarge, false},
+		{"oversized envelope", encode(room.Message{Kind: room.KindHeartbeat, Epoch: 1, Name: "x", Meta: map[string]string{"a": strings.Repeat("v", 1000), "b": strings.Repeat("v", 1000), "c": strings.Repeat("v", 1000), "d": strings.Repeat("v", 1000), "e": strings.Repeat("v", 1000)}}), ErrTooLarge, false},
 		{"unknown status", []byte{0x7f}, ErrMalformed, false},
 	}
 	for _, tc := range tests {

@@ -397,7 +397,7 @@ func TestRouterCloseLeavesHostRunningAndClean(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "subscriptions", func() bool { return len(routers[0].Peers("lobby")) == 1 })
 	topics[1].Serve(func() (room.Served, bool) {
-		return room.Served{State: room.Message{Kind: room.KindHeartbeat, Epoch: 1}}, true
+		return room.Served{State: room.Message{Kind: room.KindHeartbeat, Epoch: stateEpoch, State: presence(t, hb.ID())}}, true
 	})
 	if _, err := topics[0].Fetch(context.Background(), room.PeerID(hb.ID())); err != nil {
 		t.Fatal(err)

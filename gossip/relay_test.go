@@ -55,7 +55,7 @@ func TestFetchRelaysOnlyVerifiedSignedMessages(t *testing.T) {
 	oc.waitPeerUp(t, 5*time.Second, b.id())
 	ctx := context.Background()
 
-	hb := room.Message{Kind: room.KindHeartbeat, Epoch: 7, Name: "Carol", State: presence(t, c.id(), "cursor", `{"x":3}`)}
+	hb := room.Message{Kind: room.KindHeartbeat, Epoch: stateEpoch, Name: "Carol", State: presence(t, c.id(), "cursor", `{"x":3}`)}
 	if err := mc.t.Publish(ctx, hb); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestFetchRelaysOnlyVerifiedSignedMessages(t *testing.T) {
 	if err := proto.Unmarshal(got.Signed, &tampered); err != nil {
 		t.Fatal(err)
 	}
-	tampered.Data = mustEncode(t, room.Message{Kind: room.KindHeartbeat, Epoch: 7, Name: "Mallory", State: presence(t, c.id(), "cursor", `{"x":666}`)})
+	tampered.Data = mustEncode(t, room.Message{Kind: room.KindHeartbeat, Epoch: stateEpoch, Name: "Mallory", State: presence(t, c.id(), "cursor", `{"x":666}`)})
 	tamperedBytes, err := proto.Marshal(&tampered)
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +96,7 @@ func TestFetchRelaysOnlyVerifiedSignedMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged := mustEncode(t, room.Message{Kind: room.KindHeartbeat, Epoch: 8, Name: "Carol", State: presence(t, c.id(), "cursor", `{"x":666}`)})
+	forged := mustEncode(t, room.Message{Kind: room.KindHeartbeat, Epoch: stateEpoch + 1, Name: "Carol", State: presenceAt(t, c.id(), stateEpoch+1, "cursor", `{"x":666}`)})
 	lobby := TopicName("lobby")
 	relayed := [][]byte{
 		got.Signed,    // genuine
@@ -109,7 +109,7 @@ func TestFetchRelaysOnlyVerifiedSignedMessages(t *testing.T) {
 		signAs(t, evil, evilKey, lobby, mustEncode(t, room.Message{Kind: room.KindLeave, Epoch: 1}), false), // valid, wrong kind
 	}
 	mb.t.Serve(func() (room.Served, bool) {
-		return room.Served{State: room.Message{Kind: room.KindHeartbeat, Epoch: 1}, Relayed: relayed}, true
+		return room.Served{State: room.Message{Kind: room.KindHeartbeat, Epoch: stateEpoch, State: presence(t, b.id())}, Relayed: relayed}, true
 	})
 	reply, err := ma.t.Fetch(ctx, room.PeerID(b.id()))
 	if err != nil {

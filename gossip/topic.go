@@ -265,9 +265,10 @@ func (t *Topic) validate(_ context.Context, src peer.ID, msg *pubsub.Message) pu
 }
 
 // check applies every content check to an encoded envelope authored by
-// author: size, envelope decoding, a suspect's subject (a peer ID), and the
+// author: size, envelope decoding, a suspect's subject (a peer ID), the
 // presence state (ephemeral.Verify: decodable, within Limits, describing
-// author only).
+// author only), and the envelope's tie to it (checkPresence: present
+// exactly on hello/heartbeat/delta, of the right kind, same epoch).
 func (r *Router) check(data []byte, author peer.ID) (room.Message, error) {
 	if len(data) > r.cfg.MaxMessageSize {
 		return room.Message{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), r.cfg.MaxMessageSize)
@@ -297,6 +298,9 @@ func (r *Router) check(data []byte, author peer.ID) (room.Message, error) {
 				return room.Message{}, fmt.Errorf("%w: state: %w", ErrMalformed, err)
 			}
 		}
+	}
+	if err := checkPresence(m); err != nil {
+		return room.Message{}, err
 	}
 	return m, nil
 }

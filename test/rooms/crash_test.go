@@ -104,8 +104,9 @@ func TestSilentMemberExpiresAfterTimeout(t *testing.T) {
 	x := tn.NewPlain(t, "silent")
 	tn.Connect(t, x.Host, b.Host())
 	x.WaitPeers(t, 1)
-	x.Publish(t, tn.Encode(t, room.Message{Kind: room.KindHello, Epoch: uint64(time.Now().UnixMilli()), Name: "Hung",
-		State: tn.State(t, x.ID(), uint64(time.Now().UnixMilli()), "cursor", `{"x":1}`)}))
+	epoch := uint64(time.Now().UnixMilli())
+	x.Publish(t, tn.Encode(t, room.Message{Kind: room.KindHello, Epoch: epoch, Name: "Hung",
+		State: tn.State(t, x.ID(), epoch, "cursor", `{"x":1}`)}))
 	px := room.PeerID(x.ID())
 	joined := rec.WaitFor(t, tn.Wait, "B admits the silent peer", tn.MemberJoined(px))
 	left := rec.WaitFor(t, cfg.Timeout+tn.Wait, "B drops the silent peer", tn.MemberLeft(px))
