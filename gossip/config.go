@@ -91,7 +91,9 @@ type Config struct {
 	// may override tunables (e.g. WithDirectPeers, WithRawTracer,
 	// WithEventTracer, WithValidateQueueSize). The signature policy is
 	// always StrictSign (re-applied last); WithPeerScore,
-	// WithPeerScoreInspect and WithSubscriptionFilter must not be passed.
+	// WithPeerScoreInspect, WithSubscriptionFilter and
+	// WithAppSpecificRpcInspector (the pre-check, precheck.go) must not be
+	// passed.
 	Options []pubsub.Option
 
 	// Logger receives the logs of this package and of pubsub. Nil means the

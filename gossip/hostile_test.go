@@ -175,7 +175,7 @@ func TestHostilePeersAreRejectedCountedAndPenalised(t *testing.T) {
 	for i, n := range honest {
 		eventually(t, 5*time.Second, fmt.Sprintf("node %d counters", i), func() bool {
 			st := n.r.Stats()
-			return st.Malformed >= 1 && st.Oversized >= 1 && st.WrongAuthor >= 1 && st.RateLimited >= 1
+			return st.Malformed >= 1 && st.Oversized >= 1 && st.WrongAuthor >= 1 && st.RateLimited+st.PreLimited >= 1
 		})
 		t.Logf("honest node %d stats: %+v", i, n.r.Stats())
 	}

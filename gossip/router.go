@@ -43,6 +43,7 @@ type Router struct {
 	fetchSem chan struct{}
 	leaveSem chan struct{}
 	rateViol *rateViolations
+	pre      *precheck
 	sent     *sendTracker
 
 	scoreMu sync.Mutex
@@ -84,13 +85,15 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Router, error) {
 		streams:  make(map[network.Stream]struct{}),
 		rateViol: newRateViolations(pubsub.ScoreParameterDecay(invalidDecayWindow), 4096),
 	}
+	r.pre = newPrecheck(cfg.Rate, cfg.Burst, 4*cfg.maxTrackedAuthors(), r.rateViol, &r.stats)
 	scoreParams, thresholds := peerScoreParams(r.rateViol.score)
 	opts := []pubsub.Option{
 		pubsub.WithGossipSubParams(*cfg.Params),
 		pubsub.WithFloodPublish(!cfg.DisableFloodPublish),
 		pubsub.WithPeerExchange(false),
 		pubsub.WithSeenMessagesTTL(seenTTL),
-		pubsub.WithValidateQueueSize(256),
+		pubsub.WithValidateQueueSize(validateQueueSize),
+		pubsub.WithAppSpecificRpcInspector(r.pre.inspect),
 		pubsub.WithPeerOutboundQueueSize(128),
 		pubsub.WithSubscriptionFilter(pubsub.WrapLimitSubscriptionFilter(roomFilter{}, maxSubscriptionsPerRPC)),
 		pubsub.WithPeerScore(scoreParams, thresholds),

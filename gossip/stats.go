@@ -33,6 +33,13 @@ type Stats struct {
 	// Dropped counts accepted messages dropped because the consumer of Next
 	// lagged and the queue was full.
 	Dropped uint64
+	// PreLimited counts message copies dropped before validation by the
+	// pre-check: over the rate of their (forwarding peer, claimed author)
+	// pair (docs/PROTOCOL.md 2.5). They cost no signature check and no
+	// validation-queue slot; being unverified, they are counted per copy,
+	// and a copy of the same message from another forwarder may still be
+	// accepted.
+	PreLimited uint64
 	// FetchServed counts Fetch requests answered with state; FetchRefused
 	// those answered "not in room", "refused" or "busy".
 	FetchServed, FetchRefused uint64
@@ -67,6 +74,7 @@ const (
 	cWrongAuthor
 	cRateLimited
 	cDropped
+	cPreLimited
 	cFetchServed
 	cFetchRefused
 	cFetchInvalid
@@ -89,6 +97,7 @@ func (c *counters) snapshot() Stats {
 		WrongAuthor:  c[cWrongAuthor].Load(),
 		RateLimited:  c[cRateLimited].Load(),
 		Dropped:      c[cDropped].Load(),
+		PreLimited:   c[cPreLimited].Load(),
 		FetchServed:  c[cFetchServed].Load(),
 		FetchRefused: c[cFetchRefused].Load(),
 		FetchInvalid: c[cFetchInvalid].Load(),

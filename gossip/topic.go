@@ -75,6 +75,8 @@ func (r *Router) openTopic(roomID string) (_ *Topic, err error) {
 			}
 		}
 	}()
+	r.pre.track(t.name, t)
+	undo = append(undo, func() { r.pre.track(t.name, nil) })
 	// The validator is in place before the subscription exists, so that no
 	// message is ever delivered unvalidated.
 	if err := r.ps.RegisterTopicValidator(t.name, pubsub.ValidatorEx(t.validate), pubsub.WithValidatorInline(true)); err != nil {
@@ -221,6 +223,7 @@ func (t *Topic) Close() error {
 		if verr := t.r.ps.UnregisterTopicValidator(t.name); err == nil {
 			err = verr
 		}
+		t.r.pre.track(t.name, nil)
 		t.r.removeTopic(t)
 		if err != nil {
 			t.closeErr = fmt.Errorf("gossip: close %q: %w", t.roomID, err)

@@ -193,6 +193,10 @@ func p2pAddrs(h host.Host) []multiaddr.Multiaddr {
 // the rate limit). See gossip.Stats.
 func (r *Repo) Stats() gossip.Stats { return r.router.Stats() }
 
+// PeerScores returns the GossipSub peer scores of the Repo's router
+// (gossip.Router.PeerScores: refreshed every second, below -80 graylisted).
+func (r *Repo) PeerScores() map[peer.ID]float64 { return r.router.PeerScores() }
+
 // MDNSError reports why LAN discovery (mDNS) is not running although it was
 // asked for (for example: no up interface with multicast), or nil. It is
 // always nil on a caller's host (Config.Libp2pHost) and with mDNS off.

@@ -24,7 +24,7 @@ type honest struct {
 	tr *tn.Tracer
 }
 
-func newHonest(t *testing.T, name, roomID string) *honest {
+func newHonest(t testing.TB, name, roomID string) *honest {
 	cfg := tn.Config(name)
 	tr := &tn.Tracer{}
 	cfg.Gossip.Options = []pubsub.Option{pubsub.WithRawTracer(tr)}

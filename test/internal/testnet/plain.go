@@ -3,6 +3,7 @@ package testnet
 import (
 	"context"
 	"encoding/binary"
+	"io"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"google.golang.org/protobuf/proto"
@@ -209,6 +211,19 @@ func NewInjector(t testing.TB) *Injector {
 	return &Injector{Host: bareHost(t, libp2p.Identity(key)), Key: key}
 }
 
+// Listen makes the injector accept GossipSub streams (it reads and drops
+// whatever arrives), so that peers' pubsub completes its side of the
+// session and tracks the injector as a peer: its score, penalties and
+// graylisting then apply to it as to any GossipSub node.
+func (in *Injector) Listen() {
+	for _, id := range pubsub.GossipSubDefaultProtocols {
+		in.Host.SetStreamHandler(id, func(s network.Stream) {
+			_, _ = io.Copy(io.Discard, s)
+			_ = s.Reset()
+		})
+	}
+}
+
 // Own returns data as a pubsub message on room roomID authored and validly
 // signed by the injector itself (a distinct seqno per call): what an
 // admitted but hostile member publishes.
@@ -229,6 +244,28 @@ func (in *Injector) SendRPC(t testing.TB, target host.Host, roomID string, msgs 
 		t.Fatal(err)
 	}
 	in.SendRaw(t, target, binary.AppendUvarint(nil, uint64(len(raw))), raw)
+}
+
+// SendBatches opens one GossipSub stream to target and writes one RPC per
+// batch, back to back (the first also announcing the subscription to room
+// roomID): a flood as fast as the stream takes it.
+func (in *Injector) SendBatches(t testing.TB, target host.Host, roomID string, batches ...[]*pb.Message) {
+	t.Helper()
+	topic := gossip.TopicName(roomID)
+	sub := true
+	var chunks [][]byte
+	for i, msgs := range batches {
+		rpc := &pb.RPC{Publish: msgs}
+		if i == 0 {
+			rpc.Subscriptions = []*pb.RPC_SubOpts{{Subscribe: &sub, Topicid: &topic}}
+		}
+		raw, err := proto.Marshal(rpc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunks = append(chunks, append(binary.AppendUvarint(nil, uint64(len(raw))), raw...))
+	}
+	in.SendRaw(t, target, chunks...)
 }
 
 // SendRaw opens a GossipSub stream to target and writes the given chunks

@@ -16,6 +16,8 @@ type Tracer struct {
 	mu         sync.Mutex
 	received   map[string]int
 	rejected   map[string]int // by pubsub's reason
+	rejFrom    map[rejKey]int // by reason and author
+	delivered  map[peer.ID]int
 	duplicates int
 	streams    map[peer.ID]int // outbound GossipSub streams opened minus closed
 	mesh       map[string]map[peer.ID]bool
@@ -102,7 +104,37 @@ func (*Tracer) RemovePeer(peer.ID)              {}
 func (*Tracer) Join(string)                     {}
 func (*Tracer) Leave(string)                    {}
 func (*Tracer) ValidateMessage(*pubsub.Message) {}
-func (*Tracer) DeliverMessage(*pubsub.Message)  {}
+// DeliverMessage implements pubsub.RawTracer: it counts delivered
+// (validated, first-copy) messages per author.
+func (tr *Tracer) DeliverMessage(m *pubsub.Message) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.delivered == nil {
+		tr.delivered = make(map[peer.ID]int)
+	}
+	tr.delivered[m.GetFrom()]++
+}
+
+// Delivered returns how many messages authored by from pubsub delivered
+// (accepted by validation, duplicates not counted).
+func (tr *Tracer) Delivered(from peer.ID) int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.delivered[from]
+}
+
+type rejKey struct {
+	reason string
+	from   peer.ID
+}
+
+// RejectedFrom returns how many messages authored by from pubsub rejected
+// for reason.
+func (tr *Tracer) RejectedFrom(reason string, from peer.ID) int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.rejFrom[rejKey{reason, from}]
+}
 
 // Rejected returns how many messages pubsub rejected for reason (one of
 // pubsub's Reject* constants, e.g. pubsub.RejectInvalidSignature).
@@ -120,13 +152,15 @@ func (tr *Tracer) Duplicates() int {
 }
 
 // RejectMessage implements pubsub.RawTracer.
-func (tr *Tracer) RejectMessage(_ *pubsub.Message, reason string) {
+func (tr *Tracer) RejectMessage(m *pubsub.Message, reason string) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	if tr.rejected == nil {
 		tr.rejected = make(map[string]int)
+		tr.rejFrom = make(map[rejKey]int)
 	}
 	tr.rejected[reason]++
+	tr.rejFrom[rejKey{reason, m.GetFrom()}]++
 }
 
 // DuplicateMessage implements pubsub.RawTracer.
