@@ -104,6 +104,7 @@ func (*Tracer) RemovePeer(peer.ID)              {}
 func (*Tracer) Join(string)                     {}
 func (*Tracer) Leave(string)                    {}
 func (*Tracer) ValidateMessage(*pubsub.Message) {}
+
 // DeliverMessage implements pubsub.RawTracer: it counts delivered
 // (validated, first-copy) messages per author.
 func (tr *Tracer) DeliverMessage(m *pubsub.Message) {
