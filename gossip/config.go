@@ -22,6 +22,7 @@ const (
 	DefaultQueueSize            = 1024
 	DefaultFetchTimeout         = 5 * time.Second
 	DefaultMaxConcurrentFetches = 32
+	DefaultInvalidBan           = 10 * time.Second
 
 	// maxMessageSizeLimit keeps an envelope, with the pubsub message and RPC
 	// framing around it, below pubsub's own 1 MiB frame limit.
@@ -87,6 +88,12 @@ type Config struct {
 	// DefaultMaxConcurrentFetches.
 	MaxConcurrentFetches int
 
+	// InvalidBan is how long an author is banned for its first rejected
+	// (malformed, oversized or wrongly attributed) message; each further
+	// one doubles it, up to 10 minutes (bans.go, docs/PROTOCOL.md 2.6.2).
+	// Zero means DefaultInvalidBan (10 s).
+	InvalidBan time.Duration
+
 	// Options are passed to pubsub.NewGossipSub after Convene's own, so they
 	// may override tunables (e.g. WithDirectPeers, WithRawTracer,
 	// WithEventTracer, WithValidateQueueSize). The signature policy is
@@ -149,6 +156,7 @@ func (cfg Config) validate() (Config, error) {
 		orDefault(&cfg.QueueSize, DefaultQueueSize, "QueueSize"),
 		orDefault(&cfg.FetchTimeout, DefaultFetchTimeout, "FetchTimeout"),
 		orDefault(&cfg.MaxConcurrentFetches, DefaultMaxConcurrentFetches, "MaxConcurrentFetches"),
+		orDefault(&cfg.InvalidBan, DefaultInvalidBan, "InvalidBan"),
 	} {
 		if f != nil {
 			return cfg, f

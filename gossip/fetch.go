@@ -209,6 +209,7 @@ func (t *Topic) Fetch(ctx context.Context, p room.PeerID) (room.FetchReply, erro
 	}
 	if err != nil {
 		t.count(cFetchInvalid)
+		t.r.bans.reject(pid, time.Now())
 		return room.FetchReply{}, fmt.Errorf("gossip: fetch %q from %s: invalid reply: %w", t.roomID, pid, err)
 	}
 	reply := room.FetchReply{State: m}
@@ -235,8 +236,12 @@ func (t *Topic) openRelayed(b []byte) (room.NetEvent, error) {
 	if err != nil {
 		return room.NetEvent{}, err
 	}
+	if t.r.bans.banned(from, time.Now()) {
+		return room.NetEvent{}, fmt.Errorf("%w: relayed message of a banned author", ErrMalformed)
+	}
 	m, err := t.r.check(data, from)
 	if err != nil {
+		t.r.bans.reject(from, time.Now()) // validly signed by from, and invalid
 		return room.NetEvent{}, err
 	}
 	switch m.Kind {

@@ -44,6 +44,7 @@ type Router struct {
 	leaveSem chan struct{}
 	rateViol *rateViolations
 	pre      *precheck
+	bans     *bans
 	sent     *sendTracker
 
 	scoreMu sync.Mutex
@@ -86,7 +87,8 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Router, error) {
 		rateViol: newRateViolations(pubsub.ScoreParameterDecay(invalidDecayWindow), 4096),
 	}
 	r.pre = newPrecheck(cfg.Rate, cfg.Burst, 4*cfg.maxTrackedAuthors(), r.rateViol, &r.stats)
-	scoreParams, thresholds := peerScoreParams(r.rateViol.score)
+	r.bans = newBans(cfg.InvalidBan)
+	scoreParams, thresholds := peerScoreParams(func(p peer.ID) float64 { return r.rateViol.score(p) + r.bans.score(p) })
 	opts := []pubsub.Option{
 		pubsub.WithGossipSubParams(*cfg.Params),
 		pubsub.WithFloodPublish(!cfg.DisableFloodPublish),

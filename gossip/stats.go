@@ -40,6 +40,9 @@ type Stats struct {
 	// and a copy of the same message from another forwarder may still be
 	// accepted.
 	PreLimited uint64
+	// Banned counts messages ignored because their author is banned for
+	// its earlier invalid messages (docs/PROTOCOL.md 2.6.2).
+	Banned uint64
 	// FetchServed counts Fetch requests answered with state; FetchRefused
 	// those answered "not in room", "refused" or "busy".
 	FetchServed, FetchRefused uint64
@@ -75,6 +78,7 @@ const (
 	cRateLimited
 	cDropped
 	cPreLimited
+	cBanned
 	cFetchServed
 	cFetchRefused
 	cFetchInvalid
@@ -98,6 +102,7 @@ func (c *counters) snapshot() Stats {
 		RateLimited:  c[cRateLimited].Load(),
 		Dropped:      c[cDropped].Load(),
 		PreLimited:   c[cPreLimited].Load(),
+		Banned:       c[cBanned].Load(),
 		FetchServed:  c[cFetchServed].Load(),
 		FetchRefused: c[cFetchRefused].Load(),
 		FetchInvalid: c[cFetchInvalid].Load(),

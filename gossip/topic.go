@@ -246,7 +246,13 @@ func (t *Topic) validate(_ context.Context, src peer.ID, msg *pubsub.Message) pu
 		return pubsub.ValidationAccept
 	}
 	signer := msg.GetFrom()
-	if now := time.Now(); !t.lim.allow(signer, now) {
+	now := time.Now()
+	if t.r.bans.banned(signer, now) {
+		// Banned for its invalid messages: ignored whoever relays it.
+		t.count(cBanned)
+		return pubsub.ValidationIgnore
+	}
+	if !t.lim.allow(signer, now) {
 		// Ignore, never Reject: relays' buckets disagree at the margin, and
 		// pubsub would penalise every honest relay delivering a copy. The
 		// author is penalised instead (P5) if it sent the message itself.
@@ -259,6 +265,7 @@ func (t *Topic) validate(_ context.Context, src peer.ID, msg *pubsub.Message) pu
 	m, err := t.r.check(msg.GetData(), signer)
 	if err != nil {
 		t.count(reason(err))
+		t.r.bans.reject(signer, now)
 		t.r.log.Debug("rejected message", "room", t.roomID, "from", signer, "via", src, "err", err)
 		return pubsub.ValidationReject
 	}

@@ -101,9 +101,12 @@
 //     heartbeat, delta or fetch reply. A delta carries no identity: its
 //     author is admitted with an empty Name, and the room fetches its
 //     identity directly (MemberUpdated follows when it arrives).
-//     Broadcasts are delivered from any verified author whose incarnation
-//     is not stale, but do not make it a member (they carry no identity);
-//     from a member they count as a sign of life.
+//     Broadcasts are delivered only from members (a peer that never said
+//     hello, heartbeat, delta or answered a fetch is not heard; so a
+//     Broadcast right after Join may be missed by members that have not
+//     admitted the sender yet) whose incarnation is not stale; they do
+//     not make anyone a member (they carry no identity) and count as a
+//     member's sign of life.
 //   - Heartbeats every HeartbeatInterval (±10%) carry identity, epoch and
 //     the full own state, so lost deltas heal within one interval.
 //   - Local writes are coalesced: a write publishes a delta at once if the

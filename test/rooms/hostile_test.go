@@ -212,10 +212,17 @@ func TestHostilePeerCannotForgeReplayOrCrashHonestMembersKeepWorking(t *testing.
 	flooder := tn.NewPlain(t, roomID, pubsub.WithPeerOutboundQueueSize(8192))
 	tn.Connect(t, flooder.Host, b.r.Host())
 	flooder.WaitPeers(t, 1)
+	// A member (only members' broadcasts are delivered): it says hello.
+	fe := uint64(time.Now().UnixMilli())
+	flooder.Publish(t, tn.Encode(t, room.Message{Kind: room.KindHello, Epoch: fe, Name: "flooder", State: tn.State(t, flooder.ID(), fe)}))
+	for _, h := range []*honest{b, c} {
+		tn.Eventually(t, tn.Wait, h.r.Self().Name+" admits the flooder", func() bool { return tn.CountMember(h.rm, room.PeerID(flooder.ID())) == 1 })
+	}
+	members = append(members, room.PeerID(flooder.ID()))
 	floods := 3 * gossip.DefaultBurst
 	floodStart := time.Now()
 	for i := range floods {
-		flooder.Publish(t, tn.Encode(t, room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: fmt.Appendf(nil, "flood %d", i)}))
+		flooder.Publish(t, tn.Encode(t, room.Message{Kind: room.KindBroadcast, Epoch: fe, Payload: fmt.Appendf(nil, "flood %d", i)}))
 	}
 	floodTime := time.Since(floodStart)
 	settle(t, a.rm, b) // B's room has handled what B received of the flood
@@ -228,7 +235,7 @@ func TestHostilePeerCannotForgeReplayOrCrashHonestMembersKeepWorking(t *testing.
 		tn.Eventually(t, tn.Wait, h.r.Self().Name+" sees A's cursor 3 after the attacks", func() bool { return h.cursorOf(pa) == 3 })
 		if !tn.HasMembers(h.rm, members...) {
 			ms := h.rm.Members()
-			t.Errorf("after the attacks %s lists %d members, want exactly A, B, C", h.r.Self().Name, len(ms))
+			t.Errorf("after the attacks %s lists %d members, want exactly A, B, C and the flooder", h.r.Self().Name, len(ms))
 		}
 	}
 	if err := b.rm.SetJSON("cursor", map[string]int{"x": 4}); err != nil {
