@@ -1,8 +1,11 @@
 // Package gossip carries Convene rooms over GossipSub: one topic per room
 // ("/convene/room/1/<roomID>"), a compact versioned envelope for room
-// messages, a topic validator at every relay (decoding, size, author binding,
-// rate limits), peer scoring that graylists peers which keep sending invalid
-// messages, a direct-stream Fetch protocol for a peer's current state, and a
+// messages, a per-(forwarder, author) rate pre-check before pubsub's
+// validation queue (precheck.go), a topic validator at every relay
+// (decoding, size, author binding, the envelope's tie to its presence
+// state, rate limits), bans of authors of invalid messages with doubling
+// durations (bans.go) on top of GossipSub peer scoring, a direct-stream
+// Fetch protocol for a peer's current state, and a
 // direct-stream goodbye protocol (LeaveProtocol) so that a leave published
 // right before closing reaches every directly connected peer.
 //

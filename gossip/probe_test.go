@@ -3,6 +3,7 @@ package gossip
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -275,4 +276,29 @@ func mustValidate(t testing.TB, cfg Config) Config {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// The byte examples of docs/PROTOCOL.md 2.11: the cursor update as a whole
+// envelope, and a broadcast.
+func TestImplementerExamples(t *testing.T) {
+	delta, _ := hex.DecodeString("01" + "01" + "80d0eab6b733" + "01" + "18" + "637572736f72" + "01" + "11" + hex.EncodeToString([]byte(`{"x":100,"y":200}`)))
+	for _, tc := range []struct {
+		m    room.Message
+		want string
+	}{
+		{room.Message{Kind: room.KindDelta, Epoch: 1_767_225_600_000, State: delta},
+			"2380d0eab6b733010180d0eab6b73301186375727" + "36f7201117b2278223a3130302c2279223a3230307d"},
+		{room.Message{Kind: room.KindBroadcast, Epoch: 7, Payload: []byte("hi")}, "45076869"},
+	} {
+		b, err := EncodeMessage(tc.m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := hex.EncodeToString(b); got != tc.want {
+			t.Errorf("%v: %s, want %s", tc.m.Kind, got, tc.want)
+		}
+	}
+	if len(delta) != 35 {
+		t.Errorf("delta is %d bytes, want 35", len(delta))
+	}
 }
