@@ -5,7 +5,8 @@ import "sync/atomic"
 // Stats counts what a Router or a Topic did with messages. Every inbound
 // topic message is counted once (the first copy; pubsub drops duplicates
 // before validation), under exactly one of Accepted, Malformed, Oversized,
-// WrongAuthor or RateLimited. Own publishes are counted in Published only.
+// WrongAuthor, RateLimited or Banned (copies dropped by the pre-check
+// before validation are counted per copy in PreLimited). Own publishes are counted in Published only.
 // Goodbyes received directly (LeaveProtocol) are counted separately, under
 // exactly one of LeaveReceived, LeaveInvalid, RateLimited or Dropped (a
 // request for a room this peer is not in, or cut off by a stream error, is
