@@ -26,8 +26,9 @@ const validateQueueSize = 1024
 // messages arriving meanwhile were dropped as "validation throttled". The
 // pre-check runs on the event loop, before the queue, for every message of
 // an inbound RPC: a token bucket per (room, forwarding peer, claimed
-// author), with the room's Rate and Burst. A message over it is dropped
-// there, costing no signature check and no queue slot.
+// author), with the room's Rate and Burst when the forwarding peer is the
+// claimed author and twice that for relayed copies (see allow). A message
+// over it is dropped there, costing no signature check and no queue slot.
 //
 // The forwarding peer is authenticated (the connection's peer); the
 // claimed author is not (its signature is checked later), which is why the
@@ -94,7 +95,7 @@ func (c *precheck) inspect(from peer.ID, rpc *pubsub.RPC) error {
 			continue
 		}
 		author := peer.ID(m.GetFrom())
-		if c.allow(preKey{topic, from, author}, now) {
+		if c.allow(preKey{topic, from, author}, author == from, now) {
 			kept = append(kept, m)
 			continue
 		}
@@ -114,15 +115,21 @@ func (c *precheck) inspect(from peer.ID, rpc *pubsub.RPC) error {
 	return nil
 }
 
-// allow takes a token from k's bucket. A full table first forgets full
-// buckets (equivalent to fresh ones); if none can go, it lets the message
-// through to the queue (the validator's own limit still applies).
-func (c *precheck) allow(k preKey, now time.Time) bool {
+// allow takes a token from k's bucket: Rate and Burst for an author's own
+// messages, twice that for copies relayed by another peer. The headroom
+// keeps honest relays clear of the pre-check: a relay forwards only what
+// its own bucket for that author let through, but buckets at different
+// nodes disagree at the margin, and a relayed copy dropped here, before
+// pubsub sees it, also breaks the relay's gossip promise if it answered an
+// IWANT (P7, a penalty for the honest relay). A full table first forgets
+// full buckets (equivalent to fresh ones); if none can go, it lets the
+// message through to the queue (the validator's own limit still applies).
+func (c *precheck) allow(k preKey, own bool, now time.Time) bool {
 	lim := c.m[k]
 	if lim == nil {
 		if len(c.m) >= c.max {
 			for q, l := range c.m {
-				if l.TokensAt(now) >= float64(c.burst) {
+				if l.TokensAt(now) >= float64(l.Burst()) {
 					delete(c.m, q)
 				}
 			}
@@ -130,7 +137,11 @@ func (c *precheck) allow(k preKey, now time.Time) bool {
 				return true
 			}
 		}
-		lim = rate.NewLimiter(c.rate, c.burst)
+		if own {
+			lim = rate.NewLimiter(c.rate, c.burst)
+		} else {
+			lim = rate.NewLimiter(2*c.rate, 2*c.burst)
+		}
 		c.m[k] = lim
 	}
 	return lim.AllowN(now, 1)

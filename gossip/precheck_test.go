@@ -18,7 +18,8 @@ func preRPC(topic string, author peer.ID, n int) *pubsub.RPC {
 }
 
 // The pre-check keeps Burst messages per (room, forwarder, claimed author)
-// of one RPC and drops the rest before the queue; a forger naming an
+// of one RPC when the forwarder is the author, 2 × Burst of relayed copies,
+// and drops the rest before the queue; a forger naming an
 // honest author drains only its own pair; only a forwarder that is the
 // claimed author is charged violations; other rooms are separate.
 func TestPrecheckPerForwarderAndAuthor(t *testing.T) {
@@ -33,8 +34,8 @@ func TestPrecheckPerForwarderAndAuthor(t *testing.T) {
 	if err := c.inspect(forger, rpc); err != nil {
 		t.Fatal(err)
 	}
-	if len(rpc.Publish) != burst {
-		t.Fatalf("forger's RPC naming honest: %d kept, want %d", len(rpc.Publish), burst)
+	if len(rpc.Publish) != 2*burst {
+		t.Fatalf("forger's RPC naming honest: %d kept, want %d (relayed copies: twice the bucket)", len(rpc.Publish), 2*burst)
 	}
 	rpc = preRPC(lobby, honest, burst)
 	_ = c.inspect(honest, rpc)
@@ -54,7 +55,7 @@ func TestPrecheckPerForwarderAndAuthor(t *testing.T) {
 	if len(rpc.Publish) != burst {
 		t.Fatalf("another room shares the bucket: %d kept", len(rpc.Publish))
 	}
-	if got, want := router[cPreLimited].Load(), uint64(2*burst+3*burst); got != want {
+	if got, want := router[cPreLimited].Load(), uint64(burst+3*burst); got != want {
 		t.Errorf("PreLimited %d, want %d", got, want)
 	}
 }

@@ -131,6 +131,7 @@ func TestSuspectBurstsNeverEvictAMemberThatKeepsBeingHeard(t *testing.T) {
 							rep, size, name, s.Ev.Reason, s.At.Sub(phase))
 					}
 				}
+				t.Logf("B's score for A %.1f, C's %.1f; B %+v; C %+v", b.r.PeerScores()[a.r.ID()], c.r.PeerScores()[a.r.ID()], b.r.Stats(), c.r.Stats())
 				t.FailNow()
 			}
 			for _, h := range []*honest{b, c} {
