@@ -13,7 +13,6 @@ import (
 	"time"
 
 	golog "github.com/ipfs/go-log/v2"
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/convene-p2p/convene/p2p"
 	"github.com/convene-p2p/convene/repo"
@@ -364,7 +363,7 @@ func (n *node) member(id room.Identity) member {
 }
 
 // peerString renders a peer ID the libp2p way (base58, "12D3KooW...").
-func peerString(p room.PeerID) string { return peer.ID(p).String() }
+func peerString(p room.PeerID) string { return p.String() }
 
 // loop reads commands until EOF (without --stay), quit, or ctx is
 // cancelled, and returns why it stopped.
