@@ -83,10 +83,16 @@ func (l *LAN) NS(i int) string { return fmt.Sprintf("%s-n%d", l.prefix, i) }
 func (l *LAN) Addr(i int) string { return fmt.Sprintf("10.%d.0.%d", l.subnet, i+1) }
 
 // Down cuts node i off the LAN (its switch port goes down).
-func (l *LAN) Down(i int) { l.t.Helper(); l.ip("-n", l.prefix+"-sw", "link", "set", fmt.Sprintf("p%d", i), "down") }
+func (l *LAN) Down(i int) {
+	l.t.Helper()
+	l.ip("-n", l.prefix+"-sw", "link", "set", fmt.Sprintf("p%d", i), "down")
+}
 
 // Up links node i to the LAN again.
-func (l *LAN) Up(i int) { l.t.Helper(); l.ip("-n", l.prefix+"-sw", "link", "set", fmt.Sprintf("p%d", i), "up") }
+func (l *LAN) Up(i int) {
+	l.t.Helper()
+	l.ip("-n", l.prefix+"-sw", "link", "set", fmt.Sprintf("p%d", i), "up")
+}
 
 func (l *LAN) ip(args ...string) {
 	l.t.Helper()
