@@ -41,6 +41,19 @@ type Host struct {
 	boot    []peer.AddrInfo
 	hooks   *hooks
 
+	// mdnsService is the mDNS service name, for the healer's browses.
+	mdnsService string
+	notify      *network.NotifyBundle
+
+	// The healer's state (heal.go). healMu is taken inside the swarm's
+	// notifications: never ask the swarm anything while holding it.
+	healMu   sync.Mutex
+	kept     map[peer.ID]*kept
+	kicks    map[chan struct{}]struct{} // one per running rendezvous lookup loop
+	browsing bool                       // an extra mDNS browse is running
+	healPoke chan struct{}              // wakes the heal loop (capacity 1)
+	bootKick chan struct{}              // wakes the bootstrap loop (capacity 1)
+
 	// ctx is cancelled by Close; every background goroutine derives from it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -130,12 +143,19 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 
 	hctx, cancel := context.WithCancel(context.Background())
 	h := &Host{
-		h:      lh,
-		boot:   s.bootstrap,
-		hooks:  cfg.hooks,
-		ctx:    hctx,
-		cancel: cancel,
+		h:           lh,
+		boot:        s.bootstrap,
+		hooks:       cfg.hooks,
+		mdnsService: s.mdnsService,
+		kept:        make(map[peer.ID]*kept),
+		kicks:       make(map[chan struct{}]struct{}),
+		healPoke:    make(chan struct{}, 1),
+		bootKick:    make(chan struct{}, 1),
+		ctx:         hctx,
+		cancel:      cancel,
 	}
+	h.notify = h.notifiee()
+	lh.Network().Notify(h.notify)
 
 	if s.dht != DHTOff {
 		mode := dht.ModeServer
@@ -172,9 +192,13 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 			h.mdnsErr = fmt.Errorf("p2p: start mDNS: %w", err)
 			log.Warnw("mDNS discovery unavailable", "err", err)
 		} else {
+			h.healMu.Lock()
 			h.mdns = svc
+			h.healMu.Unlock()
 		}
 	}
+	h.wg.Add(1)
+	go h.healLoop()
 	return h, nil
 }
 
@@ -232,13 +256,17 @@ func (h *Host) Close() error {
 		h.cancel()
 
 		var errs []error
-		if h.mdns != nil {
+		h.healMu.Lock()
+		svc := h.mdns
+		h.healMu.Unlock()
+		if svc != nil {
 			// Waits for the browse goroutines; HandlePeerFound calls that
 			// start later see closed and return at once.
-			if err := h.mdns.Close(); err != nil {
+			if err := svc.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("mDNS: %w", err))
 			}
 		}
+		h.h.Network().StopNotify(h.notify)
 		h.wg.Wait()
 		if h.dht != nil {
 			if err := h.dht.Close(); err != nil {
