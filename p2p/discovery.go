@@ -165,7 +165,8 @@ func (h *Host) dialBootstrap(ctx context.Context) {
 //
 // Advertising retries with a short backoff until the routing table has
 // peers, then repeats at half the record TTL. Lookups run every 0.5 s for
-// the first 10 s after the first advertisement, then every 30 s.
+// the first 10 s after the first advertisement, then every 30 s, and at
+// once (then every 4 s) while a kept peer is lost (see [Host.Keep]).
 //
 // stop ends the loops and waits for them; it is idempotent. It does not
 // close connections already made, and provider records already stored in
@@ -330,7 +331,10 @@ func (h *Host) dialFound(ctx context.Context, ns string, info peer.AddrInfo) {
 		}
 		info = found
 	}
-	if err := h.h.Connect(cctx, info); err != nil {
+	// The DHT has just said the peer is in the room: dial it even if the
+	// swarm backs off from its addresses (dials that failed while it was
+	// unreachable).
+	if err := h.h.Connect(network.WithForceDirectDial(cctx, "convene: found by rendezvous"), info); err != nil {
 		log.Debugw("rendezvous: connect failed", "ns", ns, "peer", info.ID, "err", err)
 		return
 	}

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
+	"time"
 
 	golog "github.com/ipfs/go-log/v2"
 	"github.com/libp2p/go-libp2p"
@@ -20,7 +22,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/x/rate"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -94,7 +98,8 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		}
 	}
 
-	var cm *connmgr.BasicConnMgr // created by finish unless Options bring one
+	var cm *connmgr.BasicConnMgr   // created by finish unless Options bring one
+	var rm network.ResourceManager // likewise
 	opts := []libp2p.Option{
 		libp2p.Identity(key),
 		libp2p.ListenAddrs(s.listen...),
@@ -129,6 +134,14 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 			cm = m
 			c.ConnManager = m
 		}
+		if c.ResourceManager == nil {
+			m, err := newResourceManager()
+			if err != nil {
+				return err
+			}
+			rm = m
+			c.ResourceManager = m
+		}
 		return nil
 	}
 	opts = append(opts, finish)
@@ -137,6 +150,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if err != nil {
 		if cm != nil {
 			cm.Close()
+		}
+		if rm != nil {
+			rm.Close() // libp2p closes it only if it failed after taking it
 		}
 		return nil, fmt.Errorf("p2p: start libp2p host: %w", err)
 	}
@@ -200,6 +216,40 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	h.wg.Add(1)
 	go h.healLoop()
 	return h, nil
+}
+
+// newResourceManager is libp2p's default resource manager (the default
+// limits, scaled to the machine) except for its connection rate limiter:
+// connections to and from private, link-local and loopback addresses are
+// not rate-limited. libp2p exempts only loopback; elsewhere it allows 0.2
+// new connections a second per IPv4 address (burst 16) in either
+// direction, failed dials included. Peers on a LAN that redial each other
+// after a partition, several of them behind one address, would spend that
+// during the partition and then wait up to 5 s per connection once the
+// link is back. The limit on concurrent connections per address stays.
+func newResourceManager() (network.ResourceManager, error) {
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	unlimited := func(p string) rate.PrefixLimit {
+		return rate.PrefixLimit{Prefix: netip.MustParsePrefix(p)} // zero Limit: unlimited
+	}
+	limiter := &rate.Limiter{
+		NetworkPrefixLimits: []rate.PrefixLimit{
+			unlimited("127.0.0.0/8"), unlimited("::1/128"), // as libp2p
+			unlimited("10.0.0.0/8"), unlimited("172.16.0.0/12"), unlimited("192.168.0.0/16"),
+			unlimited("169.254.0.0/16"), unlimited("fc00::/7"), unlimited("fe80::/10"),
+		},
+		// libp2p's defaults for every other address.
+		SubnetRateLimiter: rate.SubnetLimiter{
+			IPv4SubnetLimits: []rate.SubnetLimit{{PrefixLength: 32, Limit: rate.Limit{RPS: 0.2, Burst: 16}}},
+			IPv6SubnetLimits: []rate.SubnetLimit{
+				{PrefixLength: 56, Limit: rate.Limit{RPS: 0.2, Burst: 16}},
+				{PrefixLength: 48, Limit: rate.Limit{RPS: 0.5, Burst: 80}},
+			},
+			GracePeriod: time.Minute,
+		},
+	}
+	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()), rcmgr.WithConnRateLimiters(limiter))
 }
 
 // Host returns the underlying libp2p host (for GossipSub and streams). Do
