@@ -110,6 +110,7 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Router, error) {
 	r.ps, r.cancel = ps, cancel
 	h.SetStreamHandler(FetchProtocol, r.handleFetch)
 	h.SetStreamHandler(LeaveProtocol, r.handleLeave)
+	h.SetStreamHandler(LeaveProtocolV1, r.handleLeave)
 	return r, nil
 }
 
@@ -200,6 +201,7 @@ func (r *Router) Close() error {
 
 		r.h.RemoveStreamHandler(FetchProtocol)
 		r.h.RemoveStreamHandler(LeaveProtocol)
+		r.h.RemoveStreamHandler(LeaveProtocolV1)
 		for _, s := range streams {
 			_ = s.Reset()
 		}
