@@ -50,6 +50,13 @@ type Config struct {
 	Gossip gossip.Config
 	// Room is the room configuration used by JoinRoom when it is given a
 	// zero room.Config. Zero means room.DefaultConfig().
+	//
+	// Presence limits have one source of truth, the limits every relay
+	// checks (Gossip.Limits): a limit set in Room.Limits is taken as the
+	// gossip layer's too, New refuses the two set to different values, and
+	// JoinRoom refuses a room config whose limits differ from them or whose
+	// full state (32 keys × 1 KiB by default) would not fit in
+	// Gossip.MaxMessageSize (64 KiB by default).
 	Room room.Config
 	// Logger overrides the go-log "convene/repo" logger.
 	Logger *slog.Logger
@@ -76,6 +83,14 @@ func (c *Config) validate() error {
 	if c.Room == (room.Config{}) {
 		c.Room = room.DefaultConfig()
 	}
+	// One truth for the presence limits: every relay checks the gossip
+	// layer's, so a limit set on the rooms is the gossip layer's too
+	// (room.New then refuses a room whose limits differ from its topic's).
+	lim, err := c.Gossip.Limits.Merge(c.Room.Limits)
+	if err != nil {
+		return fmt.Errorf("repo: config: Room.Limits and Gossip.Limits: %w", err)
+	}
+	c.Gossip.Limits = lim
 	if c.Logger == nil {
 		c.Logger = slog.New(golog.SlogHandler()).With("logger", "convene/repo")
 	}
