@@ -10,6 +10,7 @@ import (
 	"time"
 
 	golog "github.com/ipfs/go-log/v2"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
@@ -46,6 +47,15 @@ type Config struct {
 	// runs libp2p). The Repo then neither builds discovery (mDNS, DHT) nor
 	// closes the host.
 	Libp2pHost host.Host
+	// PubSub, if set, is the app's own GossipSub router on Libp2pHost
+	// (which it requires): the Repo runs its rooms on it (gossip.Attach)
+	// instead of starting a second router, which would take over the
+	// app's GossipSub streams; Close leaves it running. It must use the
+	// default StrictSign policy and message IDs; turn flood publishing
+	// and peer scoring on in it for the join and scoring guarantees of
+	// docs/PROTOCOL.md ("Embedding"). Without it, New on a host that
+	// already runs GossipSub fails with gossip.ErrPubSubRunning.
+	PubSub *pubsub.PubSub
 	// Gossip configures GossipSub and room-topic validation.
 	Gossip gossip.Config
 	// Room is the room configuration used by JoinRoom when it is given a
@@ -91,6 +101,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("repo: config: Room.Limits and Gossip.Limits: %w", err)
 	}
 	c.Gossip.Limits = lim
+	if c.PubSub != nil && c.Libp2pHost == nil {
+		return errors.New("repo: config: PubSub needs the Libp2pHost it runs on")
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(golog.SlogHandler()).With("logger", "convene/repo")
 	}
@@ -149,7 +162,15 @@ func New(ctx context.Context, cfg Config) (*Repo, error) {
 		r.p2p = h
 		r.host = h.Host()
 	}
-	router, err := gossip.New(ctx, r.host, cfg.Gossip)
+	var (
+		router *gossip.Router
+		err    error
+	)
+	if cfg.PubSub != nil {
+		router, err = gossip.Attach(r.host, cfg.PubSub, cfg.Gossip)
+	} else {
+		router, err = gossip.New(ctx, r.host, cfg.Gossip)
+	}
 	if err != nil {
 		if r.p2p != nil {
 			_ = r.p2p.Close()
