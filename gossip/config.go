@@ -96,9 +96,10 @@ type Config struct {
 	// WithPeerScoreInspect and WithSubscriptionFilter must not be passed.
 	Options []pubsub.Option
 
-	// Logger receives the logs of this package and of pubsub. Nil means the
-	// go-log subsystems "convene/gossip" and "pubsub" (quiet by default,
-	// GOLOG_LOG_LEVEL applies).
+	// Logger receives the logs of this package and of pubsub, each record
+	// tagged "logger": "convene/gossip" or "pubsub". Nil means the go-log
+	// subsystems of those names (quiet by default, GOLOG_LOG_LEVEL
+	// applies).
 	Logger *slog.Logger
 }
 
@@ -183,7 +184,7 @@ func (cfg Config) maxTrackedAuthors() int {
 // loggers returns the logger for this package and the one for pubsub.
 func (cfg Config) loggers() (own, ps *slog.Logger) {
 	if cfg.Logger != nil {
-		return cfg.Logger, cfg.Logger.With("logger", "pubsub")
+		return cfg.Logger.With("logger", "convene/gossip"), cfg.Logger.With("logger", "pubsub")
 	}
 	h := golog.SlogHandler()
 	return slog.New(h).With("logger", "convene/gossip"), slog.New(h).With("logger", "pubsub")

@@ -21,8 +21,6 @@ import (
 	"github.com/convene-p2p/convene/room"
 )
 
-var log = golog.Logger("convene/repo")
-
 // Errors returned by the Repo.
 var (
 	ErrClosed      = errors.New("repo: closed")
@@ -68,8 +66,15 @@ type Config struct {
 	// full state (32 keys × 1 KiB by default) would not fit in
 	// Gossip.MaxMessageSize (64 KiB by default).
 	Room room.Config
-	// Logger overrides the go-log "convene/repo" logger.
+	// Logger, if set, receives the diagnostics of the Repo and, unless they
+	// set their own Logger, of its gossip layer (and pubsub's) and of every
+	// room joined through it, each record tagged with its subsystem
+	// ("logger": "convene/repo", "convene/gossip", "pubsub",
+	// "convene/room"). Nil means go-log's subsystems of those names, quiet
+	// unless GOLOG_LOG_LEVEL says otherwise.
 	Logger *slog.Logger
+	// roomLogger is Logger for rooms whose config sets none (validate).
+	roomLogger *slog.Logger
 	// EventBuffer is how many events each Watcher buffers before it lags
 	// (see Watch). Zero means 256.
 	EventBuffer int
@@ -106,6 +111,12 @@ func (c *Config) validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(golog.SlogHandler()).With("logger", "convene/repo")
+	} else {
+		if c.Gossip.Logger == nil {
+			c.Gossip.Logger = c.Logger // gossip tags its records itself
+		}
+		c.roomLogger = c.Logger.With("logger", "convene/room")
+		c.Logger = c.Logger.With("logger", "convene/repo")
 	}
 	return nil
 }
@@ -271,6 +282,9 @@ func (r *Repo) JoinRoom(ctx context.Context, id string, cfg room.Config) (*room.
 	if cfg == (room.Config{}) {
 		cfg = r.cfg.Room
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = r.cfg.roomLogger // nil: the room's go-log default
+	}
 	for {
 		r.mu.Lock()
 		if r.closed {
@@ -402,8 +416,14 @@ func (r *Repo) forward(e *entry) {
 // LeaveRoom sends a goodbye in room id (waiting, bounded by ctx, until it is
 // handed to the network); the room lingers for its Linger (default: its
 // Timeout) and is then destroyed unless rejoined. It is room.Leave on
-// Room(id); ErrUnknownRoom if there is no such room.
+// Room(id); ErrUnknownRoom if there is no such room, ErrClosed after Close.
 func (r *Repo) LeaveRoom(ctx context.Context, id string) error {
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
 	rm, ok := r.Room(id)
 	if !ok {
 		return fmt.Errorf("%w %q", ErrUnknownRoom, id)
@@ -476,7 +496,7 @@ func (r *Repo) Close() error {
 			defer wg.Done()
 			if e.room.Status() == room.Joined {
 				if err := e.room.Leave(ctx); err != nil {
-					log.Debugw("goodbye failed", "room", e.room.ID(), "err", err)
+					r.cfg.Logger.Debug("goodbye failed", "room", e.room.ID(), "err", err)
 				}
 			}
 			_ = e.room.Close()
