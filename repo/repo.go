@@ -10,10 +10,12 @@ import (
 	"time"
 
 	golog "github.com/ipfs/go-log/v2"
+	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/convene-p2p/convene/gossip"
 	"github.com/convene-p2p/convene/internal/watch"
@@ -75,6 +77,12 @@ type Config struct {
 	Logger *slog.Logger
 	// roomLogger is Logger for rooms whose config sets none (validate).
 	roomLogger *slog.Logger
+	// Metrics, if set, is where the Repo registers its Prometheus metrics
+	// (prefix convene_: gossip counters, peer scores, rooms, members and
+	// presence keys per room; see docs/METRICS.md) and, on a host the Repo
+	// builds, libp2p's own (libp2p.PrometheusRegisterer). Close
+	// unregisters Convene's. Nil means no metrics.
+	Metrics prometheus.Registerer
 	// EventBuffer is how many events each Watcher buffers before it lags
 	// (see Watch). Zero means 256.
 	EventBuffer int
@@ -130,6 +138,8 @@ type Repo struct {
 	router *gossip.Router
 	self   room.Identity
 	events *watch.Broker[Event]
+	// metrics is registered in cfg.Metrics (nil without it).
+	metrics *collector
 
 	mu     sync.Mutex
 	rooms  map[string]*entry
@@ -166,7 +176,11 @@ func New(ctx context.Context, cfg Config) (*Repo, error) {
 	if cfg.Libp2pHost != nil {
 		r.host = cfg.Libp2pHost
 	} else {
-		h, err := p2p.New(ctx, cfg.Host)
+		hc := cfg.Host
+		if cfg.Metrics != nil {
+			hc.Options = append(slices.Clone(hc.Options), libp2p.PrometheusRegisterer(cfg.Metrics))
+		}
+		h, err := p2p.New(ctx, hc)
 		if err != nil {
 			return nil, fmt.Errorf("repo: %w", err)
 		}
@@ -190,6 +204,13 @@ func New(ctx context.Context, cfg Config) (*Repo, error) {
 	}
 	r.router = router
 	r.self = room.Identity{Peer: room.PeerID(r.host.ID()), Name: cfg.Name, Meta: maps(cfg.Meta)}
+	if cfg.Metrics != nil {
+		r.metrics = newCollector(r)
+		if err := cfg.Metrics.Register(r.metrics); err != nil {
+			_ = r.Close()
+			return nil, fmt.Errorf("repo: register metrics: %w", err)
+		}
+	}
 	return r, nil
 }
 
@@ -505,6 +526,9 @@ func (r *Repo) Close() error {
 	wg.Wait()
 	r.wg.Wait()
 	r.events.Close()
+	if r.metrics != nil {
+		r.cfg.Metrics.Unregister(r.metrics)
+	}
 	err := r.router.Close()
 	if r.p2p != nil {
 		err = errors.Join(err, r.p2p.Close())
