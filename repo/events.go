@@ -17,7 +17,11 @@ const (
 	// RoomDestroyed: a room's linger after Leave ran out (or the Repo closed).
 	RoomDestroyed
 	// MemberJoined: a remote member joined one of our rooms (or was
-	// already there when the room was created locally).
+	// already there when the room was created locally). Member.Name is
+	// empty exactly when the member was first heard through a presence
+	// delta, which carries no identity (see room.MemberJoined); its
+	// identity follows as MemberUpdated. Label it by Member.Peer.String()
+	// meanwhile.
 	MemberJoined
 	// MemberLeft: a member left a room, with Reason left or timeout.
 	MemberLeft

@@ -159,6 +159,24 @@ func TestLeaveRoomOfUnknownRoomIsErrUnknownRoom(t *testing.T) {
 	}
 }
 
+// After Close every call that needs the Repo says ErrClosed, as documented;
+// LeaveRoom used to say ErrUnknownRoom (Close forgets the rooms).
+func TestLeaveRoomAfterCloseIsErrClosed(t *testing.T) {
+	r := newRepo(t, nil)
+	join(t, r, "a")
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a", "never-joined"} {
+		if err := r.LeaveRoom(context.Background(), id); !errors.Is(err, repo.ErrClosed) {
+			t.Errorf("LeaveRoom(%q) after Close = %v, want ErrClosed", id, err)
+		}
+	}
+	if _, err := r.JoinRoom(context.Background(), "a", room.Config{}); !errors.Is(err, repo.ErrClosed) {
+		t.Errorf("JoinRoom after Close = %v, want ErrClosed", err)
+	}
+}
+
 // Lifecycle on one node: created, left (lingering, still listed), destroyed
 // after the linger, forgotten; joining again creates it anew.
 func TestRoomLifecycleCreatedLingeringDestroyedCreatedAgain(t *testing.T) {
