@@ -184,3 +184,20 @@ func FuzzDecodeLeaveRequest2(f *testing.F) {
 		_, _, _ = openSigned(signed, TopicName(id)) // never panics
 	})
 }
+
+// A peer that only serves LeaveProtocolV1 (an older version) still gets
+// the direct goodbye, as a version 1 request.
+func TestGoodbyeFallsBackToVersion1(t *testing.T) {
+	a, b := newNode(t, Config{}), newNode(t, Config{})
+	ma, mb := join(t, a, "lobby"), join(t, b, "lobby")
+	b.h.RemoveStreamHandler(LeaveProtocol)
+	connect(t, a.h, b.h)
+	eventually(t, 5*time.Second, "a and b subscribed", func() bool { return len(ma.t.Peers()) == 1 && len(mb.t.Peers()) == 1 })
+	if err := ma.t.Publish(context.Background(), room.Message{Kind: room.KindLeave, Epoch: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if st := ma.t.Stats(); st.LeaveAcked != 1 {
+		t.Fatalf("LeaveAcked = %d, want 1", st.LeaveAcked)
+	}
+	eventually(t, 5*time.Second, "b queued the direct goodbye", func() bool { return mb.t.Stats().LeaveReceived == 1 })
+}
