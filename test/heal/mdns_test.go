@@ -82,3 +82,26 @@ func waitSplit(t *testing.T, all []*member, marks map[*member]int, timeout time.
 		}
 	}
 }
+
+// TestMDNSRoomHealsAfter45sPartitionWithDefaultTransports (CONVENE_LONG=1)
+// is the issue's own reproduction: default listen addresses (TCP and
+// QUIC), the link down for 45 s (longer than QUIC's 30 s idle timeout and
+// the ≈ 40 s after which yamux's keepalive closes a TCP connection), then
+// up; the room must be whole within the bound.
+func TestMDNSRoomHealsAfter45sPartitionWithDefaultTransports(t *testing.T) {
+	if !long() {
+		t.Skip("set CONVENE_LONG=1: a partition of 45 s")
+	}
+	lan := proc.NewLAN(t, 2)
+	all := append(startSide(t, lan, 0, 3, "a"), startSide(t, lan, 1, 3, "b")...)
+	waitAllJoined(t, all, nil, false, 60*time.Second, "start")
+	cut := marksOf(all)
+	lan.Down(1)
+	waitSplit(t, all, cut, 30*time.Second)
+	hold(45 * time.Second) // the fault's length, as in the issue
+	marks := marksOf(all)
+	lan.Up(1)
+	up := time.Now()
+	done := waitAllJoined(t, all, marks, true, 2*healBound, "after the link returned")
+	t.Logf("room whole again %v after a 45 s cut (bound %v)", done.Sub(up).Round(time.Millisecond), healBound)
+}
