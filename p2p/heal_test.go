@@ -8,6 +8,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/zeroconf/v2"
 )
 
 // inbound counts the connections a host accepts, per remote peer.
@@ -79,5 +80,27 @@ func TestKeptPeerIsRedialledWhenItsConnectionCloses(t *testing.T) {
 			return
 		case <-tick.C:
 		}
+	}
+}
+
+// A fresh mDNS browse's answer (a TXT record "dnsaddr=<addr>/p2p/<ID>")
+// is dialled: this is how a lost peer that restarted on a new port is
+// found again. Self and malformed records are ignored.
+func TestBrowseAnswerIsDialled(t *testing.T) {
+	a := newHost(t, LocalConfig())
+	b := newHost(t, LocalConfig())
+	e := &zeroconf.ServiceEntry{Text: []string{
+		"dnsaddr=" + a.Addrs()[0].String(), // self
+		"dnsaddr=not a multiaddr",
+		"other=record",
+		"dnsaddr=" + b.Addrs()[0].String(),
+	}}
+	a.mdnsEntry(e)
+	waitFor(t, 5*time.Second, "a dials b", func() bool { return a.connected(b.ID()) })
+	a.healMu.Lock()
+	_, kept := a.kept[b.ID()]
+	a.healMu.Unlock()
+	if !kept {
+		t.Error("a peer found by a browse and connected is not kept")
 	}
 }
