@@ -201,3 +201,41 @@ func TestGoodbyeFallsBackToVersion1(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "b queued the direct goodbye", func() bool { return mb.t.Stats().LeaveReceived == 1 })
 }
+
+// A member known to the leaver only through a relayed message in a fetch
+// reply (the join snapshot) counts as one it is not connected to: the
+// goodbye asks its neighbours to pass it on. Before, only members heard
+// on the topic counted, so a newcomer that left right after joining
+// through one member (its GossipSub copy lost at exit) was reported as a
+// timeout by the others (issue 16.6, reproduced with processes under load).
+func TestGoodbyeIsPassedOnToMembersKnownOnlyThroughTheJoinSnapshot(t *testing.T) {
+	l, n, m := newNode(t, Config{}), newNode(t, Config{}), newNode(t, Config{})
+	ml, mn, mm := join(t, l, "lobby"), join(t, n, "lobby"), join(t, m, "lobby")
+	connect(t, l.h, n.h)
+	connect(t, n.h, m.h)
+	ml.waitPeerUp(t, 5*time.Second, n.id())
+	mm.waitPeerUp(t, 5*time.Second, n.id())
+	// N relays a heartbeat of M, signed by M but never published, so L
+	// knows M from the fetch reply only.
+	mKey := m.h.Peerstore().PrivKey(m.id())
+	hb := signAs(t, m.id(), mKey, TopicName("lobby"), mustEncode(t, room.Message{Kind: room.KindHeartbeat, Epoch: 1}), false)
+	mn.t.Serve(func() (room.Served, bool) {
+		return room.Served{State: room.Message{Kind: room.KindHeartbeat, Epoch: 1}, Relayed: [][]byte{hb}}, true
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	reply, err := ml.t.Fetch(ctx, room.PeerID(n.id()))
+	if err != nil || len(reply.Relayed) != 1 {
+		t.Fatalf("Fetch = %d relayed, %v; want M's heartbeat", len(reply.Relayed), err)
+	}
+
+	data, err := EncodeMessage(room.Message{Kind: room.KindLeave, Epoch: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ml.t.deliverLeave(context.Background(), data) // the direct goodbye alone
+	mm.waitFor(t, 5*time.Second, "m gets l's goodbye through n", isLeave(l.id(), 7))
+	if st := mn.t.Stats(); st.LeaveRelayed != 1 {
+		t.Errorf("n: LeaveRelayed = %d, want 1", st.LeaveRelayed)
+	}
+}
