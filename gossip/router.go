@@ -44,6 +44,7 @@ type Router struct {
 	leaveSem chan struct{}
 	rateViol *rateViolations
 	sent     *sendTracker
+	conns    *connWatch
 
 	scoreMu sync.Mutex
 	scores  map[peer.ID]float64
@@ -110,6 +111,7 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Router, error) {
 	r.ps, r.cancel = ps, cancel
 	h.SetStreamHandler(FetchProtocol, r.handleFetch)
 	h.SetStreamHandler(LeaveProtocol, r.handleLeave)
+	r.conns = newConnWatch(r)
 	return r, nil
 }
 
@@ -198,6 +200,7 @@ func (r *Router) Close() error {
 		}
 		cancel()
 
+		r.conns.close()
 		r.h.RemoveStreamHandler(FetchProtocol)
 		r.h.RemoveStreamHandler(LeaveProtocol)
 		for _, s := range streams {

@@ -55,6 +55,10 @@ type Stats struct {
 	// undecodable or oversized requests, and envelopes that fail the topic
 	// checks or are not of kind leave.
 	LeaveInvalid uint64
+	// StaleConns counts connections that did not answer the liveness check
+	// made when their peer connected again (Router only): each one made
+	// the Router close every connection to that peer and dial it again.
+	StaleConns uint64
 }
 
 type counter int
@@ -75,6 +79,7 @@ const (
 	cLeaveAcked
 	cLeaveReceived
 	cLeaveInvalid
+	cStaleConns
 	numCounters
 )
 
@@ -99,5 +104,7 @@ func (c *counters) snapshot() Stats {
 		LeaveAcked:    c[cLeaveAcked].Load(),
 		LeaveReceived: c[cLeaveReceived].Load(),
 		LeaveInvalid:  c[cLeaveInvalid].Load(),
+
+		StaleConns: c[cStaleConns].Load(),
 	}
 }

@@ -86,6 +86,7 @@ type member struct {
 	id    Identity
 	epoch uint64
 	heard time.Time // receiver's clock
+	up    time.Time // last EventPeerUp (receiver's clock); zero if none
 	named bool      // identity came from a hello/heartbeat (not only a delta)
 }
 
@@ -756,6 +757,9 @@ func (m *machine) peerUp(now time.Time, p PeerID) {
 		return
 	}
 	delete(m.retries, p)
+	if mem := m.members[p]; mem != nil {
+		mem.up = now
+	}
 	m.requestFetch(now, p, fetchSnapshot)
 	if m.status == Left {
 		// A peer that appears during the linger may never have received
@@ -810,11 +814,19 @@ func (m *machine) fetched(now time.Time, req fetchRequest, reply FetchReply, err
 			m.scheduleRetry(now, req.peer)
 			return
 		}
+		mem := m.members[req.peer]
+		if mem != nil && mem.up.After(req.started) {
+			// The transport saw the peer come up again while the probe
+			// was on its way (a restarted peer whose old connection was
+			// closed under the probe): probe again, over the new path.
+			m.requestFetch(now, req.peer, fetchProbe)
+			return
+		}
 		// Remove unless it was heard from well after the probe began:
 		// messages still arriving then (e.g. through relays) prove it
 		// alive, but those heard right after the PeerDown hint were most
 		// likely queued or in flight before it died.
-		if mem := m.members[req.peer]; mem != nil && !mem.heard.After(req.started.Add(m.cfg.probeGrace())) {
+		if mem != nil && !mem.heard.After(req.started.Add(m.cfg.probeGrace())) {
 			epoch := mem.epoch
 			m.removeMember(now, req.peer, ReasonTimeout, epoch, true, nil)
 			if m.status == Joined {
