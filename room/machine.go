@@ -152,6 +152,7 @@ type machine struct {
 	gone         map[PeerID]gone
 	goneSweep    time.Time
 	suspects     map[PeerID]suspicion // members suspected by others' probes
+	failing      map[PeerID]failing   // members whose own probe failed, in their grace
 
 	nextHeartbeat time.Time // periodic heartbeat due (Joined only)
 	answerAt      time.Time // early heartbeat due; zero if none pending
@@ -197,6 +198,7 @@ func newMachine(now time.Time, id string, self Identity, cfg Config, epoch, seed
 		relays:     make(map[PeerID]relays),
 		gone:       make(map[PeerID]gone),
 		suspects:   make(map[PeerID]suspicion),
+		failing:    make(map[PeerID]failing),
 		fetching:   make(map[PeerID]fetchPurpose),
 		retries:    make(map[PeerID]retry),
 		dirtyPeers: make(map[PeerID]struct{}),
@@ -496,6 +498,7 @@ func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, sig
 	if stale {
 		return
 	}
+	m.reprieve(p, msg.Epoch, src)
 	mem := m.members[p]
 	isNew := mem == nil
 	newEpoch := !isNew && msg.Epoch > mem.epoch
@@ -705,6 +708,7 @@ func (m *machine) removeMember(now time.Time, p PeerID, reason LeaveReason, epoc
 	m.digest ^= peerHash(p)
 	delete(m.relays, p)
 	delete(m.suspects, p)
+	delete(m.failing, p)
 	m.dirtyMembers = true
 	m.dirtyPeers[p] = struct{}{}
 	if ch == nil {
@@ -827,8 +831,10 @@ func (m *machine) fetched(now time.Time, req fetchRequest, reply FetchReply, err
 		// alive, but those heard right after the PeerDown hint were most
 		// likely queued or in flight before it died.
 		if mem != nil && !mem.heard.After(req.started.Add(m.cfg.probeGrace())) {
+			// Dropped after the restart grace, unless a new incarnation
+			// (or a successful fetch) shows up first.
 			epoch := mem.epoch
-			m.removeMember(now, req.peer, ReasonTimeout, epoch, true, nil)
+			m.holdFailing(now, req.peer, epoch)
 			if m.status == Joined {
 				// Members not connected to it got no PeerDown: tell them.
 				m.publish(Message{Kind: KindSuspect, Epoch: m.epoch(), Subject: req.peer, SubjectEpoch: epoch})
@@ -909,6 +915,7 @@ func (m *machine) advance(now time.Time) {
 	if len(m.gone) > 0 && !now.Before(m.goneSweep) {
 		m.sweepGone(now, false)
 	}
+	m.expireFailing(now)
 	if len(m.suspects) > 0 {
 		var due []PeerID
 		for p, s := range m.suspects {
@@ -987,6 +994,9 @@ func (m *machine) deadline() (time.Time, bool) {
 	}
 	for _, s := range m.suspects {
 		consider(s.due)
+	}
+	for _, f := range m.failing {
+		consider(f.due)
 	}
 	if t, ok := m.store.NextDeadline(); ok {
 		consider(t)

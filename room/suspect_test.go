@@ -34,8 +34,9 @@ func TestMachineFailedProbePublishesSuspect(t *testing.T) {
 	probe := b.out().fetches[0]
 	b.fetched(down.Add(5*time.Millisecond), probe, FetchReply{}, errors.New("connection refused"))
 	o := b.out()
-	eq(t, "events", describe(o.events), []string{"presence-changed c timeout -cursor gone", "member-left c timeout"})
-	eq(t, "publish", kinds(o.publish), []string{"suspect"})
+	eq(t, "publish at once", kinds(o.publish), []string{"suspect"})
+	b.tick(down.Add(5*time.Millisecond + b.cfg.restartGrace()))
+	eq(t, "events after the restart grace", describe(b.out().events), []string{"presence-changed c timeout -cursor gone", "member-left c timeout"})
 	if m := o.publish[0]; m.Subject != "c" || m.SubjectEpoch != c.epoch() || m.Epoch != b.epoch() {
 		t.Errorf("suspect = %+v, want subject c epoch %d from b epoch %d", m, c.epoch(), b.epoch())
 	}

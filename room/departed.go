@@ -1,0 +1,68 @@
+package room
+
+import (
+	"slices"
+	"time"
+)
+
+// restartGraceMax bounds how long a member whose probe failed keeps its
+// place (and presence) before MemberLeft, so that a peer restarted with
+// the same key replaces its old incarnation seamlessly (see failing).
+const restartGraceMax = 500 * time.Millisecond
+
+// failing is a member whose liveness probe failed: it is dropped at due
+// (ReasonTimeout) unless a newer epoch of the same peer (a restart) or a
+// successful fetch of it arrives first. Its presence is kept meanwhile:
+// a peer restarted with the same key within the grace replaces its old
+// state at once, with no MemberLeft/MemberJoined pair.
+type failing struct {
+	epoch uint64
+	due   time.Time
+}
+
+// restartGrace is how long a member whose probe failed is held: 500ms, at
+// most Timeout/4. The suspect about it goes out at once, and the other
+// members' refutation window is as long, so the whole room drops a killed
+// peer at about the same time.
+func (c Config) restartGrace() time.Duration { return min(restartGraceMax, c.Timeout/4) }
+
+// holdFailing starts the grace of member p (epoch) after its probe failed.
+func (m *machine) holdFailing(now time.Time, p PeerID, epoch uint64) {
+	if f, ok := m.failing[p]; ok && f.epoch == epoch {
+		return
+	}
+	m.failing[p] = failing{epoch: epoch, due: now.Add(m.cfg.restartGrace())}
+}
+
+// reprieve ends the grace of p if msg (from src) proves a live
+// incarnation: a newer epoch, or a direct fetch reply of any epoch.
+func (m *machine) reprieve(p PeerID, e uint64, src source) {
+	f, ok := m.failing[p]
+	if !ok {
+		return
+	}
+	if e > f.epoch || (src == fromFetch && e == f.epoch) {
+		delete(m.failing, p)
+	}
+}
+
+// expireFailing drops the members whose grace ended.
+func (m *machine) expireFailing(now time.Time) {
+	if len(m.failing) == 0 {
+		return
+	}
+	var due []PeerID
+	for p, f := range m.failing {
+		mem := m.members[p]
+		switch {
+		case mem == nil || mem.epoch != f.epoch:
+			delete(m.failing, p)
+		case !now.Before(f.due):
+			due = append(due, p)
+		}
+	}
+	slices.Sort(due)
+	for _, p := range due {
+		m.removeMember(now, p, ReasonTimeout, m.members[p].epoch, true, nil)
+	}
+}
