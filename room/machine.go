@@ -477,6 +477,12 @@ func (m *machine) stale(now time.Time, p PeerID, e uint64, src source) (stale, c
 	if e < g.epoch || g.reason == ReasonLeft {
 		return true, false
 	}
+	if src == fromRelay {
+		// Another member's copy of an old message proves nothing about
+		// the incarnation this peer dropped (by probe, suspicion or
+		// timeout): only the member itself can bring it back.
+		return true, false
+	}
 	// Same epoch, removed by timeout: fresh messages bring it back (a
 	// partition healed), except right after a failed probe, when they may
 	// still be in flight from a dead peer.
@@ -502,6 +508,15 @@ func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, sig
 	mem := m.members[p]
 	isNew := mem == nil
 	newEpoch := !isNew && msg.Epoch > mem.epoch
+	// heard is when this message proves p alive: now, except for a relayed
+	// copy, which may be as old as the relaying member's age bound
+	// (relayMaxAge): it never makes a member look more recently alive
+	// than that, and a known member's last-heard is left alone.
+	heard, alive := now, true
+	if src == fromRelay {
+		heard = now.Add(-m.cfg.relayMaxAge())
+		alive = isNew || newEpoch
+	}
 	if isNew {
 		if err := m.store.Heard(now, p); err != nil {
 			m.log.Debug("room: peer not admitted", "room", m.id, "peer", logPeer(p), "err", err)
@@ -528,7 +543,7 @@ func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, sig
 	if isNew {
 		delete(m.gone, p)
 		delete(m.retries, p)
-		mem = &member{id: Identity{Peer: p}, epoch: msg.Epoch, heard: now}
+		mem = &member{id: Identity{Peer: p}, epoch: msg.Epoch, heard: heard}
 		if full {
 			mem.id.Name, mem.id.Meta, mem.named = msg.Name, cloneMeta(msg.Meta), true
 		}
@@ -538,7 +553,9 @@ func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, sig
 		m.dirtyPeers[p] = struct{}{}
 		m.emit(Event{Type: MemberJoined, Member: cloneIdentity(mem.id)})
 	} else {
-		mem.heard = now
+		if alive && heard.After(mem.heard) {
+			mem.heard = heard
+		}
 		if newEpoch {
 			mem.epoch = msg.Epoch
 		}
@@ -624,13 +641,20 @@ func (m *machine) keepRelay(p PeerID, msg Message, signed []byte, changes []ephe
 
 // served is the answer to another peer's Fetch while joined: the own
 // state, and the members' relay records, each member's identity record
-// first.
-func (m *machine) served() (Served, bool) {
+// first. Only members heard from directly within relayMaxAge are relayed,
+// and none that this peer is about to drop (a failed probe, a pending
+// suspicion): a relay vouches for no more than its server heard lately.
+func (m *machine) served(now time.Time) (Served, bool) {
+	m.advance(now)
 	if m.status != Joined {
 		return Served{}, false
 	}
 	s := Served{State: m.selfMessage(KindHeartbeat)}
+	oldest := now.Add(-m.cfg.relayMaxAge())
 	for _, p := range slices.Sorted(maps.Keys(m.relays)) {
+		if !m.relayable(p, oldest) {
+			continue
+		}
 		rs := m.relays[p]
 		for _, r := range rs {
 			if r.ident {
