@@ -93,3 +93,101 @@ func (m *machine) relayable(p PeerID, oldest time.Time) bool {
 	_, ok := m.suspects[p]
 	return !ok
 }
+
+// Readmission after a timeout is held briefly (see holdReadmit).
+const (
+	readmitHoldMax = 100 * time.Millisecond
+	maxHeld        = 16 // messages kept per held peer
+)
+
+// readmitHold is how long a member dropped by timeout is kept out after a
+// fresh message of the same incarnation arrives: 100ms, at most
+// Timeout/8.
+func (c Config) readmitHold() time.Duration { return min(readmitHoldMax, c.Timeout/8) }
+
+// readmit is a peer dropped by timeout whose same incarnation was heard
+// again (a partition healed): its messages wait here until due, then it
+// is readmitted with them, unless its goodbye arrives first.
+type readmit struct {
+	epoch uint64
+	due   time.Time
+	msgs  []heldMsg // arrival order: the latest hello/heartbeat, then later deltas
+}
+
+type heldMsg struct {
+	msg    Message
+	signed []byte
+}
+
+// holdReadmit holds a gossip message from p if p is out after a timeout
+// (or a suspicion, or a failed probe past its quarantine) and msg is of
+// that same incarnation, and reports whether it did. When a cut of less
+// than the TCP timeout heals, the connections deliver everything queued
+// during the cut in one flush: the heartbeats of a member that quit on
+// the other side, then its goodbye. Admitting it on the first heartbeat
+// would show it joining and leaving again within milliseconds; held, its
+// goodbye (remoteLeave) cancels the readmission and it never reappears.
+func (m *machine) holdReadmit(now time.Time, p PeerID, msg Message, signed []byte) bool {
+	if m.members[p] != nil {
+		return false
+	}
+	r, held := m.readmits[p]
+	if held && msg.Epoch > r.epoch {
+		delete(m.readmits, p) // a new incarnation: admitted at once
+		return false
+	}
+	if !held {
+		g, ok := m.gone[p]
+		if !ok || g.reason == ReasonLeft || msg.Epoch != g.epoch {
+			return false
+		}
+		if g.probed && now.Before(g.at.Add(m.cfg.quarantine())) {
+			return false // quarantine: stale asks for a confirming probe
+		}
+		r = readmit{epoch: g.epoch, due: now.Add(m.cfg.readmitHold())}
+	} else if msg.Epoch < r.epoch {
+		return true // older than what is held: drop
+	}
+	if msg.Kind == KindHello || msg.Kind == KindHeartbeat {
+		clear(r.msgs)
+		r.msgs = r.msgs[:0]
+	}
+	if len(r.msgs) == maxHeld {
+		// Keep the identity message (if first) and the newest deltas; a
+		// heartbeat after the readmission heals what is lost.
+		i := 0
+		if k := r.msgs[0].msg.Kind; k == KindHello || k == KindHeartbeat {
+			i = 1
+		}
+		r.msgs = append(r.msgs[:i], r.msgs[i+1:]...)
+	}
+	r.msgs = append(r.msgs, heldMsg{msg: msg, signed: signed})
+	m.readmits[p] = r
+	return true
+}
+
+// expireReadmits readmits the held peers whose hold ended: their gone
+// record is dropped and their held messages are applied in order.
+func (m *machine) expireReadmits(now time.Time) {
+	if len(m.readmits) == 0 {
+		return
+	}
+	var due []PeerID
+	for p, r := range m.readmits {
+		if !now.Before(r.due) {
+			due = append(due, p)
+		}
+	}
+	slices.Sort(due)
+	for _, p := range due {
+		r := m.readmits[p]
+		delete(m.readmits, p)
+		if g, ok := m.gone[p]; !ok || g.epoch != r.epoch || g.reason == ReasonLeft || m.members[p] != nil {
+			continue
+		}
+		delete(m.gone, p)
+		for _, h := range r.msgs {
+			m.announce(now, p, h.msg, fromGossip, h.signed)
+		}
+	}
+}

@@ -153,6 +153,7 @@ type machine struct {
 	goneSweep    time.Time
 	suspects     map[PeerID]suspicion // members suspected by others' probes
 	failing      map[PeerID]failing   // members whose own probe failed, in their grace
+	readmits     map[PeerID]readmit   // peers out after a timeout, heard again: held
 
 	nextHeartbeat time.Time // periodic heartbeat due (Joined only)
 	answerAt      time.Time // early heartbeat due; zero if none pending
@@ -199,6 +200,7 @@ func newMachine(now time.Time, id string, self Identity, cfg Config, epoch, seed
 		gone:       make(map[PeerID]gone),
 		suspects:   make(map[PeerID]suspicion),
 		failing:    make(map[PeerID]failing),
+		readmits:   make(map[PeerID]readmit),
 		fetching:   make(map[PeerID]fetchPurpose),
 		retries:    make(map[PeerID]retry),
 		dirtyPeers: make(map[PeerID]struct{}),
@@ -497,6 +499,9 @@ func (m *machine) stale(now time.Time, p PeerID, e uint64, src source) (stale, c
 // liveness. signed is the message's signed form to keep for relaying (nil
 // for a fetch reply, which is not signed by its author's pubsub key).
 func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, signed []byte) {
+	if src == fromGossip && m.holdReadmit(now, p, msg, signed) {
+		return
+	}
 	stale, confirm := m.stale(now, p, msg.Epoch, src)
 	if confirm && src == fromGossip {
 		m.requestFetch(now, p, fetchProbe)
@@ -542,6 +547,7 @@ func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, sig
 	full := msg.Kind == KindHello || msg.Kind == KindHeartbeat
 	if isNew {
 		delete(m.gone, p)
+		delete(m.readmits, p)
 		delete(m.retries, p)
 		mem = &member{id: Identity{Peer: p}, epoch: msg.Epoch, heard: heard}
 		if full {
@@ -697,7 +703,10 @@ func (m *machine) remoteLeave(now time.Time, p PeerID, e uint64) {
 		return
 	}
 	// Not a member (yet): remember the goodbye so that late messages of
-	// this incarnation cannot admit it.
+	// this incarnation cannot admit it, nor those held for readmission.
+	if r, ok := m.readmits[p]; ok && e >= r.epoch {
+		delete(m.readmits, p)
+	}
 	if g, ok := m.gone[p]; !ok || e > g.epoch || (e == g.epoch && g.reason != ReasonLeft) {
 		m.remember(now, p, gone{epoch: e, reason: ReasonLeft, at: now})
 	}
@@ -940,6 +949,7 @@ func (m *machine) advance(now time.Time) {
 		m.sweepGone(now, false)
 	}
 	m.expireFailing(now)
+	m.expireReadmits(now)
 	if len(m.suspects) > 0 {
 		var due []PeerID
 		for p, s := range m.suspects {
@@ -1021,6 +1031,9 @@ func (m *machine) deadline() (time.Time, bool) {
 	}
 	for _, f := range m.failing {
 		consider(f.due)
+	}
+	for _, r := range m.readmits {
+		consider(r.due)
 	}
 	if t, ok := m.store.NextDeadline(); ok {
 		consider(t)

@@ -917,9 +917,14 @@ func TestMachineTimedOutMemberReturnsAfterPartitionHeals(t *testing.T) {
 	a.tick(t0.Add(cfg.Timeout))
 	eq(t, "events", describe(a.out().events), []string{"presence-changed b timeout -k gone", "member-left b timeout"})
 	// The partition heals: b's next heartbeat (same epoch, nothing new).
+	// It is readmitted once the readmission hold is over (a goodbye in
+	// the same flush would have cancelled it).
 	now := t0.Add(cfg.Timeout + time.Second)
-	o := a.deliver(now, b, b.heartbeat())
-	eq(t, "events", describe(o.events), []string{"member-joined b(B)", "presence-changed b remote +k"})
+	if o := a.deliver(now, b, b.heartbeat()); len(o.events) != 0 {
+		t.Fatalf("readmitted before the hold ended: %q", describe(o.events))
+	}
+	a.tick(now.Add(cfg.readmitHold()))
+	eq(t, "events", describe(a.out().events), []string{"member-joined b(B)", "presence-changed b remote +k"})
 }
 
 func TestMachineLingerThenDestroyed(t *testing.T) {

@@ -65,7 +65,12 @@ func TestMachineSuspectedMemberDroppedAfterRefutationWindow(t *testing.T) {
 	}
 	eq(t, "members", a.memberIDs(), []string{"a", "b"})
 	// c's messages later (a partition healed, say) bring it back.
-	o := a.deliver(at.Add(2*time.Second), c, c.heartbeat())
+	a.deliver(at.Add(2*time.Second), c, c.heartbeat())
+	a.tick(at.Add(2*time.Second + a.cfg.readmitHold()))
+	o := a.out()
+	if len(o.events) == 0 {
+		t.Fatal("c not readmitted")
+	}
 	eq(t, "back", describe(o.events)[:1], []string{"member-joined c(C)"})
 }
 
