@@ -40,9 +40,9 @@ func presence(room, peer, key string, v any) func(proc.Event) bool {
 // B2, the same key, starts, connects to A and sets gen=2. A shows gen=2
 // well before the room timeout, reports neither a leave nor a second join
 // of B, and still holds B2 (with gen=2) after more than a timeout; B2 sees
-// A. Every other run B1 is killed once A shows B2's gen=2, so that its
-// connection closes while B2's is open (libp2p "replaces" it) instead of
-// staying open. Repeated: 4 runs, 20 with CONVENE_LONG=1.
+// A. Every other run B1 is killed as soon as B2's first message reached
+// A, so that its connection closes while B2's is open (libp2p "replaces"
+// it) instead of staying open. Repeated: 4 runs, 20 with CONVENE_LONG=1.
 func TestRestartBehindFrozenConnectionReplacesAtOnce(t *testing.T) {
 	const timeout = 4 * time.Second
 	n := reps(4, 20)
@@ -82,6 +82,15 @@ func restartBehindFrozen(t *testing.T, timeout time.Duration, kill bool) time.Du
 	if got := b2.Ready(startup).Str("peer"); got != pb {
 		t.Fatalf("B2 has peer ID %s, want B1's %s", got, pb)
 	}
+	if kill {
+		// As soon as B2's first message reached A (so B2's connection is
+		// up, well before A's check of the old one ends), B1 dies: its
+		// connection closes while B2's stays open.
+		a.WaitFrom(mark, timeout, "B2's first message at A", func(e proc.Event) bool {
+			return e.Str("type") == "presence" && e.Str("peer") == pb
+		})
+		b1.Kill()
+	}
 	b2.Send("set gen 2")
 	// At once: well before the room timeout (the old incarnation's own
 	// silence deadline). B2's first hello may come before its `set`: then
@@ -89,9 +98,6 @@ func restartBehindFrozen(t *testing.T, timeout time.Duration, kill bool) time.Du
 	// comes back as 2.
 	_, at := a.WaitFrom(mark, timeout/2+time.Since(start), "B2's gen=2 at A before the timeout", presence("r", pb, "gen", 2.0))
 	took := time.Since(start)
-	if kill {
-		b1.Kill() // its connection closes now, B2's stays
-	}
 	b2.Wait(timeout, "B2 sees A", proc.Joined("r", pa))
 	if ev, _, ok := a.Find(mark, func(e proc.Event) bool {
 		return e.Str("type") == "presence" && e.Str("peer") == pb && e.Str("key") == "gen" &&
