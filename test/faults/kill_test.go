@@ -10,12 +10,13 @@ import (
 )
 
 // Issue 16.4 and room doc ("Restart"): a member killed with SIGKILL and
-// restarted at once with the same key is replaced seamlessly at the
-// members connected to it: their probe of the dead process fails within
-// milliseconds, and the new incarnation arriving within the restart grace
-// (500ms after that) replaces it: gen goes from 1 to 2 with no
-// member-left/member-joined pair. A (the bootstrap) and C (connected to A
-// and B) watch. 6 trials, 20 with CONVENE_LONG=1.
+// restarted at once with the same key is replaced seamlessly. A (the
+// bootstrap, connected to B) probes the dead process, which fails within
+// milliseconds, and holds it for the restart grace (500ms); C (connected
+// to A only) gets A's suspect and holds it for the refutation window. The
+// new incarnation arrives within both: gen goes from i-1 to i with no
+// member-left/member-joined pair at A or C. Without the grace A shows a
+// pair at the first restart. 6 restarts, 20 with CONVENE_LONG=1.
 func TestKillThenRestartSameKeyIsSeamless(t *testing.T) {
 	const timeout = 6 * time.Second
 	n := reps(6, 20)
