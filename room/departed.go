@@ -94,16 +94,19 @@ func (m *machine) relayable(p PeerID, oldest time.Time) bool {
 	return !ok
 }
 
-// Readmission after a timeout is held briefly (see holdReadmit).
+// Readmission after a timeout is held (see holdReadmit).
 const (
-	readmitHoldMax = 100 * time.Millisecond
+	readmitHoldMax = time.Second
 	maxHeld        = 16 // messages kept per held peer
 )
 
 // readmitHold is how long a member dropped by timeout is kept out after a
-// fresh message of the same incarnation arrives: 100ms, at most
-// Timeout/8.
-func (c Config) readmitHold() time.Duration { return min(readmitHoldMax, c.Timeout/8) }
+// fresh message of the same incarnation arrives: one HeartbeatInterval,
+// at most 1s. The flush of a connection that survived a cut is not one
+// instant: after the link returns, TCP resends what it queued in bursts
+// paced by its retransmission timer, and a leaver's goodbye was seen
+// arriving 0.7s after its last heartbeats on a loaded machine.
+func (c Config) readmitHold() time.Duration { return min(readmitHoldMax, c.HeartbeatInterval) }
 
 // readmit is a peer dropped by timeout whose same incarnation was heard
 // again (a partition healed): its messages wait here until due, then it

@@ -158,9 +158,10 @@
 //     does. Relayed copies never bring back an incarnation that was
 //     dropped. After a silence timeout, fresh messages of the same epoch
 //     do bring it back (a healed partition), after a readmission hold of
-//     100ms (at most Timeout/8) from the first of them, during which its
-//     goodbye cancels the readmission: a connection that survived a short
-//     cut flushes a leaver's last heartbeats and then its goodbye at once.
+//     one HeartbeatInterval (at most 1s) from the first of them, during
+//     which its goodbye cancels the readmission: a connection that survived
+//     a short cut flushes a leaver's last heartbeats and then its goodbye
+//     (not in one instant: TCP resends in bursts).
 //     A direct fetch reply readmits at once. After a failed probe,
 //     messages of the same epoch that arrive within min(1s, Timeout) may
 //     be in flight from a dead peer: they trigger a new probe instead, and
