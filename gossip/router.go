@@ -48,6 +48,7 @@ type Router struct {
 	leaveSem chan struct{}
 	rateViol *rateViolations
 	sent     *sendTracker
+	conns    *connWatch
 
 	scoreMu sync.Mutex
 	scores  map[peer.ID]float64
@@ -191,6 +192,7 @@ func (r *Router) setHandlers() {
 	r.h.SetStreamHandler(FetchProtocol, r.handleFetch)
 	r.h.SetStreamHandler(LeaveProtocol, r.handleLeave)
 	r.h.SetStreamHandler(LeaveProtocolV1, r.handleLeave)
+	r.conns = newConnWatch(r)
 }
 
 // Join opens the room's topic: it registers the validator, sets the topic's
@@ -278,6 +280,7 @@ func (r *Router) Close() error {
 		}
 		cancel()
 
+		r.conns.close()
 		r.h.RemoveStreamHandler(FetchProtocol)
 		r.h.RemoveStreamHandler(LeaveProtocol)
 		r.h.RemoveStreamHandler(LeaveProtocolV1)

@@ -59,6 +59,10 @@ type Stats struct {
 	// peers (once per goodbye, when its author asked for it);
 	// LeaveRelayAcked the peers that acknowledged one.
 	LeaveRelayed, LeaveRelayAcked uint64
+	// StaleConns counts connections that did not answer the liveness check
+	// made when their peer connected again (Router only): each one made
+	// the Router close every connection to that peer and dial it again.
+	StaleConns uint64
 }
 
 type counter int
@@ -81,6 +85,7 @@ const (
 	cLeaveInvalid
 	cLeaveRelayed
 	cLeaveRelayAcked
+	cStaleConns
 	numCounters
 )
 
@@ -108,5 +113,6 @@ func (c *counters) snapshot() Stats {
 
 		LeaveRelayed:    c[cLeaveRelayed].Load(),
 		LeaveRelayAcked: c[cLeaveRelayAcked].Load(),
+		StaleConns:      c[cStaleConns].Load(),
 	}
 }

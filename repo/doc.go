@@ -58,10 +58,14 @@
 // Nothing about rooms is persisted: rooms do not survive a restart.
 //
 // A member that crashes (no goodbye) is dropped with reason timeout:
-// within about a second when its connections close (a failed probe), at
-// the latest Timeout after it was last heard. A peer that restarts with
-// the same key is one member whose new state replaces the old at once.
-// See package room for the protocol and its guarantees.
+// about half a second after its connections close (a failed probe and a
+// 500ms restart grace), at the latest Timeout after it was last heard.
+// A peer that restarts with the same key is one member whose new state
+// replaces the old at once — while its old process still runs, is frozen
+// (SIGSTOP: its stale connection is detected within a second), or crashed
+// less than that half second before; a restart later than that shows as
+// member-left (timeout) then member-joined. See package room ("Restart")
+// for exactly when.
 //
 // # Events
 //

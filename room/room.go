@@ -170,8 +170,8 @@ func (r *Room) serve() (Served, bool) {
 		s  Served
 		ok bool
 	)
-	if err := r.do(func(m *machine, _ time.Time) error {
-		s, ok = m.served()
+	if err := r.do(func(m *machine, now time.Time) error {
+		s, ok = m.served(now)
 		return nil
 	}); err != nil {
 		return Served{}, false
