@@ -78,13 +78,9 @@ func (h *Handle) load(ctx context.Context) (found bool, err error) {
 		// One damaged chunk must not lose the document: load the chunks
 		// one by one, skipping those that do not parse.
 		h.opts.Logger.Warn("document does not load whole; loading chunk by chunk", "doc", h.id, "err", err)
-		eng = newAM()
-		for _, c := range ordered {
-			if err := eng.loadIncremental(c.Data); err != nil {
-				h.skipped++
-				h.opts.Logger.Warn("skipping a damaged chunk", "doc", h.id, "key", c.Key, "err", err)
-			}
-		}
+		eng, h.skipped = loadEach(ordered, func(c storage.Chunk, err error) {
+			h.opts.Logger.Warn("skipping a damaged chunk", "doc", h.id, "key", c.Key, "err", err)
+		})
 	}
 	h.eng = eng
 	h.saved = eng.heads()
@@ -217,4 +213,36 @@ func compact(ctx context.Context, st storage.Adapter, snap storage.Chunk, old []
 
 func equalKey(a, b storage.Key) bool {
 	return len(a) == len(b) && a.HasPrefix(b)
+}
+
+// loadEach loads chunks one at a time (snapshots first): a chunk is kept
+// when the chunks kept so far and it load together (automerge-go's
+// LoadIncremental reports no error for garbage, so each step is checked
+// with a whole Load). A chunk that does not load is skipped, then offered
+// to the document by LoadIncremental anyway: if it is whole but depends on
+// a damaged chunk, its changes wait inside the document until a peer
+// supplies the missing ones. It costs one Load per chunk, only on this
+// path.
+func loadEach(chunks []storage.Chunk, skip func(storage.Chunk, error)) (*amEngine, int) {
+	var good []byte
+	var bad []storage.Chunk
+	for _, c := range chunks {
+		try := append(append([]byte(nil), good...), c.Data...)
+		if _, err := loadAM(try); err != nil {
+			skip(c, err)
+			bad = append(bad, c)
+			continue
+		}
+		good = try
+	}
+	eng := newAM()
+	if len(good) > 0 {
+		if e, err := loadAM(good); err == nil {
+			eng = e
+		}
+	}
+	for _, c := range bad {
+		_ = eng.loadIncremental(c.Data)
+	}
+	return eng, len(bad)
 }
