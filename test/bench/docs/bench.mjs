@@ -46,8 +46,11 @@ const mapEdits = (n) => {
 
 const typing = (n) => {
   let d = A.change(A.init(), (doc) => { doc.t = '' })
+  let x = 1
   for (let i = 0; i < n; i++) {
-    d = A.change(d, (doc) => { A.splice(doc, ['t'], i, 0, String.fromCharCode(97 + (i % 26))) })
+    x = (Math.imul(x, 1103515245) + 12345) & 0x7fffffff // the same generator as main.go
+    const c = String.fromCharCode(97 + ((x >>> 16) % 26))
+    d = A.change(d, (doc) => { A.splice(doc, ['t'], i, 0, c) })
   }
   if (d.t.length !== n) throw new Error('typing: wrong text length')
   return d
