@@ -37,6 +37,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/automerge/automerge-go"
+
 	"github.com/convene-p2p/convene/doc"
 	"github.com/convene-p2p/convene/storage"
 )
@@ -70,7 +72,7 @@ func main() {
 // goResult is the Go side's figures (ns and bytes).
 type goResult struct {
 	MapEdit, Typing       float64 // ns per change
-	Save, Load            float64 // ns
+	Save, Load, RawLoad   float64 // ns; RawLoad: automerge.Load alone
 	SaveBytes             int
 	StoredBytes, FileSize int     // at the end: chunk bytes in the store, the bbolt file
 	StoredSave            int     // that document's Save size
@@ -213,6 +215,13 @@ func runGo(o options) (goResult, error) {
 			return errors.New("load: different heads")
 		}
 		return nil
+	}); err != nil {
+		return r, err
+	}
+
+	if r.RawLoad, err = timeRuns(o, func() error {
+		_, err := automerge.Load(saved)
+		return err
 	}); err != nil {
 		return r, err
 	}
@@ -394,6 +403,8 @@ func report(w io.Writer, o options, g goResult, js *jsResult) {
 		speed(g.Save, func(j *jsResult) float64 { return j.Save.Ns }), "–")
 	row(fmt.Sprintf("load, %d-change doc", o.changes), ms(g.Load), jsOr(func(j *jsResult) string { return ms(j.Load.Ns) }),
 		jsOr(func(j *jsResult) string { return fmt.Sprintf("time %.2f×", g.Load/j.Load.Ns) }), "time ≤ 1×")
+	row("  of which automerge-go's Load alone", ms(g.RawLoad), "–",
+		jsOr(func(j *jsResult) string { return fmt.Sprintf("time %.2f×", g.RawLoad/j.Load.Ns) }), "–")
 	row("stored, typing doc flushed every 100 changes", fmt.Sprintf("end: %d B in chunks, %.2f× its Save (bbolt file %d B); 1.00× right after each of %d compactions, at most %.2f× between them", g.StoredBytes, float64(g.StoredBytes)/float64(g.StoredSave), g.FileSize, g.Compactions, g.MaxRatio),
 		jsOr(func(j *jsResult) string { return fmt.Sprintf("save() %d B", j.Save.Bytes) }),
 		fmt.Sprintf("%.2f× own Save at most", g.MaxRatio), "≤ 1.5× Save after compaction")
