@@ -335,16 +335,22 @@ func (h *Handle) Save() []byte {
 	return h.eng.save()
 }
 
-// ApplyChanges applies encoded changes received from origin (a sync peer):
-// each change alone (never all of a batch because one was named), one
-// Changed event with origin if the heads moved. Changes whose dependencies
-// are missing wait inside the document until those arrive.
+// ApplyChanges applies encoded changes (Change.Save bytes, concatenated)
+// received from origin: each change alone (never all of a batch because
+// one was named), one Changed event with origin if the heads moved. Every
+// dependency must be in the document or in the batch: automerge-go decodes
+// a batch as a document and refuses it otherwise. For changes that may
+// arrive before their dependencies, fetch those first (sync does).
 func (h *Handle) ApplyChanges(origin Origin, changes []byte) error {
 	return h.receive(origin, func() error { return h.eng.applyChanges(changes) })
 }
 
-// LoadIncremental adds a snapshot, incremental chunk or concatenation
-// received from origin; one Changed event with origin if the heads moved.
+// LoadIncremental adds a snapshot, incremental chunk, encoded changes or a
+// concatenation of them received from origin; one Changed event with
+// origin if the heads moved. Changes whose dependencies are missing are
+// refused with an error, and the document is left as it was (automerge-go
+// 0.5 does not queue them). Bytes that are not Automerge data at all are
+// ignored without an error (automerge-go 0.5 reports none).
 func (h *Handle) LoadIncremental(origin Origin, data []byte) error {
 	return h.receive(origin, func() error { return h.eng.loadIncremental(data) })
 }

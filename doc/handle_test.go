@@ -282,3 +282,36 @@ func TestMaxSizeRefusesTheChangeAndUndoesIt(t *testing.T) {
 	}
 	mustChange(t, h, func(tx *Tx) error { return tx.Set(Path{"small"}, "still ok") })
 }
+
+// A change that arrives before its dependency is refused and leaves the
+// document as it was; once the dependency is there it applies (automerge-go
+// 0.5 does not queue orphans: sync must send dependencies first).
+func TestLoadIncrementalRefusesOrphansAndKeepsTheDocument(t *testing.T) {
+	src := open(t, "o", Options{})
+	mustChange(t, src, func(tx *Tx) error { return tx.Set(Path{"a"}, 1) })
+	first := src.Heads()
+	mustChange(t, src, func(tx *Tx) error { return tx.Set(Path{"b"}, 2) })
+	var dep, orphan []byte
+	_ = src.Read(func(tx *Tx) error {
+		orphan, _ = src.eng.saveSince(first)
+		all, _ := src.eng.saveSince(nil)
+		dep = all[:len(all)-len(orphan)]
+		return nil
+	})
+	dst := open(t, "o", Options{})
+	if err := dst.LoadIncremental(Origin{Peer: "p"}, orphan); err == nil {
+		t.Fatal("an orphan change was accepted")
+	}
+	if len(dst.Heads()) != 0 || get(t, dst, "b") != nil {
+		t.Fatal("a refused orphan changed the document")
+	}
+	if err := dst.LoadIncremental(Origin{Peer: "p"}, dep); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.LoadIncremental(Origin{Peer: "p"}, orphan); err != nil {
+		t.Fatal(err)
+	}
+	if !dst.Heads().Equal(src.Heads()) || get(t, dst, "b") != int64(2) {
+		t.Fatalf("after the dependency: heads %v b=%v", dst.Heads(), get(t, dst, "b"))
+	}
+}

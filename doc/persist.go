@@ -55,12 +55,6 @@ func (h *Handle) load(ctx context.Context) (found bool, err error) {
 			continue
 		}
 		total += len(c.Data)
-		h.chunks = append(h.chunks, chunk{key: c.Key, size: len(c.Data)})
-		if c.Key[2] == kindSnapshot {
-			h.snap += len(c.Data)
-		} else {
-			h.incr += len(c.Data)
-		}
 	}
 	ordered := append(snaps, incs...)
 	if len(ordered) == 0 {
@@ -73,14 +67,26 @@ func (h *Handle) load(ctx context.Context) (found bool, err error) {
 	for _, c := range ordered {
 		all.Write(c.Data)
 	}
+	kept := ordered
 	eng, err := loadAM(all.Bytes())
 	if err != nil {
 		// One damaged chunk must not lose the document: load the chunks
-		// one by one, skipping those that do not parse.
+		// one by one, skipping those that do not load.
 		h.opts.Logger.Warn("document does not load whole; loading chunk by chunk", "doc", h.id, "err", err)
-		eng, h.skipped = loadEach(ordered, func(c storage.Chunk, err error) {
-			h.opts.Logger.Warn("skipping a damaged chunk", "doc", h.id, "key", c.Key, "err", err)
+		eng, kept = loadEach(ordered, func(c storage.Chunk, err error) {
+			h.opts.Logger.Warn("skipping a chunk that does not load", "doc", h.id, "key", c.Key, "err", err)
 		})
+		h.skipped = len(ordered) - len(kept)
+	}
+	// Compaction replaces only the chunks that loaded: a skipped chunk stays
+	// in storage (it may hold changes no other chunk has).
+	for _, c := range kept {
+		h.chunks = append(h.chunks, chunk{key: c.Key, size: len(c.Data)})
+		if c.Key[2] == kindSnapshot {
+			h.snap += len(c.Data)
+		} else {
+			h.incr += len(c.Data)
+		}
 	}
 	h.eng = eng
 	h.saved = eng.heads()
@@ -218,22 +224,22 @@ func equalKey(a, b storage.Key) bool {
 // loadEach loads chunks one at a time (snapshots first): a chunk is kept
 // when the chunks kept so far and it load together (automerge-go's
 // LoadIncremental reports no error for garbage, so each step is checked
-// with a whole Load). A chunk that does not load is skipped, then offered
-// to the document by LoadIncremental anyway: if it is whole but depends on
-// a damaged chunk, its changes wait inside the document until a peer
-// supplies the missing ones. It costs one Load per chunk, only on this
-// path.
-func loadEach(chunks []storage.Chunk, skip func(storage.Chunk, error)) (*amEngine, int) {
+// with a whole Load). It returns the document of the kept chunks and
+// those chunks. A chunk is skipped when it is damaged, and also when it is
+// whole but its changes depend on a skipped chunk's (automerge-go 0.5
+// refuses changes whose dependencies are missing). It costs one Load per
+// chunk, only on this path.
+func loadEach(chunks []storage.Chunk, skip func(storage.Chunk, error)) (*amEngine, []storage.Chunk) {
 	var good []byte
-	var bad []storage.Chunk
+	var kept []storage.Chunk
 	for _, c := range chunks {
 		try := append(append([]byte(nil), good...), c.Data...)
 		if _, err := loadAM(try); err != nil {
 			skip(c, err)
-			bad = append(bad, c)
 			continue
 		}
 		good = try
+		kept = append(kept, c)
 	}
 	eng := newAM()
 	if len(good) > 0 {
@@ -241,8 +247,5 @@ func loadEach(chunks []storage.Chunk, skip func(storage.Chunk, error)) (*amEngin
 			eng = e
 		}
 	}
-	for _, c := range bad {
-		_ = eng.loadIncremental(c.Data)
-	}
-	return eng, len(bad)
+	return eng, kept
 }

@@ -159,7 +159,18 @@ func TestDamagedChunkFallsBackChunkByChunk(t *testing.T) {
 			if damage == "garbage middle" && (get(t, h2, "inc0") != int64(0) || get(t, h2, "inc1") != int64(1)) {
 				t.Fatal("the good incrementals were lost beside a garbage chunk")
 			}
-			mustChange(t, h2, func(tx *Tx) error { return tx.Set(Path{"after"}, true) })
+			// Later saves and compactions never delete the skipped chunk.
+			for i := range 40 {
+				mustChange(t, h2, func(tx *Tx) error { return tx.Set(Path{fmt.Sprint("after", i)}, randomText(30)) })
+				if err := h2.Flush(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h2.Close(ctx)
+			h3 := open(t, "dmg", Options{Storage: st})
+			if h3.Skipped() != 1 || get(t, h3, "after39") == nil || get(t, h3, "base0") == nil {
+				t.Fatalf("after compactions: Skipped=%d", h3.Skipped())
+			}
 		})
 	}
 }
