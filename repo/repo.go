@@ -10,10 +10,12 @@ import (
 	"time"
 
 	golog "github.com/ipfs/go-log/v2"
+	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/convene-p2p/convene/doc"
 	"github.com/convene-p2p/convene/gossip"
@@ -77,6 +79,12 @@ type Config struct {
 	Logger *slog.Logger
 	// roomLogger is Logger for rooms whose config sets none (validate).
 	roomLogger *slog.Logger
+	// Metrics, if set, is where the Repo registers its Prometheus metrics
+	// (prefix convene_: gossip counters, peer scores, rooms, members and
+	// presence keys per room; see docs/METRICS.md) and, on a host the Repo
+	// builds, libp2p's own (libp2p.PrometheusRegisterer). Close
+	// unregisters Convene's. Nil means no metrics.
+	Metrics prometheus.Registerer
 	// EventBuffer is how many events each Watcher buffers before it lags
 	// (see Watch). Zero means 256.
 	EventBuffer int
@@ -147,6 +155,8 @@ type Repo struct {
 	self   room.Identity
 	events *watch.Broker[Event]
 	docs   docs // docs.go
+	// metrics is registered in cfg.Metrics (nil without it).
+	metrics *collector
 
 	mu     sync.Mutex
 	rooms  map[string]*entry
@@ -186,7 +196,11 @@ func New(ctx context.Context, cfg Config) (*Repo, error) {
 	if cfg.Libp2pHost != nil {
 		r.host = cfg.Libp2pHost
 	} else {
-		h, err := p2p.New(ctx, cfg.Host)
+		hc := cfg.Host
+		if cfg.Metrics != nil {
+			hc.Options = append(slices.Clone(hc.Options), libp2p.PrometheusRegisterer(cfg.Metrics))
+		}
+		h, err := p2p.New(ctx, hc)
 		if err != nil {
 			_ = r.closeDocs()
 			return nil, fmt.Errorf("repo: %w", err)
@@ -212,6 +226,13 @@ func New(ctx context.Context, cfg Config) (*Repo, error) {
 	}
 	r.router = router
 	r.self = room.Identity{Peer: room.PeerID(r.host.ID()), Name: cfg.Name, Meta: maps(cfg.Meta)}
+	if cfg.Metrics != nil {
+		r.metrics = newCollector(r)
+		if err := cfg.Metrics.Register(r.metrics); err != nil {
+			_ = r.Close()
+			return nil, fmt.Errorf("repo: register metrics: %w", err)
+		}
+	}
 	return r, nil
 }
 
@@ -529,6 +550,9 @@ func (r *Repo) Close() error {
 	r.wg.Wait()
 	err := r.closeDocs()
 	r.events.Close()
+	if r.metrics != nil {
+		r.cfg.Metrics.Unregister(r.metrics)
+	}
 	err = errors.Join(err, r.router.Close())
 	if r.p2p != nil {
 		err = errors.Join(err, r.p2p.Close())
