@@ -251,9 +251,18 @@ func (h *Handle) ChangeMsg(msg string, fn func(tx *Tx) error) error {
 	err := fn(tx)
 	tx.done = true
 	if err != nil {
-		return errors.Join(err, h.rollback(before))
+		return errors.Join(err, h.undo(before))
 	}
 	return h.commitLocked(msg, before, Origin{})
+}
+
+// undo drops what a failed edit wrote; h.mu is held. An edit that wrote
+// nothing costs one empty commit; one that wrote costs a fork at before.
+func (h *Handle) undo(before Heads) error {
+	if n, err := h.eng.commit(""); err == nil && n == 0 {
+		return nil
+	}
+	return h.rollback(before)
 }
 
 // commitLocked commits pending operations and reports them; h.mu is held.
