@@ -32,7 +32,12 @@
 // change applies its whole batch); saves use the changes since the saved
 // heads (SaveIncremental after Load re-emits everything); Merge never
 // holds two documents' locks (Doc.Merge can deadlock); Options.Init makes
-// shared containers (two peers creating "the same" Text make two).
+// shared containers (two peers creating "the same" Text make two). The
+// version's sync bugs (a stalled sync state, a huge first sync) belong to
+// document sync between peers, which is not part of this package yet; the
+// handle's seam for it is ApplyChanges and LoadIncremental with an Origin.
+// Changes whose dependencies are missing are refused by this version, not
+// queued: a peer must send dependencies first.
 //
 // This package needs cgo (automerge-go ships prebuilt static libraries for
 // linux and darwin, amd64 and arm64). Rooms and presence (room, gossip,
