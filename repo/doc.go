@@ -1,6 +1,6 @@
 // Package repo is Convene's entry point: a Repo owns a libp2p host (or
-// runs on yours), GossipSub, and the rooms you join through it, and reports
-// what happens to them as forward-only events.
+// runs on yours), GossipSub, the rooms you join through it and your
+// documents, and reports what happens to them as forward-only events.
 //
 // # The whole flow
 //
@@ -86,6 +86,30 @@
 // most its buffer; it never slows a room, the Repo, or other watchers.
 // Room watchers (room.Room.Watch) follow the same policy, per room.
 //
+// # Documents
+//
+// Beside rooms, a Repo holds persistent CRDT documents (Automerge, package
+// doc), saved through Config.Storage (nil: memory; storage.OpenBolt for a
+// durable file). Rooms and documents are unrelated: storage never sees room
+// data.
+//
+//	st, err := storage.OpenBolt(filepath.Join(dir, "docs.bolt"), storage.BoltOptions{})
+//	r, err := repo.New(ctx, repo.Config{Storage: st})
+//	h, err := r.Doc(ctx, "chat-general-messages") // get or create (loaded if stored)
+//	err = h.Change(func(tx *doc.Tx) error {       // one commit, one Changed event
+//		return tx.Append(doc.Path{"messages"}, map[string]any{"from": "ana", "text": "hi"})
+//	})
+//	msgs, _, err := h.Get(doc.Path{"messages"})
+//	w := h.Watch()                                // doc.Changed{Origin, Before, After}
+//	err = r.FlushDocs(ctx)                        // durable now (else within 100 ms)
+//	r.DocIDs(); r.HasDoc(id)
+//	err = r.DeleteDoc(ctx, id)                    // local, with a tombstone
+//
+// Doc emits DocCreated the first time it opens an ID in this Repo;
+// DeleteDoc emits DocDestroyed. DocWith gives a new document a schema as
+// its deterministic genesis, so peers that create the same document share
+// its containers. docs/STORAGE.md states what is durable when.
+//
 // # Hosts
 //
 // By default New builds the libp2p host from Config.Host (package p2p:
@@ -117,6 +141,6 @@
 // # Errors
 //
 // ErrClosed after Close; ErrUnknownRoom from LeaveRoom for a room that
-// does not exist; room.ErrInvalidID for a bad room ID; room errors
+// does not exist; ErrDeleted from Doc for a deleted document; room.ErrInvalidID for a bad room ID; room errors
 // (room.ErrNotJoined, room.ErrClosed, presence limits) from the handle.
 package repo

@@ -33,6 +33,11 @@ const (
 	// a member first known from a presence delta, whose identity arrives
 	// after MemberJoined, or a peer that restarted with a new name).
 	MemberUpdated
+	// DocCreated: the Repo opened document Doc (the first Doc call for its
+	// ID here: created new or loaded from storage).
+	DocCreated
+	// DocDestroyed: document Doc was deleted here (DeleteDoc).
+	DocDestroyed
 )
 
 // String returns the seed's event names ("room-created", ...).
@@ -50,6 +55,10 @@ func (t EventType) String() string {
 		return "lagged"
 	case MemberUpdated:
 		return "room-member-updated"
+	case DocCreated:
+		return "doc-created"
+	case DocDestroyed:
+		return "doc-destroyed"
 	}
 	return "unknown"
 }
@@ -58,6 +67,7 @@ func (t EventType) String() string {
 type Event struct {
 	Type    EventType
 	Room    string
+	Doc     string           // DocCreated, DocDestroyed
 	Member  room.Identity    // MemberJoined, MemberLeft, MemberUpdated
 	Reason  room.LeaveReason // MemberLeft
 	Dropped int              // Lagged

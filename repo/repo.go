@@ -17,10 +17,12 @@ import (
 	"github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/convene-p2p/convene/doc"
 	"github.com/convene-p2p/convene/gossip"
 	"github.com/convene-p2p/convene/internal/watch"
 	"github.com/convene-p2p/convene/p2p"
 	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/storage"
 )
 
 // Errors returned by the Repo.
@@ -86,6 +88,16 @@ type Config struct {
 	// EventBuffer is how many events each Watcher buffers before it lags
 	// (see Watch). Zero means 256.
 	EventBuffer int
+	// Storage is where documents are kept (see Doc). Nil means memory
+	// only (storage.NewMemory, closed by Close); a caller's adapter is
+	// flushed by Close but not closed. It never sees room data.
+	Storage storage.Adapter
+	// Docs are the defaults of every document (save debounce, size limit,
+	// schema Init, event buffer; see doc.Options). Its Storage must be
+	// nil: set Storage above.
+	Docs doc.Options
+	// docLogger is Logger for documents when Docs.Logger is nil.
+	docLogger *slog.Logger
 }
 
 // LocalConfig is the preset for tests and demos on one machine: a host on
@@ -114,6 +126,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("repo: config: Room.Limits and Gossip.Limits: %w", err)
 	}
 	c.Gossip.Limits = lim
+	if c.Docs.Storage != nil {
+		return errors.New("repo: config: set Storage, not Docs.Storage")
+	}
 	if c.PubSub != nil && c.Libp2pHost == nil {
 		return errors.New("repo: config: PubSub needs the Libp2pHost it runs on")
 	}
@@ -124,6 +139,7 @@ func (c *Config) validate() error {
 			c.Gossip.Logger = c.Logger // gossip tags its records itself
 		}
 		c.roomLogger = c.Logger.With("logger", "convene/room")
+		c.docLogger = c.Logger.With("logger", "convene/doc")
 		c.Logger = c.Logger.With("logger", "convene/repo")
 	}
 	return nil
@@ -138,6 +154,7 @@ type Repo struct {
 	router *gossip.Router
 	self   room.Identity
 	events *watch.Broker[Event]
+	docs   docs // docs.go
 	// metrics is registered in cfg.Metrics (nil without it).
 	metrics *collector
 
@@ -178,6 +195,9 @@ func New(ctx context.Context, cfg Config) (*Repo, error) {
 			return Event{Type: Lagged, Dropped: n}
 		}),
 	}
+	if err := r.initDocs(ctx); err != nil {
+		return nil, err
+	}
 	if cfg.Libp2pHost != nil {
 		r.host = cfg.Libp2pHost
 	} else {
@@ -187,6 +207,7 @@ func New(ctx context.Context, cfg Config) (*Repo, error) {
 		}
 		h, err := p2p.New(ctx, hc)
 		if err != nil {
+			_ = r.closeDocs()
 			return nil, fmt.Errorf("repo: %w", err)
 		}
 		r.p2p = h
@@ -205,6 +226,7 @@ func New(ctx context.Context, cfg Config) (*Repo, error) {
 		if r.p2p != nil {
 			_ = r.p2p.Close()
 		}
+		_ = r.closeDocs()
 		return nil, fmt.Errorf("repo: %w", err)
 	}
 	r.router = router
@@ -552,7 +574,8 @@ func (r *Repo) Rooms() []*room.Room {
 func (r *Repo) Watch() *Watcher { return &Watcher{w: r.events.Watch()} }
 
 // Close leaves every joined room (goodbyes bounded by a short timeout),
-// stops every room, the GossipSub router and, if the Repo built it, the host.
+// stops every room, saves and closes every open document (bounded by 10 s),
+// then stops the GossipSub router and, if the Repo built it, the host.
 // It is idempotent.
 func (r *Repo) Close() error {
 	r.mu.Lock()
@@ -584,11 +607,12 @@ func (r *Repo) Close() error {
 	}
 	wg.Wait()
 	r.wg.Wait()
+	err := r.closeDocs()
 	r.events.Close()
 	if r.metrics != nil {
 		r.cfg.Metrics.Unregister(r.metrics)
 	}
-	err := r.router.Close()
+	err = errors.Join(err, r.router.Close())
 	if r.p2p != nil {
 		err = errors.Join(err, r.p2p.Close())
 	}

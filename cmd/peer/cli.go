@@ -53,6 +53,10 @@ Flags:
                        when --bootstrap is given, no DHT otherwise)
   --timeout DURATION   room timeout: a silent member is dropped after it
                        (default 30s; heartbeats every timeout/3)
+  --data DIR           keep documents in DIR/docs.bolt; default: <user config
+                       dir>/convene/docs.bolt (docs-<name>.bolt with --name;
+                       memory only with --ephemeral)
+  --no-store           keep documents in memory only
   --json               print one JSON object per line (NDJSON; schema in docs/CLI.md)
   --stay               keep running after stdin reaches EOF, until SIGINT/SIGTERM
   --log-level LEVEL    go-log level for libp2p and Convene logs on stderr:

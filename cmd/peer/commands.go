@@ -18,7 +18,7 @@ type command struct {
 	Key   string        // set, del
 	Value []byte        // set: compact JSON
 	TTL   time.Duration // set --ttl
-	Text  string        // say
+	Text  string        // say; doc: the words after "doc"
 }
 
 // commandHelp is what the help command prints.
@@ -35,6 +35,7 @@ const commandHelp = `commands (one per line; "#" starts a comment):
   addrs                                   show your peer ID and addresses
   help                                    this text
   quit                                    leave every room and exit (also: exit, EOF)
+` + docHelp + `
 Without @room or ROOM a command applies to the current room: the first --room,
 or the one chosen with "use".`
 
@@ -117,6 +118,8 @@ func parseCommand(line string) (command, error) {
 		if r != "" {
 			return c, fmt.Errorf("%s: unexpected %q after ROOM", c.Name, r)
 		}
+	case "doc": // doccmd.go parses the rest
+		c.Text = rest
 	case "rooms", "addrs", "help", "quit", "exit":
 		if c.Name == "exit" {
 			c.Name = "quit"

@@ -78,8 +78,9 @@ type runOptions struct {
 	Timeout   time.Duration // 0 = library default
 	JSON      bool
 	Stay      bool
-	LogLevel  string // "" = leave go-log's own configuration (GOLOG_LOG_LEVEL) alone
-	LogQuiet  bool   // LogLevel is the implicit default: also silence libp2p's start-up noise
+	LogLevel  string     // "" = leave go-log's own configuration (GOLOG_LOG_LEVEL) alone
+	LogQuiet  bool       // LogLevel is the implicit default: also silence libp2p's start-up noise
+	Docs      docOptions // doccmd.go
 }
 
 // usageError is a command-line mistake: exit code 2.
@@ -143,6 +144,7 @@ func parseRunFlags(args []string, configDir func() (string, error)) (runOptions,
 	fs.BoolVar(&o.JSON, "json", false, "")
 	fs.BoolVar(&o.Stay, "stay", false, "")
 	fs.StringVar(&logLevel, "log-level", "", "")
+	registerDocFlags(fs, &o)
 	if err := parseFlagSet(fs, args); err != nil {
 		return o, err
 	}
@@ -209,7 +211,7 @@ func parseRunFlags(args []string, configDir func() (string, error)) (runOptions,
 		}
 		o.KeyFile = p
 	}
-	return o, nil
+	return o, finishDocFlags(&o, configDir)
 }
 
 // parseBootstrap parses a dialable peer address: a multiaddr ending in

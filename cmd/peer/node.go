@@ -39,6 +39,7 @@ type node struct {
 	order   []string // joined rooms, in join order
 	current string
 
+	docs     docShell // doccmd.go
 	gone     chan *joinedRoom
 	wg       sync.WaitGroup // watcher goroutines
 	stopping bool           // shutdown: no more current-room events
@@ -76,9 +77,16 @@ func runNode(ctx context.Context, o runOptions, stdin io.Reader, stdout, stderr 
 		defer unlock()
 	}
 
+	store, closeStore, err := openDocStore(o.Docs)
+	if err != nil {
+		return fail(stderr, exitRuntime, "peer run: %v", err)
+	}
+	defer closeStore()
+
 	cfg := repo.Config{
-		Name: o.Name,
-		Meta: o.Meta,
+		Storage: store,
+		Name:    o.Name,
+		Meta:    o.Meta,
 		Host: p2p.Config{
 			KeyFile: o.KeyFile,
 			NoMDNS:  !o.MDNS,
@@ -471,6 +479,8 @@ func (n *node) exec(ctx context.Context, c command) error {
 	case "addrs":
 		n.emitReady()
 		return nil
+	case "doc":
+		return n.execDoc(ctx, c.Text)
 	case "rooms":
 		ev := roomsEvent{Current: n.current, Rooms: []roomInfo{}}
 		for _, id := range n.order {
@@ -590,6 +600,7 @@ func (n *node) shutdown(reason string) int {
 		n.out.emit(errorEvent{Error: oneLine(fmt.Sprintf("close: %v", err))})
 		code = exitRuntime
 	}
+	n.stopDocWatchers()
 	n.out.emit(stoppedEvent{Reason: reason})
 	return code
 }
