@@ -86,7 +86,13 @@ func (r *Router) openTopic(roomID string) (_ *Topic, err error) {
 	}
 	undo = append(undo, func() { _ = t.pt.Close() })
 	if err = t.pt.SetScoreParams(topicScoreParams()); err != nil {
-		return nil, err
+		if !r.shared {
+			return nil, err
+		}
+		// An app's pubsub without peer scoring (Attach): the room runs
+		// unscored; invalid messages are still rejected.
+		r.log.Debug("room topic unscored", "room", roomID, "err", err)
+		err = nil
 	}
 	if t.evh, err = t.pt.EventHandler(); err != nil {
 		return nil, err

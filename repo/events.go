@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/convene-p2p/convene/internal/watch"
 	"github.com/convene-p2p/convene/room"
 )
@@ -19,7 +17,11 @@ const (
 	// RoomDestroyed: a room's linger after Leave ran out (or the Repo closed).
 	RoomDestroyed
 	// MemberJoined: a remote member joined one of our rooms (or was
-	// already there when the room was created locally).
+	// already there when the room was created locally). Member.Name is
+	// empty exactly when the member was first heard through a presence
+	// delta, which carries no identity (see room.MemberJoined); its
+	// identity follows as MemberUpdated. Label it by Member.Peer.String()
+	// meanwhile.
 	MemberJoined
 	// MemberLeft: a member left a room, with Reason left or timeout.
 	MemberLeft
@@ -80,12 +82,8 @@ func (w *Watcher) Next(ctx context.Context) (Event, error) {
 // Close stops the watcher. Idempotent.
 func (w *Watcher) Close() { w.w.Close() }
 
-// PeerString renders a room.PeerID as the usual base58 peer ID, or
-// "invalid-peer" if it is not one.
-func PeerString(p room.PeerID) string {
-	id, err := peer.IDFromBytes([]byte(p))
-	if err != nil {
-		return "invalid-peer"
-	}
-	return id.String()
-}
+// PeerString renders a room.PeerID as the usual base58 peer ID
+// ("12D3KooW..."). It is p.String(), kept for callers of earlier versions.
+//
+// Deprecated: use p.String().
+func PeerString(p room.PeerID) string { return p.String() }

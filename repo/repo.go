@@ -10,17 +10,18 @@ import (
 	"time"
 
 	golog "github.com/ipfs/go-log/v2"
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/convene-p2p/convene/gossip"
 	"github.com/convene-p2p/convene/internal/watch"
 	"github.com/convene-p2p/convene/p2p"
 	"github.com/convene-p2p/convene/room"
 )
-
-var log = golog.Logger("convene/repo")
 
 // Errors returned by the Repo.
 var (
@@ -46,13 +47,42 @@ type Config struct {
 	// runs libp2p). The Repo then neither builds discovery (mDNS, DHT) nor
 	// closes the host.
 	Libp2pHost host.Host
+	// PubSub, if set, is the app's own GossipSub router on Libp2pHost
+	// (which it requires): the Repo runs its rooms on it (gossip.Attach)
+	// instead of starting a second router, which would take over the
+	// app's GossipSub streams; Close leaves it running. It must use the
+	// default StrictSign policy and message IDs; turn flood publishing
+	// and peer scoring on in it for the join and scoring guarantees of
+	// docs/PROTOCOL.md ("Embedding"). Without it, New on a host that
+	// already runs GossipSub fails with gossip.ErrPubSubRunning.
+	PubSub *pubsub.PubSub
 	// Gossip configures GossipSub and room-topic validation.
 	Gossip gossip.Config
 	// Room is the room configuration used by JoinRoom when it is given a
 	// zero room.Config. Zero means room.DefaultConfig().
+	//
+	// Presence limits have one source of truth, the limits every relay
+	// checks (Gossip.Limits): a limit set in Room.Limits is taken as the
+	// gossip layer's too, New refuses the two set to different values, and
+	// JoinRoom refuses a room config whose limits differ from them or whose
+	// full state (32 keys × 1 KiB by default) would not fit in
+	// Gossip.MaxMessageSize (64 KiB by default).
 	Room room.Config
-	// Logger overrides the go-log "convene/repo" logger.
+	// Logger, if set, receives the diagnostics of the Repo and, unless they
+	// set their own Logger, of its gossip layer (and pubsub's) and of every
+	// room joined through it, each record tagged with its subsystem
+	// ("logger": "convene/repo", "convene/gossip", "pubsub",
+	// "convene/room"). Nil means go-log's subsystems of those names, quiet
+	// unless GOLOG_LOG_LEVEL says otherwise.
 	Logger *slog.Logger
+	// roomLogger is Logger for rooms whose config sets none (validate).
+	roomLogger *slog.Logger
+	// Metrics, if set, is where the Repo registers its Prometheus metrics
+	// (prefix convene_: gossip counters, peer scores, rooms, members and
+	// presence keys per room; see docs/METRICS.md) and, on a host the Repo
+	// builds, libp2p's own (libp2p.PrometheusRegisterer). Close
+	// unregisters Convene's. Nil means no metrics.
+	Metrics prometheus.Registerer
 	// EventBuffer is how many events each Watcher buffers before it lags
 	// (see Watch). Zero means 256.
 	EventBuffer int
@@ -76,8 +106,25 @@ func (c *Config) validate() error {
 	if c.Room == (room.Config{}) {
 		c.Room = room.DefaultConfig()
 	}
+	// One truth for the presence limits: every relay checks the gossip
+	// layer's, so a limit set on the rooms is the gossip layer's too
+	// (room.New then refuses a room whose limits differ from its topic's).
+	lim, err := c.Gossip.Limits.Merge(c.Room.Limits)
+	if err != nil {
+		return fmt.Errorf("repo: config: Room.Limits and Gossip.Limits: %w", err)
+	}
+	c.Gossip.Limits = lim
+	if c.PubSub != nil && c.Libp2pHost == nil {
+		return errors.New("repo: config: PubSub needs the Libp2pHost it runs on")
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(golog.SlogHandler()).With("logger", "convene/repo")
+	} else {
+		if c.Gossip.Logger == nil {
+			c.Gossip.Logger = c.Logger // gossip tags its records itself
+		}
+		c.roomLogger = c.Logger.With("logger", "convene/room")
+		c.Logger = c.Logger.With("logger", "convene/repo")
 	}
 	return nil
 }
@@ -91,6 +138,8 @@ type Repo struct {
 	router *gossip.Router
 	self   room.Identity
 	events *watch.Broker[Event]
+	// metrics is registered in cfg.Metrics (nil without it).
+	metrics *collector
 
 	mu     sync.Mutex
 	rooms  map[string]*entry
@@ -127,14 +176,26 @@ func New(ctx context.Context, cfg Config) (*Repo, error) {
 	if cfg.Libp2pHost != nil {
 		r.host = cfg.Libp2pHost
 	} else {
-		h, err := p2p.New(ctx, cfg.Host)
+		hc := cfg.Host
+		if cfg.Metrics != nil {
+			hc.Options = append(slices.Clone(hc.Options), libp2p.PrometheusRegisterer(cfg.Metrics))
+		}
+		h, err := p2p.New(ctx, hc)
 		if err != nil {
 			return nil, fmt.Errorf("repo: %w", err)
 		}
 		r.p2p = h
 		r.host = h.Host()
 	}
-	router, err := gossip.New(ctx, r.host, cfg.Gossip)
+	var (
+		router *gossip.Router
+		err    error
+	)
+	if cfg.PubSub != nil {
+		router, err = gossip.Attach(r.host, cfg.PubSub, cfg.Gossip)
+	} else {
+		router, err = gossip.New(ctx, r.host, cfg.Gossip)
+	}
 	if err != nil {
 		if r.p2p != nil {
 			_ = r.p2p.Close()
@@ -143,6 +204,13 @@ func New(ctx context.Context, cfg Config) (*Repo, error) {
 	}
 	r.router = router
 	r.self = room.Identity{Peer: room.PeerID(r.host.ID()), Name: cfg.Name, Meta: maps(cfg.Meta)}
+	if cfg.Metrics != nil {
+		r.metrics = newCollector(r)
+		if err := cfg.Metrics.Register(r.metrics); err != nil {
+			_ = r.Close()
+			return nil, fmt.Errorf("repo: register metrics: %w", err)
+		}
+	}
 	return r, nil
 }
 
@@ -234,6 +302,9 @@ func (r *Repo) JoinRoom(ctx context.Context, id string, cfg room.Config) (*room.
 	}
 	if cfg == (room.Config{}) {
 		cfg = r.cfg.Room
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = r.cfg.roomLogger // nil: the room's go-log default
 	}
 	for {
 		r.mu.Lock()
@@ -366,8 +437,14 @@ func (r *Repo) forward(e *entry) {
 // LeaveRoom sends a goodbye in room id (waiting, bounded by ctx, until it is
 // handed to the network); the room lingers for its Linger (default: its
 // Timeout) and is then destroyed unless rejoined. It is room.Leave on
-// Room(id); ErrUnknownRoom if there is no such room.
+// Room(id); ErrUnknownRoom if there is no such room, ErrClosed after Close.
 func (r *Repo) LeaveRoom(ctx context.Context, id string) error {
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
 	rm, ok := r.Room(id)
 	if !ok {
 		return fmt.Errorf("%w %q", ErrUnknownRoom, id)
@@ -440,7 +517,7 @@ func (r *Repo) Close() error {
 			defer wg.Done()
 			if e.room.Status() == room.Joined {
 				if err := e.room.Leave(ctx); err != nil {
-					log.Debugw("goodbye failed", "room", e.room.ID(), "err", err)
+					r.cfg.Logger.Debug("goodbye failed", "room", e.room.ID(), "err", err)
 				}
 			}
 			_ = e.room.Close()
@@ -449,6 +526,9 @@ func (r *Repo) Close() error {
 	wg.Wait()
 	r.wg.Wait()
 	r.events.Close()
+	if r.metrics != nil {
+		r.cfg.Metrics.Unregister(r.metrics)
+	}
 	err := r.router.Close()
 	if r.p2p != nil {
 		err = errors.Join(err, r.p2p.Close())

@@ -49,7 +49,7 @@ func (s *signer) relayed(t *testing.T, x *tm) []string {
 	t.Helper()
 	var out []string
 	for _, ev := range s.reply(t, x).Relayed {
-		out = append(out, fmt.Sprintf("%s:%v %s", ev.From, ev.Msg.Kind, ev.Signed))
+		out = append(out, fmt.Sprintf("%s:%v %s", string(ev.From), ev.Msg.Kind, ev.Signed))
 	}
 	return out
 }

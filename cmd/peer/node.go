@@ -482,7 +482,7 @@ func (n *node) member(id room.Identity) member {
 }
 
 // peerString renders a peer ID the libp2p way (base58, "12D3KooW...").
-func peerString(p room.PeerID) string { return peer.ID(p).String() }
+func peerString(p room.PeerID) string { return p.String() }
 
 // loop reads commands until EOF (without --stay), quit, or ctx is
 // cancelled, and returns why it stopped.
