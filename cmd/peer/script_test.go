@@ -214,7 +214,11 @@ func TestProcessWaitMembersFlag(t *testing.T) {
 		t.Fatalf("script exit code %d; stderr %q; output:\n%s", code, script.stderr.String(), script.output())
 	}
 	botID := script.wait(wait, "bot ready", isType("ready"))["peer"]
-	t.Logf("bot:\n%s", script.output())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("bot:\n%s", script.output())
+		}
+	})
 	for _, p := range []*proc{alice, carol} {
 		p.wait(wait, "the bot's line", func(m map[string]any) bool {
 			return m["type"] == "broadcast" && m["peer"] == botID && m["text"] == "hi both"
