@@ -8,6 +8,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,9 +39,18 @@ func documentedScript(t *testing.T) string {
 // exit code. The process is killed if it runs longer than timeout.
 func runScript(t *testing.T, line string, timeout time.Duration, extra ...string) (*eventLog, int) {
 	t.Helper()
+	return runScriptIn(t, "", line, timeout, extra...)
+}
+
+// runScriptIn is runScript in network namespace ns ("" for the test's own).
+func runScriptIn(t *testing.T, ns, line string, timeout time.Duration, extra ...string) (*eventLog, int) {
+	t.Helper()
 	bin := peerBinary(t)
-	full := line + " " + strings.Join(extra, " ")
+	full := strings.TrimSpace(line + " " + strings.Join(extra, " "))
 	cmd := exec.Command("sh", "-c", full)
+	if ns != "" {
+		cmd = exec.Command("ip", "netns", "exec", ns, "sh", "-c", full)
+	}
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"), "XDG_CONFIG_HOME="+t.TempDir(), "GOLOG_LOG_LEVEL=")
 	log := newEventLog(t, "script")
 	cmd.Stderr = log.stderr
@@ -224,4 +234,57 @@ func TestProcessWaitMembersFlag(t *testing.T) {
 			return m["type"] == "broadcast" && m["peer"] == botID && m["text"] == "hi both"
 		})
 	}
+}
+
+// TestProcessDocumentedScriptOverMDNS runs the script of docs/CLI.md exactly
+// as written, with no extra flag: in a fresh network namespace whose lo has
+// the MULTICAST flag (so mDNS works on it, as on a LAN), next to a
+// listening peer started with mDNS on and no address. The script finds the
+// listener by mDNS, waits for it, and its presence and broadcast reach it.
+func TestProcessDocumentedScriptOverMDNS(t *testing.T) {
+	const wait = 20 * time.Second
+	bin := peerBinary(t)
+	if os.Geteuid() != 0 {
+		skipUnlessCI(t, "needs root to create a network namespace")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		skipUnlessCI(t, "needs iproute2's ip")
+	}
+	ns := fmt.Sprintf("cvscript-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	for _, args := range [][]string{{"link", "set", "lo", "multicast", "on"}, {"link", "set", "lo", "up"}} {
+		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	line := documentedScript(t)
+
+	cmd := exec.Command("ip", "netns", "exec", ns, bin, "run", "--json", "--ephemeral", "--name", "alice", "--room", "lobby")
+	cmd.Env = append(os.Environ(), "GOLOG_LOG_LEVEL=")
+	alice := startCmd(t, "alice", cmd)
+	alice.wait(wait, "alice joined lobby", isType("room-joined"))
+
+	script, code := runScriptIn(t, ns, line, 2*wait)
+	if code != 0 {
+		t.Fatalf("%q: exit code %d; stderr %q; output:\n%s", line, code, script.stderr.String(), script.output())
+	}
+	for _, ev := range script.events {
+		if ev["type"] == "error" {
+			t.Errorf("script printed an error: %v", ev)
+		}
+	}
+	botID := script.wait(wait, "bot ready", isType("ready"))["peer"]
+	pres := alice.wait(wait, "the bot's status", func(m map[string]any) bool {
+		return m["type"] == "presence" && m["peer"] == botID && m["key"] == "status" && m["cause"] == "remote"
+	})
+	if v, _ := json.Marshal(pres["value"]); string(v) != `"busy"` {
+		t.Errorf("alice got status %s from the bot, want \"busy\"", v)
+	}
+	alice.wait(wait, "the bot's hello", func(m map[string]any) bool {
+		return m["type"] == "broadcast" && m["peer"] == botID && m["text"] == "hello"
+	})
+	alice.wait(wait, "the bot's goodbye", memberLeft("lobby", botID.(string)))
 }
