@@ -190,6 +190,7 @@ func (r *Router) start(ctx context.Context) error {
 func (r *Router) setHandlers() {
 	r.h.SetStreamHandler(FetchProtocol, r.handleFetch)
 	r.h.SetStreamHandler(LeaveProtocol, r.handleLeave)
+	r.h.SetStreamHandler(LeaveProtocolV1, r.handleLeave)
 }
 
 // Join opens the room's topic: it registers the validator, sets the topic's
@@ -279,6 +280,7 @@ func (r *Router) Close() error {
 
 		r.h.RemoveStreamHandler(FetchProtocol)
 		r.h.RemoveStreamHandler(LeaveProtocol)
+		r.h.RemoveStreamHandler(LeaveProtocolV1)
 		for _, s := range streams {
 			_ = s.Reset()
 		}

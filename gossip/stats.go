@@ -55,6 +55,10 @@ type Stats struct {
 	// undecodable or oversized requests, and envelopes that fail the topic
 	// checks or are not of kind leave.
 	LeaveInvalid uint64
+	// LeaveRelayed counts other members' goodbyes passed on to our room
+	// peers (once per goodbye, when its author asked for it);
+	// LeaveRelayAcked the peers that acknowledged one.
+	LeaveRelayed, LeaveRelayAcked uint64
 }
 
 type counter int
@@ -75,6 +79,8 @@ const (
 	cLeaveAcked
 	cLeaveReceived
 	cLeaveInvalid
+	cLeaveRelayed
+	cLeaveRelayAcked
 	numCounters
 )
 
@@ -99,5 +105,8 @@ func (c *counters) snapshot() Stats {
 		LeaveAcked:    c[cLeaveAcked].Load(),
 		LeaveReceived: c[cLeaveReceived].Load(),
 		LeaveInvalid:  c[cLeaveInvalid].Load(),
+
+		LeaveRelayed:    c[cLeaveRelayed].Load(),
+		LeaveRelayAcked: c[cLeaveRelayAcked].Load(),
 	}
 }

@@ -42,7 +42,13 @@ type Topic struct {
 	stats  counters
 	serve  atomic.Pointer[func() (room.Served, bool)]
 	q      *queue
-	own    ownCount // own messages published and routed (flush.go)
+	own    ownCount  // own messages published and routed (flush.go)
+	bye    *goodbyes // goodbyes seen, authors heard (leave.go)
+
+	// Goroutines passing goodbyes on (leave.go); Close waits for them.
+	fwdMu     sync.Mutex
+	fwdClosed bool
+	fwdWG     sync.WaitGroup
 
 	pt  *pubsub.Topic
 	sub *pubsub.Subscription
@@ -66,6 +72,7 @@ func (r *Router) openTopic(roomID string) (_ *Topic, err error) {
 		self:   r.self,
 		lim:    newLimiters(r.cfg.Rate, r.cfg.Burst, r.cfg.maxTrackedAuthors()),
 		q:      newQueue(r.cfg.QueueSize),
+		bye:    newGoodbyes(r.cfg.maxTrackedAuthors()),
 	}
 	var undo []func()
 	defer func() {
@@ -134,9 +141,11 @@ func (t *Topic) Peers() []peer.ID {
 // them acknowledged it (queued it for its room), or failed, or ctx ended,
 // or 2 s passed, or the Topic was closed: a Close right after it cannot
 // discard the goodbye for directly connected peers. Peers that are not
-// directly connected get it over GossipSub only. A peer may thus receive a
-// goodbye twice (directly and through GossipSub); the room ignores the
-// second. Failed direct deliveries are not an error (the goodbye was handed
+// directly connected get it over GossipSub and, when this peer has heard
+// members missing from Peers() in the last 2 minutes, from the direct
+// peers, which are asked to pass the signed goodbye on (docs/PROTOCOL.md
+// §2.9). A peer may thus receive a goodbye twice (over a stream and
+// through GossipSub); the room ignores the second. Failed direct deliveries are not an error (the goodbye was handed
 // to GossipSub); Stats.LeaveAcked counts the acknowledged ones.
 func (t *Topic) Publish(ctx context.Context, m room.Message) error {
 	if t.closed.Load() {
@@ -223,6 +232,10 @@ func (t *Topic) Close() error {
 		t.sub.Cancel()
 		t.evh.Cancel()
 		t.wg.Wait()
+		t.fwdMu.Lock()
+		t.fwdClosed = true
+		t.fwdMu.Unlock()
+		t.fwdWG.Wait() // aborted by t.ctx
 		err := t.pt.Close()
 		if verr := t.r.ps.UnregisterTopicValidator(t.name); err == nil {
 			err = verr
@@ -347,6 +360,11 @@ func (t *Topic) readLoop() {
 			continue // not validated by us; cannot happen
 		}
 		ev := room.NetEvent{Kind: room.EventMessage, From: room.PeerID(from), Msg: *m}
+		if m.Kind == room.KindLeave {
+			t.bye.got(goodbyeKey{author: from, epoch: m.Epoch}, msg.ReceivedFrom, false, false, time.Now())
+		} else {
+			t.bye.heard(from, time.Now())
+		}
 		switch m.Kind {
 		case room.KindHello, room.KindHeartbeat, room.KindDelta:
 			ev.Signed = signedForm(msg) // the room may relay it in Fetch replies

@@ -92,6 +92,24 @@
 // LocalConfig is the preset for tests and demos on one machine (loopback
 // TCP, no discovery, short room timings).
 //
+// # Partitions, crashes and quits
+//
+// A Repo that built its host (no Config.Libp2pHost) finds its room members
+// again by itself after a partition, whatever closed the connections: the
+// host keeps every room member it heard from while connected (and every
+// peer discovery brought), redials a kept peer whose last connection
+// closed, with backoff and jitter, and meanwhile asks mDNS again and
+// re-runs the DHT rendezvous (package p2p, "Healing after a partition").
+// A member that said goodbye in every room it shared is forgotten. What
+// this guarantees, with the measured figures, is in docs/PROTOCOL.md
+// ("After partitions, crashes and quits"): a room split by a partition is
+// whole again within 10 s after the link returns (40 s after a partition
+// of more than 5 minutes); members that share a DHT are one mesh again
+// within 5 s after losing the peer that linked them; a quit is seen as
+// left, not timeout, by every member the leaver's neighbours can reach.
+// On a caller's host (Config.Libp2pHost) none of this runs: reconnecting
+// is the application's.
+//
 // # Errors
 //
 // ErrClosed after Close; ErrUnknownRoom from LeaveRoom for a room that

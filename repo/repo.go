@@ -144,7 +144,11 @@ type Repo struct {
 	mu     sync.Mutex
 	rooms  map[string]*entry
 	closed bool
-	wg     sync.WaitGroup
+	// memberOf are the rooms each remote member is known in (by the
+	// forward goroutines), so that a goodbye in the last of them makes
+	// the host forget it (p2p.Host.Forget).
+	memberOf map[room.PeerID]map[string]bool
+	wg       sync.WaitGroup
 }
 
 // entry is one room of the Repo, joined or lingering. Its forward
@@ -167,8 +171,9 @@ func New(ctx context.Context, cfg Config) (*Repo, error) {
 		return nil, err
 	}
 	r := &Repo{
-		cfg:   cfg,
-		rooms: make(map[string]*entry),
+		cfg:      cfg,
+		rooms:    make(map[string]*entry),
+		memberOf: make(map[room.PeerID]map[string]bool),
 		events: watch.New(cfg.EventBuffer, func(n int) Event {
 			return Event{Type: Lagged, Dropped: n}
 		}),
@@ -367,12 +372,51 @@ func (r *Repo) create(id string, cfg room.Config) (*room.Room, error) {
 	for _, m := range rm.Members() {
 		if m.Peer != r.self.Peer {
 			e.known[m.Peer] = true
+			r.keepLocked(id, m.Peer)
 			r.events.Publish(Event{Type: MemberJoined, Room: id, Member: m})
 		}
 	}
 	r.wg.Add(1)
 	go r.forward(e)
 	return rm, nil
+}
+
+// keep asks the host to stay connected to a member of room id: if its last
+// connection closes (a partition), the host redials it and re-runs
+// discovery (p2p.Host.Keep). A member heard only through others is dialled
+// only once it has been connected and lost. The host is not asked on a
+// caller's host.
+func (r *Repo) keep(id string, p room.PeerID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.keepLocked(id, p)
+}
+
+func (r *Repo) keepLocked(id string, p room.PeerID) {
+	if r.memberOf[p] == nil {
+		r.memberOf[p] = make(map[string]bool)
+	}
+	r.memberOf[p][id] = true
+	if r.p2p != nil {
+		r.p2p.Keep(peer.ID(p))
+	}
+}
+
+// drop records that member p is gone from room id; after a goodbye in the
+// last room it was known in, the host forgets it (no redials of a peer
+// that left). A member dropped by timeout stays kept: it may be behind a
+// partition.
+func (r *Repo) drop(id string, p room.PeerID, reason room.LeaveReason) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.memberOf[p], id)
+	if len(r.memberOf[p]) > 0 {
+		return
+	}
+	delete(r.memberOf, p)
+	if reason == room.ReasonLeft && r.p2p != nil {
+		r.p2p.Forget(peer.ID(p))
+	}
 }
 
 // forward turns one room's events about remote members into Repo events,
@@ -396,12 +440,14 @@ func (r *Repo) forward(e *entry) {
 				continue // already reported by create
 			}
 			e.known[ev.Member.Peer] = true
+			r.keep(id, ev.Member.Peer)
 			r.events.Publish(Event{Type: MemberJoined, Room: id, Member: ev.Member})
 		case room.MemberLeft:
 			if !e.known[ev.Member.Peer] {
 				continue // joined and left before the room was watched
 			}
 			delete(e.known, ev.Member.Peer)
+			r.drop(id, ev.Member.Peer, ev.Reason)
 			r.events.Publish(Event{Type: MemberLeft, Room: id, Member: ev.Member, Reason: ev.Reason})
 		case room.MemberUpdated:
 			if e.known[ev.Member.Peer] {
@@ -410,10 +456,20 @@ func (r *Repo) forward(e *entry) {
 		case room.Lagged:
 			// The room dropped events for this forwarder: resynchronise
 			// from Members and tell the Repo's watchers to re-read state.
+			old := make(map[room.PeerID]bool, len(e.known))
+			for p := range e.known {
+				old[p] = true
+			}
 			clear(e.known)
 			for _, m := range e.room.Members() {
 				if m.Peer != r.self.Peer {
 					e.known[m.Peer] = true
+					r.keep(id, m.Peer)
+				}
+			}
+			for p := range old {
+				if !e.known[p] {
+					r.drop(id, p, room.ReasonTimeout) // why is lost: stay kept
 				}
 			}
 			r.events.Publish(Event{Type: Lagged, Room: id, Dropped: ev.Dropped})
@@ -423,6 +479,9 @@ func (r *Repo) forward(e *entry) {
 	// network; Done is closed after. Only then can the room be joined anew.
 	<-e.room.Done()
 	e.rendezvous()
+	for p := range e.known {
+		r.drop(id, p, room.ReasonTimeout) // we left; they did not: stay kept
+	}
 	r.mu.Lock()
 	if r.rooms[id] == e {
 		delete(r.rooms, id)
