@@ -464,7 +464,7 @@ func (c *chat) nameOf(p room.PeerID) string {
 	name := c.names[p]
 	c.mu.Unlock()
 	if name == "" {
-		id := repo.PeerString(p)
+		id := p.String()
 		if len(id) > 6 {
 			id = id[len(id)-6:]
 		}

@@ -15,7 +15,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/convene-p2p/convene/ephemeral"
-	"github.com/convene-p2p/convene/repo"
 	"github.com/convene-p2p/convene/room"
 )
 
@@ -367,7 +366,7 @@ func displayName(m room.Identity) string {
 }
 
 func shortID(p room.PeerID) string {
-	id := repo.PeerString(p)
+	id := p.String()
 	return "…" + id[max(0, len(id)-6):]
 }
 
