@@ -273,12 +273,7 @@ func (r *Router) Close() error {
 		// Every own message is routed (Topic.Close); this request to
 		// pubsub's event loop returns after that routing step, so every
 		// peer queue it went to is counted. Then wait until written.
-		r.ps.ListPeers("")
-		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
-		if !r.sent.waitWritten(ctx) {
-			r.log.Debug("close: own messages still queued after flush timeout", "timeout", flushTimeout)
-		}
-		cancel()
+		r.flushOwn(context.Background(), flushTimeout)
 
 		r.conns.close()
 		r.h.RemoveStreamHandler(FetchProtocol)

@@ -167,6 +167,11 @@ func (t *Topic) Publish(ctx context.Context, m room.Message) error {
 	t.own.publish()
 	t.count(cPublished)
 	if m.Kind == room.KindLeave {
+		// The direct goodbye is a stream of its own: it could overtake
+		// this peer's earlier messages still queued in GossipSub, and a
+		// receiver drops what arrives after the goodbye. Let them be
+		// written first (bounded).
+		t.r.flushOwn(ctx, leaveFlushTimeout)
 		t.deliverLeave(ctx, data)
 	}
 	return nil

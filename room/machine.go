@@ -1050,6 +1050,13 @@ func (m *machine) leave(now time.Time) error {
 	if err := m.errIfNotJoined(); err != nil {
 		return err
 	}
+	if m.deltaDirty {
+		// The trailing edge is always sent, a goodbye or not: a write
+		// still held by the pacing goes out before the goodbye (one
+		// publish over the pace at most), so those who see the goodbye
+		// have seen the last value written before it.
+		m.publishDelta(now)
+	}
 	m.publish(Message{Kind: KindLeave, Epoch: m.epoch()})
 	m.status = Left
 	m.dirtyStatus, m.dirtyMembers = true, true

@@ -1283,3 +1283,30 @@ func TestMachinePeerDownQueuedMessagesDoNotSaveADeadPeer(t *testing.T) {
 	a.tick(down.Add(5*time.Millisecond + cfg.restartGrace()))
 	eq(t, "events", describe(a.out().events), []string{"presence-changed b timeout -cursor gone", "member-left b timeout"})
 }
+
+// The trailing edge is always sent, also when a goodbye follows at once: a
+// write held by the pacing is published before the leave, so a receiver
+// sees the last value before it sees the member go. Before, Leave dropped
+// it (the CLI's documented script lost its last `set`).
+func TestMachineLeavePublishesAPacedWriteBeforeTheGoodbye(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	r := newTM(t, "r", 1, cfg)
+	a.out()
+	var sent []Message
+	for i := range 3 { // the first goes out at once, the third is held
+		a.mustSet(t0, "n", fmt.Sprint(i))
+		sent = append(sent, a.out().publish...)
+	}
+	if err := a.leave(t0); err != nil {
+		t.Fatal(err)
+	}
+	sent = append(sent, a.out().publish...)
+	if len(sent) < 2 || sent[len(sent)-1].Kind != KindLeave || sent[len(sent)-2].Kind != KindDelta {
+		t.Fatalf("published %q, want the held delta right before the leave", kinds(sent))
+	}
+	r.deliver(t0, a, sent[:len(sent)-1]...)
+	if got := r.state("a")["n"]; got != "2" {
+		t.Errorf("before the goodbye the receiver has n=%q, want the last value 2", got)
+	}
+}
