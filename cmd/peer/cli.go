@@ -63,6 +63,8 @@ Flags:
   --wait-members N     before reading stdin, wait until the first --room has N
                        members besides you (exit 3 if they do not come)
   --wait-timeout D     how long --wait-members waits (default 30s)
+  --metrics ADDR       serve Prometheus metrics at http://ADDR/metrics (host:port,
+                       e.g. 127.0.0.1:9464; port 0 picks one, see the metrics event)
   --log-level LEVEL    go-log level for libp2p and Convene logs on stderr:
                        debug, info, warn, error (default error, or GOLOG_LOG_LEVEL);
                        per subsystem as in "error,convene/room=debug"

@@ -109,6 +109,7 @@ type runOptions struct {
 	LogLevel    string     // "" = leave go-log's own configuration (GOLOG_LOG_LEVEL) alone
 	LogQuiet    bool       // LogLevel is the implicit default: also silence libp2p's start-up noise
 	Docs        docOptions // doccmd.go
+	Metrics     string     // --metrics ADDR: serve /metrics there (metrics.go)
 }
 
 // usageError is a command-line mistake: exit code 2.
@@ -176,6 +177,7 @@ func parseRunFlags(args []string, configDir func() (string, error)) (runOptions,
 	fs.BoolVar(&o.Stay, "stay", false, "")
 	fs.StringVar(&logLevel, "log-level", "", "")
 	registerDocFlags(fs, &o)
+	registerMetricsFlags(fs, &o)
 	if err := parseFlagSet(fs, args); err != nil {
 		return o, err
 	}

@@ -118,6 +118,15 @@ func runNode(ctx context.Context, o runOptions, stdin io.Reader, stdout, stderr 
 		cfg.Room = room.Config{Timeout: o.Timeout}
 	}
 
+	var metrics *metricsServer
+	if o.Metrics != "" {
+		if metrics, err = startMetrics(o.Metrics); err != nil {
+			return fail(stderr, exitRuntime, "peer run: %v", err)
+		}
+		defer metrics.close()
+		cfg.Metrics = metrics.reg
+	}
+
 	r, err := repo.New(ctx, cfg)
 	if err != nil {
 		return fail(stderr, exitRuntime, "peer run: cannot start the node: %v", err)
@@ -131,6 +140,9 @@ func runNode(ctx context.Context, o runOptions, stdin io.Reader, stdout, stderr 
 		gone:  make(chan *joinedRoom),
 	}
 	n.emitReady()
+	if metrics != nil {
+		n.out.emit(metricsEvent{URL: metrics.url()})
+	}
 	n.bootstrap(ctx)
 	for _, id := range o.Rooms {
 		if err := n.join(ctx, id); err != nil {

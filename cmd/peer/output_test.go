@@ -19,6 +19,7 @@ import (
 var schema = map[string][]string{
 	"ready":          {"type", "time", "peer", "name", "addrs", "key"},
 	"connected":      {"type", "time", "peer", "addr"},
+	"metrics":        {"type", "time", "url"},
 	"room-joined":    {"type", "time", "room", "current"},
 	"room-left":      {"type", "time", "room"},
 	"current":        {"type", "time", "room"},
@@ -54,6 +55,7 @@ const (
 var samples = []event{
 	readyEvent{Peer: alicePeer, Name: "alice", Addrs: []string{"/ip4/127.0.0.1/tcp/4001/p2p/" + alicePeer}, Key: "/home/a/.config/convene/key-alice"},
 	connectedEvent{Peer: bobPeer, Addr: "/ip4/127.0.0.1/tcp/4002/p2p/" + bobPeer},
+	metricsEvent{URL: "http://127.0.0.1:9464/metrics"},
 	roomJoinedEvent{Room: "lobby", Current: true},
 	roomLeftEvent{Room: "lobby"},
 	currentEvent{Room: "game"},
