@@ -26,7 +26,7 @@ func Example() {
 		return
 	}
 	for _, c := range changes {
-		fmt.Println("bob:", c.Peer, c.Cause, "added", c.Added)
+		fmt.Println("bob:", string(c.Peer), c.Cause, "added", c.Added)
 	}
 	v, _ := bob.Get("alice", "cursor")
 	fmt.Println("bob sees:", string(v))
@@ -55,15 +55,19 @@ func ExampleStore_Expire() {
 	next, _ := bob.NextDeadline()
 	fmt.Println("next deadline in", next.Sub(start))
 	for _, c := range bob.Expire(next) {
-		fmt.Println(c.Peer, c.Cause, "removed", c.Removed, "gone", c.Gone)
+		fmt.Println(string(c.Peer), c.Cause, "removed", c.Removed, "gone", c.Gone)
 	}
 
 	next, _ = bob.NextDeadline()
 	fmt.Println("next deadline in", next.Sub(start))
 	for _, c := range bob.Expire(next) {
-		fmt.Println(c.Peer, c.Cause, "removed", c.Removed, "gone", c.Gone)
+		fmt.Println(string(c.Peer), c.Cause, "removed", c.Removed, "gone", c.Gone)
 	}
-	fmt.Println("peers:", bob.Peers())
+	var peers []string // fake IDs in this example: print their bytes, not PeerID.String
+	for _, p := range bob.Peers() {
+		peers = append(peers, string(p))
+	}
+	fmt.Println("peers:", peers)
 	// Output:
 	// next deadline in 10s
 	// alice timeout removed [typing] gone false

@@ -86,8 +86,9 @@ const (
 	maxPeerIDLen = 128
 )
 
-// withDefaults fills zero fields and rejects negative ones.
-func (l Limits) withDefaults() (Limits, error) {
+// WithDefaults returns l with its zero fields set to the defaults documented on Limits;
+// a negative field is an error.
+func (l Limits) WithDefaults() (Limits, error) {
 	if l.MaxKeyLen < 0 || l.MaxValueSize < 0 || l.MaxKeysPerPeer < 0 || l.MaxPeers < 0 {
 		return l, fmt.Errorf("ephemeral: negative limit in %+v", l)
 	}
@@ -102,6 +103,32 @@ func (l Limits) withDefaults() (Limits, error) {
 	}
 	if l.MaxPeers == 0 {
 		l.MaxPeers = defaultMaxPeers
+	}
+	return l, nil
+}
+
+// Merge returns l with each zero field of those that bound what the wire carries
+// (MaxKeyLen, MaxValueSize, MaxKeysPerPeer) taken from other; MaxPeers is local to a
+// store and stays l's. A field set in both to different values is an error naming it.
+// Layers that check the same data (a room's store and the relays' validators) use it to
+// keep one set of limits.
+func (l Limits) Merge(other Limits) (Limits, error) {
+	for _, f := range []struct {
+		name  string
+		own   *int
+		other int
+	}{
+		{"MaxKeyLen", &l.MaxKeyLen, other.MaxKeyLen},
+		{"MaxValueSize", &l.MaxValueSize, other.MaxValueSize},
+		{"MaxKeysPerPeer", &l.MaxKeysPerPeer, other.MaxKeysPerPeer},
+	} {
+		switch {
+		case f.other == 0:
+		case *f.own == 0:
+			*f.own = f.other
+		case *f.own != f.other:
+			return l, fmt.Errorf("ephemeral: limits differ: %s is %d in one and %d in the other", f.name, *f.own, f.other)
+		}
 	}
 	return l, nil
 }
@@ -128,7 +155,7 @@ func (c Config) validate() (Config, error) {
 	if c.Timeout == 0 {
 		c.Timeout = defaultTimeout
 	}
-	lim, err := c.Limits.withDefaults()
+	lim, err := c.Limits.WithDefaults()
 	if err != nil {
 		return c, err
 	}

@@ -934,3 +934,13 @@ func TestKeysSharedAcrossPeers(t *testing.T) {
 		}
 	}
 }
+
+func TestLimitsMergeTakesZeroWireFieldsAndRefusesConflicts(t *testing.T) {
+	got, err := Limits{MaxValueSize: 4096, MaxPeers: 10}.Merge(Limits{MaxKeyLen: 16, MaxValueSize: 4096, MaxPeers: 99})
+	if err != nil || got != (Limits{MaxKeyLen: 16, MaxValueSize: 4096, MaxPeers: 10}) {
+		t.Errorf("Merge = %+v, %v", got, err)
+	}
+	if _, err := (Limits{MaxKeysPerPeer: 8}).Merge(Limits{MaxKeysPerPeer: 32}); err == nil || !strings.Contains(err.Error(), "MaxKeysPerPeer") {
+		t.Errorf("conflicting MaxKeysPerPeer: %v", err)
+	}
+}

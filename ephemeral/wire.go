@@ -563,7 +563,7 @@ func ascii(b []byte) bool {
 // success. Errors: ErrMalformed, ErrTooLarge (also wrapping the limit error where one
 // applies), ErrForeignPeer.
 func Verify(data []byte, author PeerID, lim Limits) error {
-	lim, err := lim.withDefaults()
+	lim, err := lim.WithDefaults()
 	if err != nil {
 		return err
 	}
@@ -571,4 +571,22 @@ func Verify(data []byte, author PeerID, lim Limits) error {
 		return fmt.Errorf("ephemeral: Verify: author: %w", err)
 	}
 	return decode(data, &lim, nil, author)
+}
+
+// MaxSnapshotSize is the largest encoded snapshot of one peer's own state (EncodeSnapshot
+// of self, as hellos and heartbeats carry it) that a store with these limits can produce
+// for an author ID of authorLen bytes: MaxKeysPerPeer live keys of MaxKeyLen bytes with
+// values of MaxValueSize bytes, each with the largest counter and TTL. A network layer
+// that bounds message size uses it to refuse, up front, limits whose full state it could
+// not carry.
+func MaxSnapshotSize(authorLen int, lim Limits) (int, error) {
+	lim, err := lim.WithDefaults()
+	if err != nil {
+		return 0, err
+	}
+	const maxVarint = 10 // a uint64 counter or epoch
+	n := 2 + uvarintLen(1) + uvarintLen(uint64(authorLen)) + authorLen + 2*maxVarint + uvarintLen(uint64(lim.MaxKeysPerPeer))
+	entry := uvarintLen(uint64(lim.MaxKeyLen)<<2) + lim.MaxKeyLen + maxVarint + uvarintLen(uint64(maxTTLMillis)) +
+		uvarintLen(uint64(lim.MaxValueSize)) + lim.MaxValueSize
+	return n + lim.MaxKeysPerPeer*entry, nil
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -316,5 +318,43 @@ func TestHugeTTLStaysEncodable(t *testing.T) {
 		if err := Verify(b.EncodeSnapshot(alice), alice, Limits{}); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// MaxSnapshotSize bounds every snapshot a store within the limits encodes:
+// a store filled to the limits, with large counters and TTLs, encodes at
+// most that many bytes, and not much less (the bound is tight within the
+// varints' slack).
+func TestMaxSnapshotSizeBoundsAFullStore(t *testing.T) {
+	self := PeerID("\x00\x24\x08\x01\x12\x20" + strings.Repeat("\x07", 32))
+	for _, lim := range []Limits{{}, {MaxKeyLen: 8, MaxValueSize: 4096, MaxKeysPerPeer: 4}, {MaxKeyLen: 200, MaxValueSize: 1, MaxKeysPerPeer: 100}} {
+		bound, err := MaxSnapshotSize(len(self), lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		full, _ := lim.WithDefaults()
+		s, err := New(Config{Self: self, Epoch: math.MaxUint64 >> 1, Limits: lim})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Unix(0, 0)
+		for round := range 3 { // counters grow
+			for k := range full.MaxKeysPerPeer {
+				key := fmt.Sprintf("%0*d", full.MaxKeyLen, k)
+				if _, err := s.SetTTL(now, key, bytes.Repeat([]byte{byte(round)}, full.MaxValueSize), 1000*time.Hour); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		got := len(s.EncodeSnapshot(self))
+		if got > bound {
+			t.Errorf("limits %+v: a full snapshot is %d bytes, over MaxSnapshotSize %d", lim, got, bound)
+		}
+		if slack := bound - got; slack > 16*full.MaxKeysPerPeer+32 {
+			t.Errorf("limits %+v: bound %d is %d bytes over a full snapshot (%d): too loose", lim, bound, slack, got)
+		}
+	}
+	if _, err := MaxSnapshotSize(38, Limits{MaxValueSize: -1}); err == nil {
+		t.Error("negative limits accepted")
 	}
 }

@@ -69,7 +69,9 @@ type Config struct {
 
 	// Limits bound the presence state carried in hello, heartbeat and delta
 	// messages; validators check them with ephemeral.Verify. Zero fields take
-	// ephemeral's defaults.
+	// ephemeral's defaults. A room over a Topic takes these limits (the
+	// Topic is a room.Checker), and Join of a room whose full state would
+	// not fit in MaxMessageSize fails there.
 	Limits ephemeral.Limits
 
 	// QueueSize bounds the inbound messages buffered per room for Next. When
@@ -103,9 +105,10 @@ type Config struct {
 	// passed.
 	Options []pubsub.Option
 
-	// Logger receives the logs of this package and of pubsub. Nil means the
-	// go-log subsystems "convene/gossip" and "pubsub" (quiet by default,
-	// GOLOG_LOG_LEVEL applies).
+	// Logger receives the logs of this package and of pubsub, each record
+	// tagged "logger": "convene/gossip" or "pubsub". Nil means the go-log
+	// subsystems of those names (quiet by default, GOLOG_LOG_LEVEL
+	// applies).
 	Logger *slog.Logger
 }
 
@@ -191,7 +194,7 @@ func (cfg Config) maxTrackedAuthors() int {
 // loggers returns the logger for this package and the one for pubsub.
 func (cfg Config) loggers() (own, ps *slog.Logger) {
 	if cfg.Logger != nil {
-		return cfg.Logger, cfg.Logger.With("logger", "pubsub")
+		return cfg.Logger.With("logger", "convene/gossip"), cfg.Logger.With("logger", "pubsub")
 	}
 	h := golog.SlogHandler()
 	return slog.New(h).With("logger", "convene/gossip"), slog.New(h).With("logger", "pubsub")

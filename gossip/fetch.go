@@ -224,6 +224,9 @@ func (t *Topic) Fetch(ctx context.Context, p room.PeerID) (room.FetchReply, erro
 			continue
 		}
 		t.count(cRelayAccepted)
+		// A member known only through a relay is one this peer is not
+		// connected to: its goodbye must be passed on (deliverLeave).
+		t.bye.heard(peer.ID(ev.From), time.Now())
 		reply.Relayed = append(reply.Relayed, ev)
 	}
 	return reply, nil

@@ -17,6 +17,23 @@ import (
 // "Lifecycle").
 const flushTimeout = time.Second
 
+// leaveFlushTimeout bounds how long a goodbye waits for this peer's earlier
+// messages to be written before it is sent directly (flushOwn).
+const leaveFlushTimeout = 250 * time.Millisecond
+
+// flushOwn waits, at most d or until ctx ends, until every own message
+// handed to GossipSub so far is routed and written to its peers' streams.
+// On an app's pubsub (Attach) the writes cannot be followed: it returns
+// once they are routed.
+func (r *Router) flushOwn(ctx context.Context, d time.Duration) {
+	r.ps.ListPeers("") // returns after pubsub's event loop routed what came before
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	if !r.sent.waitWritten(ctx) {
+		r.log.Debug("own messages still queued before a goodbye", "timeout", d)
+	}
+}
+
 // Own messages are followed through GossipSub so that closing does not
 // discard them (best effort, bounded by flushTimeout):
 //

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/convene-p2p/convene/room"
 )
@@ -162,9 +163,15 @@ func TestRouterCloseDeliversQueuedPublishes(t *testing.T) {
 // the reply status (or the stream error).
 func sendRawLeave(t *testing.T, h host.Host, p peer.ID, req []byte) (byte, error) {
 	t.Helper()
+	return sendRawLeaveOver(t, h, p, LeaveProtocolV1, req)
+}
+
+// sendRawLeaveOver is sendRawLeave over protocol proto.
+func sendRawLeaveOver(t *testing.T, h host.Host, p peer.ID, proto protocol.ID, req []byte) (byte, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := h.NewStream(ctx, p, LeaveProtocol)
+	s, err := h.NewStream(ctx, p, proto)
 	if err != nil {
 		return 0, err
 	}

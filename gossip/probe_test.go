@@ -278,7 +278,7 @@ func mustValidate(t testing.TB, cfg Config) Config {
 	return cfg
 }
 
-// The byte examples of docs/PROTOCOL.md 2.11: the cursor update as a whole
+// The byte examples of docs/PROTOCOL.md 2.12: the cursor update as a whole
 // envelope, and a broadcast.
 func TestImplementerExamples(t *testing.T) {
 	delta, _ := hex.DecodeString("01" + "01" + "80d0eab6b733" + "01" + "18" + "637572736f72" + "01" + "11" + hex.EncodeToString([]byte(`{"x":100,"y":200}`)))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -38,6 +39,9 @@ type Router struct {
 	log    *slog.Logger
 	ps     *pubsub.PubSub
 	cancel context.CancelFunc
+	// shared is set for a Router attached to the app's PubSub (Attach):
+	// Close then leaves that PubSub, its handlers and streams alone.
+	shared bool
 	stats  counters
 
 	fetchSem chan struct{}
@@ -46,6 +50,7 @@ type Router struct {
 	pre      *precheck
 	bans     *bans
 	sent     *sendTracker
+	conns    *connWatch
 
 	scoreMu sync.Mutex
 	scores  map[peer.ID]float64
@@ -65,15 +70,80 @@ type Router struct {
 // (LeaveProtocol) handlers.
 // ctx bounds nothing after New returns: the Router runs until Close. The
 // caller keeps ownership of h and closes it after Router.Close.
+//
+// A host runs one GossipSub router: if h already runs one (its GossipSub
+// protocols are registered, for example by an app's own
+// pubsub.NewGossipSub), New fails with ErrPubSubRunning, since a second
+// router would take over the first one's streams; use Attach with the
+// app's *pubsub.PubSub instead.
 func New(ctx context.Context, h host.Host, cfg Config) (*Router, error) {
 	if h == nil {
 		return nil, errors.New("gossip: nil host")
 	}
+	if runsPubSub(h) {
+		return nil, ErrPubSubRunning
+	}
+	r, err := newRouter(h, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.start(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// ErrPubSubRunning is returned by New for a host that already runs a
+// GossipSub (or FloodSub) router.
+var ErrPubSubRunning = errors.New("gossip: the host already runs a pubsub router (an app's own GossipSub?); a second one would take over its streams: pass that *pubsub.PubSub to Attach (repo: Config.PubSub)")
+
+// runsPubSub reports whether h has a GossipSub or FloodSub protocol handler.
+func runsPubSub(h host.Host) bool {
+	for _, id := range h.Mux().Protocols() {
+		if id == pubsub.FloodSubID || slices.Contains(pubsub.GossipSubDefaultProtocols, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// Attach runs Convene's rooms on an app's existing GossipSub router ps,
+// which must run on h with the default StrictSign signature policy and the
+// default message IDs (see docs/PROTOCOL.md, "Embedding"). It registers a
+// validator and, if ps has peer scoring on, score parameters per room
+// topic, and the Fetch and goodbye protocol handlers on h; the rest of ps
+// (the app's topics, options, scoring) stays the app's. Convene's own
+// GossipSub choices do not apply: without flood publishing on ps a hello
+// published before the mesh forms may be lost (the join still works, by
+// the direct Fetch of each connected peer), and without peer scoring on ps
+// invalid or over-rate messages are dropped but cost their sender nothing.
+// cfg.Params, cfg.DisableFloodPublish and cfg.Options configure a router
+// Convene starts and are refused here. Close leaves ps running.
+func Attach(h host.Host, ps *pubsub.PubSub, cfg Config) (*Router, error) {
+	switch {
+	case h == nil:
+		return nil, errors.New("gossip: nil host")
+	case ps == nil:
+		return nil, errors.New("gossip: nil pubsub")
+	case cfg.Params != nil || cfg.DisableFloodPublish || len(cfg.Options) > 0:
+		return nil, errors.New("gossip: Attach: Params, DisableFloodPublish and Options configure a router that New starts; set them on the app's pubsub instead")
+	}
+	r, err := newRouter(h, cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.ps, r.cancel, r.shared = ps, func() {}, true
+	r.setHandlers()
+	return r, nil
+}
+
+// newRouter returns a Router with cfg validated and no pubsub yet.
+func newRouter(h host.Host, cfg Config) (*Router, error) {
 	cfg, err := cfg.validate()
 	if err != nil {
 		return nil, err
 	}
-	own, psLog := cfg.loggers()
+	own, _ := cfg.loggers()
 	r := &Router{
 		h:        h,
 		self:     h.ID(),
@@ -86,8 +156,18 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Router, error) {
 		streams:  make(map[network.Stream]struct{}),
 		rateViol: newRateViolations(pubsub.ScoreParameterDecay(invalidDecayWindow), 4096),
 	}
+	// Both exist in attached mode too: the validator bans authors and the
+	// Topic counts pre-check drops; only a router Convene starts installs
+	// the pre-check as pubsub's RPC inspector and the bans in its score.
 	r.pre = newPrecheck(cfg.Rate, cfg.Burst, 4*cfg.maxTrackedAuthors(), r.rateViol, &r.stats)
 	r.bans = newBans(cfg.InvalidBan)
+	return r, nil
+}
+
+// start starts Convene's own GossipSub on r.h (New).
+func (r *Router) start(ctx context.Context) error {
+	cfg, h := r.cfg, r.h
+	_, psLog := cfg.loggers()
 	scoreParams, thresholds := peerScoreParams(func(p peer.ID) float64 { return r.rateViol.score(p) + r.bans.score(p) })
 	opts := []pubsub.Option{
 		pubsub.WithGossipSubParams(*cfg.Params),
@@ -110,12 +190,18 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Router, error) {
 	ps, err := pubsub.NewGossipSub(psCtx, h, opts...)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("gossip: start GossipSub: %w", err)
+		return fmt.Errorf("gossip: start GossipSub: %w", err)
 	}
 	r.ps, r.cancel = ps, cancel
-	h.SetStreamHandler(FetchProtocol, r.handleFetch)
-	h.SetStreamHandler(LeaveProtocol, r.handleLeave)
-	return r, nil
+	r.setHandlers()
+	return nil
+}
+
+func (r *Router) setHandlers() {
+	r.h.SetStreamHandler(FetchProtocol, r.handleFetch)
+	r.h.SetStreamHandler(LeaveProtocol, r.handleLeave)
+	r.h.SetStreamHandler(LeaveProtocolV1, r.handleLeave)
+	r.conns = newConnWatch(r)
 }
 
 // Join opens the room's topic: it registers the validator, sets the topic's
@@ -196,19 +282,19 @@ func (r *Router) Close() error {
 		// Every own message is routed (Topic.Close); this request to
 		// pubsub's event loop returns after that routing step, so every
 		// peer queue it went to is counted. Then wait until written.
-		r.ps.ListPeers("")
-		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
-		if !r.sent.waitWritten(ctx) {
-			r.log.Debug("close: own messages still queued after flush timeout", "timeout", flushTimeout)
-		}
-		cancel()
+		r.flushOwn(context.Background(), flushTimeout)
 
+		r.conns.close()
 		r.h.RemoveStreamHandler(FetchProtocol)
 		r.h.RemoveStreamHandler(LeaveProtocol)
+		r.h.RemoveStreamHandler(LeaveProtocolV1)
 		for _, s := range streams {
 			_ = s.Reset()
 		}
 		r.handlers.Wait()
+		if r.shared {
+			return // the app's pubsub, its handlers and streams stay
+		}
 
 		r.cancel()
 		// pubsub never unregisters its protocols and leaves its streams to

@@ -66,6 +66,14 @@ type Stats struct {
 	// undecodable or oversized requests, and envelopes that fail the topic
 	// checks or are not of kind leave.
 	LeaveInvalid uint64
+	// LeaveRelayed counts other members' goodbyes passed on to our room
+	// peers (once per goodbye, when its author asked for it);
+	// LeaveRelayAcked the peers that acknowledged one.
+	LeaveRelayed, LeaveRelayAcked uint64
+	// StaleConns counts connections that did not answer the liveness check
+	// made when their peer connected again (Router only): each one made
+	// the Router close every connection to that peer and dial it again.
+	StaleConns uint64
 }
 
 type counter int
@@ -88,6 +96,9 @@ const (
 	cLeaveAcked
 	cLeaveReceived
 	cLeaveInvalid
+	cLeaveRelayed
+	cLeaveRelayAcked
+	cStaleConns
 	numCounters
 )
 
@@ -114,5 +125,9 @@ func (c *counters) snapshot() Stats {
 		LeaveAcked:    c[cLeaveAcked].Load(),
 		LeaveReceived: c[cLeaveReceived].Load(),
 		LeaveInvalid:  c[cLeaveInvalid].Load(),
+
+		LeaveRelayed:    c[cLeaveRelayed].Load(),
+		LeaveRelayAcked: c[cLeaveRelayAcked].Load(),
+		StaleConns:      c[cStaleConns].Load(),
 	}
 }

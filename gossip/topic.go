@@ -42,7 +42,13 @@ type Topic struct {
 	stats  counters
 	serve  atomic.Pointer[func() (room.Served, bool)]
 	q      *queue
-	own    ownCount // own messages published and routed (flush.go)
+	own    ownCount  // own messages published and routed (flush.go)
+	bye    *goodbyes // goodbyes seen, authors heard (leave.go)
+
+	// Goroutines passing goodbyes on (leave.go); Close waits for them.
+	fwdMu     sync.Mutex
+	fwdClosed bool
+	fwdWG     sync.WaitGroup
 
 	pt  *pubsub.Topic
 	sub *pubsub.Subscription
@@ -66,6 +72,7 @@ func (r *Router) openTopic(roomID string) (_ *Topic, err error) {
 		self:   r.self,
 		lim:    newLimiters(r.cfg.Rate, r.cfg.Burst, r.cfg.maxTrackedAuthors()),
 		q:      newQueue(r.cfg.QueueSize),
+		bye:    newGoodbyes(r.cfg.maxTrackedAuthors()),
 	}
 	var undo []func()
 	defer func() {
@@ -88,7 +95,13 @@ func (r *Router) openTopic(roomID string) (_ *Topic, err error) {
 	}
 	undo = append(undo, func() { _ = t.pt.Close() })
 	if err = t.pt.SetScoreParams(topicScoreParams()); err != nil {
-		return nil, err
+		if !r.shared {
+			return nil, err
+		}
+		// An app's pubsub without peer scoring (Attach): the room runs
+		// unscored; invalid messages are still rejected.
+		r.log.Debug("room topic unscored", "room", roomID, "err", err)
+		err = nil
 	}
 	if t.evh, err = t.pt.EventHandler(); err != nil {
 		return nil, err
@@ -130,9 +143,11 @@ func (t *Topic) Peers() []peer.ID {
 // them acknowledged it (queued it for its room), or failed, or ctx ended,
 // or 2 s passed, or the Topic was closed: a Close right after it cannot
 // discard the goodbye for directly connected peers. Peers that are not
-// directly connected get it over GossipSub only. A peer may thus receive a
-// goodbye twice (directly and through GossipSub); the room ignores the
-// second. Failed direct deliveries are not an error (the goodbye was handed
+// directly connected get it over GossipSub and, when this peer has heard
+// members missing from Peers() in the last 2 minutes, from the direct
+// peers, which are asked to pass the signed goodbye on (docs/PROTOCOL.md
+// §2.9). A peer may thus receive a goodbye twice (over a stream and
+// through GossipSub); the room ignores the second. Failed direct deliveries are not an error (the goodbye was handed
 // to GossipSub); Stats.LeaveAcked counts the acknowledged ones.
 func (t *Topic) Publish(ctx context.Context, m room.Message) error {
 	if t.closed.Load() {
@@ -154,6 +169,11 @@ func (t *Topic) Publish(ctx context.Context, m room.Message) error {
 	t.own.publish()
 	t.count(cPublished)
 	if m.Kind == room.KindLeave {
+		// The direct goodbye is a stream of its own: it could overtake
+		// this peer's earlier messages still queued in GossipSub, and a
+		// receiver drops what arrives after the goodbye. Let them be
+		// written first (bounded).
+		t.r.flushOwn(ctx, leaveFlushTimeout)
 		t.deliverLeave(ctx, data)
 	}
 	return nil
@@ -219,6 +239,10 @@ func (t *Topic) Close() error {
 		t.sub.Cancel()
 		t.evh.Cancel()
 		t.wg.Wait()
+		t.fwdMu.Lock()
+		t.fwdClosed = true
+		t.fwdMu.Unlock()
+		t.fwdWG.Wait() // aborted by t.ctx
 		err := t.pt.Close()
 		if verr := t.r.ps.UnregisterTopicValidator(t.name); err == nil {
 			err = verr
@@ -355,6 +379,11 @@ func (t *Topic) readLoop() {
 			continue // not validated by us; cannot happen
 		}
 		ev := room.NetEvent{Kind: room.EventMessage, From: room.PeerID(from), Msg: *m}
+		if m.Kind == room.KindLeave {
+			t.bye.got(goodbyeKey{author: from, epoch: m.Epoch}, msg.ReceivedFrom, false, false, time.Now())
+		} else {
+			t.bye.heard(from, time.Now())
+		}
 		switch m.Kind {
 		case room.KindHello, room.KindHeartbeat, room.KindDelta:
 			ev.Signed = signedForm(msg) // the room may relay it in Fetch replies

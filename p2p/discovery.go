@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/discovery"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -58,14 +59,18 @@ func (n *mdnsNotifee) HandlePeerFound(info peer.AddrInfo) {
 	defer h.wg.Done()
 	h.found("mdns", "", info.ID)
 	if h.connected(info.ID) {
+		h.keep(info.ID, info.Addrs)
 		return
 	}
-	ctx, cancel := context.WithTimeout(h.ctx, connectTimeout)
+	// A peer that answers mDNS is on the LAN now: dial it even if the
+	// swarm backs off from addresses that failed during a partition.
+	ctx, cancel := context.WithTimeout(network.WithForceDirectDial(h.ctx, "convene: found by mDNS"), connectTimeout)
 	defer cancel()
 	if err := h.h.Connect(ctx, info); err != nil {
 		log.Debugw("mDNS: connect failed", "peer", info.ID, "err", err)
 		return
 	}
+	h.keep(info.ID, info.Addrs)
 	log.Debugw("mDNS: connected", "peer", info.ID)
 }
 
@@ -114,8 +119,18 @@ func (h *Host) bootstrapLoop() {
 			log.Debugw("DHT bootstrapped", "peers", h.dht.RoutingTable().Size())
 			_ = h.dht.Bootstrap(ctx)
 		}
-		if !wait(ctx, bootstrapCheck) {
+		// The healer kicks when a kept peer is lost: check now rather
+		// than at the next bootstrapCheck, and redial bootstrap peers
+		// that are gone.
+		t := time.NewTimer(bootstrapCheck)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return
+		case <-t.C:
+		case <-h.bootKick:
+			t.Stop()
+			h.dialBootstrap(ctx)
 		}
 	}
 }
@@ -135,7 +150,9 @@ func (h *Host) dialBootstrap(ctx context.Context) {
 			defer cancel()
 			if err := h.h.Connect(cctx, b); err != nil {
 				log.Debugw("bootstrap: connect failed", "peer", b.ID, "err", err)
+				return
 			}
+			h.keep(b.ID, b.Addrs)
 		}()
 	}
 	wg.Wait()
@@ -148,7 +165,8 @@ func (h *Host) dialBootstrap(ctx context.Context) {
 //
 // Advertising retries with a short backoff until the routing table has
 // peers, then repeats at half the record TTL. Lookups run every 0.5 s for
-// the first 10 s after the first advertisement, then every 30 s.
+// the first 10 s after the first advertisement, then every 30 s, and at
+// once (then every 4 s) while a kept peer is lost (see [Host.Keep]).
 //
 // stop ends the loops and waits for them; it is idempotent. It does not
 // close connections already made, and provider records already stored in
@@ -211,8 +229,18 @@ func (h *Host) advertiseLoop(ctx context.Context, ns string, advertised chan<- s
 	}
 }
 
-// findLoop looks up ns and connects to the peers found.
+// findLoop looks up ns and connects to the peers found. The healer kicks
+// it (a lookup at once) while a kept peer is lost.
 func (h *Host) findLoop(ctx context.Context, ns string, advertised <-chan struct{}) {
+	kick := make(chan struct{}, 1)
+	h.healMu.Lock()
+	h.kicks[kick] = struct{}{}
+	h.healMu.Unlock()
+	defer func() {
+		h.healMu.Lock()
+		delete(h.kicks, kick)
+		h.healMu.Unlock()
+	}()
 	var fastUntil time.Time // zero until the first advertisement
 	for {
 		if fastUntil.IsZero() {
@@ -237,6 +265,7 @@ func (h *Host) findLoop(ctx context.Context, ns string, advertised <-chan struct
 			case <-advertised:
 				fastUntil = time.Now().Add(findFastPeriod)
 			case <-t.C:
+			case <-kick:
 			}
 			t.Stop()
 			continue
@@ -245,8 +274,14 @@ func (h *Host) findLoop(ctx context.Context, ns string, advertised <-chan struct
 		if time.Now().After(fastUntil) {
 			interval = findSlow
 		}
-		if !wait(ctx, interval) {
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return
+		case <-t.C:
+		case <-kick:
+			t.Stop()
 		}
 	}
 }
@@ -268,6 +303,7 @@ func (h *Host) findRound(ctx context.Context, ns string) {
 		}
 		h.found("rendezvous", ns, info.ID)
 		if h.connected(info.ID) {
+			h.keep(info.ID, info.Addrs)
 			continue
 		}
 		dials.Add(1)
@@ -295,9 +331,13 @@ func (h *Host) dialFound(ctx context.Context, ns string, info peer.AddrInfo) {
 		}
 		info = found
 	}
-	if err := h.h.Connect(cctx, info); err != nil {
+	// The DHT has just said the peer is in the room: dial it even if the
+	// swarm backs off from its addresses (dials that failed while it was
+	// unreachable).
+	if err := h.h.Connect(network.WithForceDirectDial(cctx, "convene: found by rendezvous"), info); err != nil {
 		log.Debugw("rendezvous: connect failed", "ns", ns, "peer", info.ID, "err", err)
 		return
 	}
+	h.keep(info.ID, info.Addrs)
 	log.Debugw("rendezvous: connected", "ns", ns, "peer", info.ID)
 }

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
+	"time"
 
 	golog "github.com/ipfs/go-log/v2"
 	"github.com/libp2p/go-libp2p"
@@ -20,7 +22,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/x/rate"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -40,6 +44,19 @@ type Host struct {
 	mdnsErr error
 	boot    []peer.AddrInfo
 	hooks   *hooks
+
+	// mdnsService is the mDNS service name, for the healer's browses.
+	mdnsService string
+	notify      *network.NotifyBundle
+
+	// The healer's state (heal.go). healMu is taken inside the swarm's
+	// notifications: never ask the swarm anything while holding it.
+	healMu   sync.Mutex
+	kept     map[peer.ID]*kept
+	kicks    map[chan struct{}]struct{} // one per running rendezvous lookup loop
+	browsing bool                       // an extra mDNS browse is running
+	healPoke chan struct{}              // wakes the heal loop (capacity 1)
+	bootKick chan struct{}              // wakes the bootstrap loop (capacity 1)
 
 	// ctx is cancelled by Close; every background goroutine derives from it.
 	ctx    context.Context
@@ -81,7 +98,8 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		}
 	}
 
-	var cm *connmgr.BasicConnMgr // created by finish unless Options bring one
+	var cm *connmgr.BasicConnMgr   // created by finish unless Options bring one
+	var rm network.ResourceManager // likewise
 	opts := []libp2p.Option{
 		libp2p.Identity(key),
 		libp2p.ListenAddrs(s.listen...),
@@ -116,6 +134,14 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 			cm = m
 			c.ConnManager = m
 		}
+		if c.ResourceManager == nil {
+			m, err := newResourceManager()
+			if err != nil {
+				return err
+			}
+			rm = m
+			c.ResourceManager = m
+		}
 		return nil
 	}
 	opts = append(opts, finish)
@@ -125,17 +151,27 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		if cm != nil {
 			cm.Close()
 		}
+		if rm != nil {
+			rm.Close() // libp2p closes it only if it failed after taking it
+		}
 		return nil, fmt.Errorf("p2p: start libp2p host: %w", err)
 	}
 
 	hctx, cancel := context.WithCancel(context.Background())
 	h := &Host{
-		h:      lh,
-		boot:   s.bootstrap,
-		hooks:  cfg.hooks,
-		ctx:    hctx,
-		cancel: cancel,
+		h:           lh,
+		boot:        s.bootstrap,
+		hooks:       cfg.hooks,
+		mdnsService: s.mdnsService,
+		kept:        make(map[peer.ID]*kept),
+		kicks:       make(map[chan struct{}]struct{}),
+		healPoke:    make(chan struct{}, 1),
+		bootKick:    make(chan struct{}, 1),
+		ctx:         hctx,
+		cancel:      cancel,
 	}
+	h.notify = h.notifiee()
+	lh.Network().Notify(h.notify)
 
 	if s.dht != DHTOff {
 		mode := dht.ModeServer
@@ -172,10 +208,48 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 			h.mdnsErr = fmt.Errorf("p2p: start mDNS: %w", err)
 			log.Warnw("mDNS discovery unavailable", "err", err)
 		} else {
+			h.healMu.Lock()
 			h.mdns = svc
+			h.healMu.Unlock()
 		}
 	}
+	h.wg.Add(1)
+	go h.healLoop()
 	return h, nil
+}
+
+// newResourceManager is libp2p's default resource manager (the default
+// limits, scaled to the machine) except for its connection rate limiter:
+// connections to and from private, link-local and loopback addresses are
+// not rate-limited. libp2p exempts only loopback; elsewhere it allows 0.2
+// new connections a second per IPv4 address (burst 16) in either
+// direction, failed dials included. Peers on a LAN that redial each other
+// after a partition, several of them behind one address, would spend that
+// during the partition and then wait up to 5 s per connection once the
+// link is back. The limit on concurrent connections per address stays.
+func newResourceManager() (network.ResourceManager, error) {
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	unlimited := func(p string) rate.PrefixLimit {
+		return rate.PrefixLimit{Prefix: netip.MustParsePrefix(p)} // zero Limit: unlimited
+	}
+	limiter := &rate.Limiter{
+		NetworkPrefixLimits: []rate.PrefixLimit{
+			unlimited("127.0.0.0/8"), unlimited("::1/128"), // as libp2p
+			unlimited("10.0.0.0/8"), unlimited("172.16.0.0/12"), unlimited("192.168.0.0/16"),
+			unlimited("169.254.0.0/16"), unlimited("fc00::/7"), unlimited("fe80::/10"),
+		},
+		// libp2p's defaults for every other address.
+		SubnetRateLimiter: rate.SubnetLimiter{
+			IPv4SubnetLimits: []rate.SubnetLimit{{PrefixLength: 32, Limit: rate.Limit{RPS: 0.2, Burst: 16}}},
+			IPv6SubnetLimits: []rate.SubnetLimit{
+				{PrefixLength: 56, Limit: rate.Limit{RPS: 0.2, Burst: 16}},
+				{PrefixLength: 48, Limit: rate.Limit{RPS: 0.5, Burst: 80}},
+			},
+			GracePeriod: time.Minute,
+		},
+	}
+	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()), rcmgr.WithConnRateLimiters(limiter))
 }
 
 // Host returns the underlying libp2p host (for GossipSub and streams). Do
@@ -232,13 +306,17 @@ func (h *Host) Close() error {
 		h.cancel()
 
 		var errs []error
-		if h.mdns != nil {
+		h.healMu.Lock()
+		svc := h.mdns
+		h.healMu.Unlock()
+		if svc != nil {
 			// Waits for the browse goroutines; HandlePeerFound calls that
 			// start later see closed and return at once.
-			if err := h.mdns.Close(); err != nil {
+			if err := svc.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("mDNS: %w", err))
 			}
 		}
+		h.h.Network().StopNotify(h.notify)
 		h.wg.Wait()
 		if h.dht != nil {
 			if err := h.dht.Close(); err != nil {

@@ -1,6 +1,6 @@
 // Package repo is Convene's entry point: a Repo owns a libp2p host (or
-// runs on yours), GossipSub, and the rooms you join through it, and reports
-// what happens to them as forward-only events.
+// runs on yours), GossipSub, the rooms you join through it and your
+// documents, and reports what happens to them as forward-only events.
 //
 // # The whole flow
 //
@@ -58,10 +58,14 @@
 // Nothing about rooms is persisted: rooms do not survive a restart.
 //
 // A member that crashes (no goodbye) is dropped with reason timeout:
-// within about a second when its connections close (a failed probe), at
-// the latest Timeout after it was last heard. A peer that restarts with
-// the same key is one member whose new state replaces the old at once.
-// See package room for the protocol and its guarantees.
+// about half a second after its connections close (a failed probe and a
+// 500ms restart grace), at the latest Timeout after it was last heard.
+// A peer that restarts with the same key is one member whose new state
+// replaces the old at once — while its old process still runs, is frozen
+// (SIGSTOP: its stale connection is detected within a second), or crashed
+// less than that half second before; a restart later than that shows as
+// member-left (timeout) then member-joined. See package room ("Restart")
+// for exactly when.
 //
 // # Events
 //
@@ -82,6 +86,30 @@
 // most its buffer; it never slows a room, the Repo, or other watchers.
 // Room watchers (room.Room.Watch) follow the same policy, per room.
 //
+// # Documents
+//
+// Beside rooms, a Repo holds persistent CRDT documents (Automerge, package
+// doc), saved through Config.Storage (nil: memory; storage.OpenBolt for a
+// durable file). Rooms and documents are unrelated: storage never sees room
+// data.
+//
+//	st, err := storage.OpenBolt(filepath.Join(dir, "docs.bolt"), storage.BoltOptions{})
+//	r, err := repo.New(ctx, repo.Config{Storage: st})
+//	h, err := r.Doc(ctx, "chat-general-messages") // get or create (loaded if stored)
+//	err = h.Change(func(tx *doc.Tx) error {       // one commit, one Changed event
+//		return tx.Append(doc.Path{"messages"}, map[string]any{"from": "ana", "text": "hi"})
+//	})
+//	msgs, _, err := h.Get(doc.Path{"messages"})
+//	w := h.Watch()                                // doc.Changed{Origin, Before, After}
+//	err = r.FlushDocs(ctx)                        // durable now (else within 100 ms)
+//	r.DocIDs(); r.HasDoc(id)
+//	err = r.DeleteDoc(ctx, id)                    // local, with a tombstone
+//
+// Doc emits DocCreated the first time it opens an ID in this Repo;
+// DeleteDoc emits DocDestroyed. DocWith gives a new document a schema as
+// its deterministic genesis, so peers that create the same document share
+// its containers. docs/STORAGE.md states what is durable when.
+//
 // # Hosts
 //
 // By default New builds the libp2p host from Config.Host (package p2p:
@@ -92,9 +120,27 @@
 // LocalConfig is the preset for tests and demos on one machine (loopback
 // TCP, no discovery, short room timings).
 //
+// # Partitions, crashes and quits
+//
+// A Repo that built its host (no Config.Libp2pHost) finds its room members
+// again by itself after a partition, whatever closed the connections: the
+// host keeps every room member it heard from while connected (and every
+// peer discovery brought), redials a kept peer whose last connection
+// closed, with backoff and jitter, and meanwhile asks mDNS again and
+// re-runs the DHT rendezvous (package p2p, "Healing after a partition").
+// A member that said goodbye in every room it shared is forgotten. What
+// this guarantees, with the measured figures, is in docs/PROTOCOL.md
+// ("After partitions, crashes and quits"): a room split by a partition is
+// whole again within 10 s after the link returns (40 s after a partition
+// of more than 5 minutes); members that share a DHT are one mesh again
+// within 5 s after losing the peer that linked them; a quit is seen as
+// left, not timeout, by every member the leaver's neighbours can reach.
+// On a caller's host (Config.Libp2pHost) none of this runs: reconnecting
+// is the application's.
+//
 // # Errors
 //
 // ErrClosed after Close; ErrUnknownRoom from LeaveRoom for a room that
-// does not exist; room.ErrInvalidID for a bad room ID; room errors
+// does not exist; ErrDeleted from Doc for a deleted document; room.ErrInvalidID for a bad room ID; room errors
 // (room.ErrNotJoined, room.ErrClosed, presence limits) from the handle.
 package repo

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/convene-p2p/convene/internal/watch"
 	"github.com/convene-p2p/convene/room"
 )
@@ -19,7 +17,11 @@ const (
 	// RoomDestroyed: a room's linger after Leave ran out (or the Repo closed).
 	RoomDestroyed
 	// MemberJoined: a remote member joined one of our rooms (or was
-	// already there when the room was created locally).
+	// already there when the room was created locally). Member.Name is
+	// empty exactly when the member was first heard through a presence
+	// delta, which carries no identity (see room.MemberJoined); its
+	// identity follows as MemberUpdated. Label it by Member.Peer.String()
+	// meanwhile.
 	MemberJoined
 	// MemberLeft: a member left a room, with Reason left or timeout.
 	MemberLeft
@@ -31,6 +33,11 @@ const (
 	// a member first known from a presence delta, whose identity arrives
 	// after MemberJoined, or a peer that restarted with a new name).
 	MemberUpdated
+	// DocCreated: the Repo opened document Doc (the first Doc call for its
+	// ID here: created new or loaded from storage).
+	DocCreated
+	// DocDestroyed: document Doc was deleted here (DeleteDoc).
+	DocDestroyed
 )
 
 // String returns the seed's event names ("room-created", ...).
@@ -48,6 +55,10 @@ func (t EventType) String() string {
 		return "lagged"
 	case MemberUpdated:
 		return "room-member-updated"
+	case DocCreated:
+		return "doc-created"
+	case DocDestroyed:
+		return "doc-destroyed"
 	}
 	return "unknown"
 }
@@ -56,6 +67,7 @@ func (t EventType) String() string {
 type Event struct {
 	Type    EventType
 	Room    string
+	Doc     string           // DocCreated, DocDestroyed
 	Member  room.Identity    // MemberJoined, MemberLeft, MemberUpdated
 	Reason  room.LeaveReason // MemberLeft
 	Dropped int              // Lagged
@@ -80,12 +92,8 @@ func (w *Watcher) Next(ctx context.Context) (Event, error) {
 // Close stops the watcher. Idempotent.
 func (w *Watcher) Close() { w.w.Close() }
 
-// PeerString renders a room.PeerID as the usual base58 peer ID, or
-// "invalid-peer" if it is not one.
-func PeerString(p room.PeerID) string {
-	id, err := peer.IDFromBytes([]byte(p))
-	if err != nil {
-		return "invalid-peer"
-	}
-	return id.String()
-}
+// PeerString renders a room.PeerID as the usual base58 peer ID
+// ("12D3KooW..."). It is p.String(), kept for callers of earlier versions.
+//
+// Deprecated: use p.String().
+func PeerString(p room.PeerID) string { return p.String() }

@@ -10,17 +10,20 @@ import (
 	"time"
 
 	golog "github.com/ipfs/go-log/v2"
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/convene-p2p/convene/doc"
 	"github.com/convene-p2p/convene/gossip"
 	"github.com/convene-p2p/convene/internal/watch"
 	"github.com/convene-p2p/convene/p2p"
 	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/storage"
 )
-
-var log = golog.Logger("convene/repo")
 
 // Errors returned by the Repo.
 var (
@@ -46,16 +49,55 @@ type Config struct {
 	// runs libp2p). The Repo then neither builds discovery (mDNS, DHT) nor
 	// closes the host.
 	Libp2pHost host.Host
+	// PubSub, if set, is the app's own GossipSub router on Libp2pHost
+	// (which it requires): the Repo runs its rooms on it (gossip.Attach)
+	// instead of starting a second router, which would take over the
+	// app's GossipSub streams; Close leaves it running. It must use the
+	// default StrictSign policy and message IDs; turn flood publishing
+	// and peer scoring on in it for the join and scoring guarantees of
+	// docs/PROTOCOL.md ("Embedding"). Without it, New on a host that
+	// already runs GossipSub fails with gossip.ErrPubSubRunning.
+	PubSub *pubsub.PubSub
 	// Gossip configures GossipSub and room-topic validation.
 	Gossip gossip.Config
 	// Room is the room configuration used by JoinRoom when it is given a
 	// zero room.Config. Zero means room.DefaultConfig().
+	//
+	// Presence limits have one source of truth, the limits every relay
+	// checks (Gossip.Limits): a limit set in Room.Limits is taken as the
+	// gossip layer's too, New refuses the two set to different values, and
+	// JoinRoom refuses a room config whose limits differ from them or whose
+	// full state (32 keys × 1 KiB by default) would not fit in
+	// Gossip.MaxMessageSize (64 KiB by default).
 	Room room.Config
-	// Logger overrides the go-log "convene/repo" logger.
+	// Logger, if set, receives the diagnostics of the Repo and, unless they
+	// set their own Logger, of its gossip layer (and pubsub's) and of every
+	// room joined through it, each record tagged with its subsystem
+	// ("logger": "convene/repo", "convene/gossip", "pubsub",
+	// "convene/room"). Nil means go-log's subsystems of those names, quiet
+	// unless GOLOG_LOG_LEVEL says otherwise.
 	Logger *slog.Logger
+	// roomLogger is Logger for rooms whose config sets none (validate).
+	roomLogger *slog.Logger
+	// Metrics, if set, is where the Repo registers its Prometheus metrics
+	// (prefix convene_: gossip counters, peer scores, rooms, members and
+	// presence keys per room; see docs/METRICS.md) and, on a host the Repo
+	// builds, libp2p's own (libp2p.PrometheusRegisterer). Close
+	// unregisters Convene's. Nil means no metrics.
+	Metrics prometheus.Registerer
 	// EventBuffer is how many events each Watcher buffers before it lags
 	// (see Watch). Zero means 256.
 	EventBuffer int
+	// Storage is where documents are kept (see Doc). Nil means memory
+	// only (storage.NewMemory, closed by Close); a caller's adapter is
+	// flushed by Close but not closed. It never sees room data.
+	Storage storage.Adapter
+	// Docs are the defaults of every document (save debounce, size limit,
+	// schema Init, event buffer; see doc.Options). Its Storage must be
+	// nil: set Storage above.
+	Docs doc.Options
+	// docLogger is Logger for documents when Docs.Logger is nil.
+	docLogger *slog.Logger
 }
 
 // LocalConfig is the preset for tests and demos on one machine: a host on
@@ -76,8 +118,29 @@ func (c *Config) validate() error {
 	if c.Room == (room.Config{}) {
 		c.Room = room.DefaultConfig()
 	}
+	// One truth for the presence limits: every relay checks the gossip
+	// layer's, so a limit set on the rooms is the gossip layer's too
+	// (room.New then refuses a room whose limits differ from its topic's).
+	lim, err := c.Gossip.Limits.Merge(c.Room.Limits)
+	if err != nil {
+		return fmt.Errorf("repo: config: Room.Limits and Gossip.Limits: %w", err)
+	}
+	c.Gossip.Limits = lim
+	if c.Docs.Storage != nil {
+		return errors.New("repo: config: set Storage, not Docs.Storage")
+	}
+	if c.PubSub != nil && c.Libp2pHost == nil {
+		return errors.New("repo: config: PubSub needs the Libp2pHost it runs on")
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(golog.SlogHandler()).With("logger", "convene/repo")
+	} else {
+		if c.Gossip.Logger == nil {
+			c.Gossip.Logger = c.Logger // gossip tags its records itself
+		}
+		c.roomLogger = c.Logger.With("logger", "convene/room")
+		c.docLogger = c.Logger.With("logger", "convene/doc")
+		c.Logger = c.Logger.With("logger", "convene/repo")
 	}
 	return nil
 }
@@ -91,11 +154,18 @@ type Repo struct {
 	router *gossip.Router
 	self   room.Identity
 	events *watch.Broker[Event]
+	docs   docs // docs.go
+	// metrics is registered in cfg.Metrics (nil without it).
+	metrics *collector
 
 	mu     sync.Mutex
 	rooms  map[string]*entry
 	closed bool
-	wg     sync.WaitGroup
+	// memberOf are the rooms each remote member is known in (by the
+	// forward goroutines), so that a goodbye in the last of them makes
+	// the host forget it (p2p.Host.Forget).
+	memberOf map[room.PeerID]map[string]bool
+	wg       sync.WaitGroup
 }
 
 // entry is one room of the Repo, joined or lingering. Its forward
@@ -118,31 +188,56 @@ func New(ctx context.Context, cfg Config) (*Repo, error) {
 		return nil, err
 	}
 	r := &Repo{
-		cfg:   cfg,
-		rooms: make(map[string]*entry),
+		cfg:      cfg,
+		rooms:    make(map[string]*entry),
+		memberOf: make(map[room.PeerID]map[string]bool),
 		events: watch.New(cfg.EventBuffer, func(n int) Event {
 			return Event{Type: Lagged, Dropped: n}
 		}),
 	}
+	if err := r.initDocs(ctx); err != nil {
+		return nil, err
+	}
 	if cfg.Libp2pHost != nil {
 		r.host = cfg.Libp2pHost
 	} else {
-		h, err := p2p.New(ctx, cfg.Host)
+		hc := cfg.Host
+		if cfg.Metrics != nil {
+			hc.Options = append(slices.Clone(hc.Options), libp2p.PrometheusRegisterer(cfg.Metrics))
+		}
+		h, err := p2p.New(ctx, hc)
 		if err != nil {
+			_ = r.closeDocs()
 			return nil, fmt.Errorf("repo: %w", err)
 		}
 		r.p2p = h
 		r.host = h.Host()
 	}
-	router, err := gossip.New(ctx, r.host, cfg.Gossip)
+	var (
+		router *gossip.Router
+		err    error
+	)
+	if cfg.PubSub != nil {
+		router, err = gossip.Attach(r.host, cfg.PubSub, cfg.Gossip)
+	} else {
+		router, err = gossip.New(ctx, r.host, cfg.Gossip)
+	}
 	if err != nil {
 		if r.p2p != nil {
 			_ = r.p2p.Close()
 		}
+		_ = r.closeDocs()
 		return nil, fmt.Errorf("repo: %w", err)
 	}
 	r.router = router
 	r.self = room.Identity{Peer: room.PeerID(r.host.ID()), Name: cfg.Name, Meta: maps(cfg.Meta)}
+	if cfg.Metrics != nil {
+		r.metrics = newCollector(r)
+		if err := cfg.Metrics.Register(r.metrics); err != nil {
+			_ = r.Close()
+			return nil, fmt.Errorf("repo: register metrics: %w", err)
+		}
+	}
 	return r, nil
 }
 
@@ -239,6 +334,9 @@ func (r *Repo) JoinRoom(ctx context.Context, id string, cfg room.Config) (*room.
 	if cfg == (room.Config{}) {
 		cfg = r.cfg.Room
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = r.cfg.roomLogger // nil: the room's go-log default
+	}
 	for {
 		r.mu.Lock()
 		if r.closed {
@@ -300,12 +398,51 @@ func (r *Repo) create(id string, cfg room.Config) (*room.Room, error) {
 	for _, m := range rm.Members() {
 		if m.Peer != r.self.Peer {
 			e.known[m.Peer] = true
+			r.keepLocked(id, m.Peer)
 			r.events.Publish(Event{Type: MemberJoined, Room: id, Member: m})
 		}
 	}
 	r.wg.Add(1)
 	go r.forward(e)
 	return rm, nil
+}
+
+// keep asks the host to stay connected to a member of room id: if its last
+// connection closes (a partition), the host redials it and re-runs
+// discovery (p2p.Host.Keep). A member heard only through others is dialled
+// only once it has been connected and lost. The host is not asked on a
+// caller's host.
+func (r *Repo) keep(id string, p room.PeerID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.keepLocked(id, p)
+}
+
+func (r *Repo) keepLocked(id string, p room.PeerID) {
+	if r.memberOf[p] == nil {
+		r.memberOf[p] = make(map[string]bool)
+	}
+	r.memberOf[p][id] = true
+	if r.p2p != nil {
+		r.p2p.Keep(peer.ID(p))
+	}
+}
+
+// drop records that member p is gone from room id; after a goodbye in the
+// last room it was known in, the host forgets it (no redials of a peer
+// that left). A member dropped by timeout stays kept: it may be behind a
+// partition.
+func (r *Repo) drop(id string, p room.PeerID, reason room.LeaveReason) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.memberOf[p], id)
+	if len(r.memberOf[p]) > 0 {
+		return
+	}
+	delete(r.memberOf, p)
+	if reason == room.ReasonLeft && r.p2p != nil {
+		r.p2p.Forget(peer.ID(p))
+	}
 }
 
 // forward turns one room's events about remote members into Repo events,
@@ -329,12 +466,14 @@ func (r *Repo) forward(e *entry) {
 				continue // already reported by create
 			}
 			e.known[ev.Member.Peer] = true
+			r.keep(id, ev.Member.Peer)
 			r.events.Publish(Event{Type: MemberJoined, Room: id, Member: ev.Member})
 		case room.MemberLeft:
 			if !e.known[ev.Member.Peer] {
 				continue // joined and left before the room was watched
 			}
 			delete(e.known, ev.Member.Peer)
+			r.drop(id, ev.Member.Peer, ev.Reason)
 			r.events.Publish(Event{Type: MemberLeft, Room: id, Member: ev.Member, Reason: ev.Reason})
 		case room.MemberUpdated:
 			if e.known[ev.Member.Peer] {
@@ -343,10 +482,20 @@ func (r *Repo) forward(e *entry) {
 		case room.Lagged:
 			// The room dropped events for this forwarder: resynchronise
 			// from Members and tell the Repo's watchers to re-read state.
+			old := make(map[room.PeerID]bool, len(e.known))
+			for p := range e.known {
+				old[p] = true
+			}
 			clear(e.known)
 			for _, m := range e.room.Members() {
 				if m.Peer != r.self.Peer {
 					e.known[m.Peer] = true
+					r.keep(id, m.Peer)
+				}
+			}
+			for p := range old {
+				if !e.known[p] {
+					r.drop(id, p, room.ReasonTimeout) // why is lost: stay kept
 				}
 			}
 			r.events.Publish(Event{Type: Lagged, Room: id, Dropped: ev.Dropped})
@@ -356,6 +505,9 @@ func (r *Repo) forward(e *entry) {
 	// network; Done is closed after. Only then can the room be joined anew.
 	<-e.room.Done()
 	e.rendezvous()
+	for p := range e.known {
+		r.drop(id, p, room.ReasonTimeout) // we left; they did not: stay kept
+	}
 	r.mu.Lock()
 	if r.rooms[id] == e {
 		delete(r.rooms, id)
@@ -370,8 +522,14 @@ func (r *Repo) forward(e *entry) {
 // LeaveRoom sends a goodbye in room id (waiting, bounded by ctx, until it is
 // handed to the network); the room lingers for its Linger (default: its
 // Timeout) and is then destroyed unless rejoined. It is room.Leave on
-// Room(id); ErrUnknownRoom if there is no such room.
+// Room(id); ErrUnknownRoom if there is no such room, ErrClosed after Close.
 func (r *Repo) LeaveRoom(ctx context.Context, id string) error {
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
 	rm, ok := r.Room(id)
 	if !ok {
 		return fmt.Errorf("%w %q", ErrUnknownRoom, id)
@@ -420,7 +578,8 @@ func (r *Repo) Rooms() []*room.Room {
 func (r *Repo) Watch() *Watcher { return &Watcher{w: r.events.Watch()} }
 
 // Close leaves every joined room (goodbyes bounded by a short timeout),
-// stops every room, the GossipSub router and, if the Repo built it, the host.
+// stops every room, saves and closes every open document (bounded by 10 s),
+// then stops the GossipSub router and, if the Repo built it, the host.
 // It is idempotent.
 func (r *Repo) Close() error {
 	r.mu.Lock()
@@ -444,7 +603,7 @@ func (r *Repo) Close() error {
 			defer wg.Done()
 			if e.room.Status() == room.Joined {
 				if err := e.room.Leave(ctx); err != nil {
-					log.Debugw("goodbye failed", "room", e.room.ID(), "err", err)
+					r.cfg.Logger.Debug("goodbye failed", "room", e.room.ID(), "err", err)
 				}
 			}
 			_ = e.room.Close()
@@ -452,8 +611,12 @@ func (r *Repo) Close() error {
 	}
 	wg.Wait()
 	r.wg.Wait()
+	err := r.closeDocs()
 	r.events.Close()
-	err := r.router.Close()
+	if r.metrics != nil {
+		r.cfg.Metrics.Unregister(r.metrics)
+	}
+	err = errors.Join(err, r.router.Close())
 	if r.p2p != nil {
 		err = errors.Join(err, r.p2p.Close())
 	}

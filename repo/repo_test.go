@@ -72,13 +72,16 @@ func TestEventTypeStringsAreTheSeedNames(t *testing.T) {
 	}
 }
 
-func TestPeerStringRendersPeerIDsAndRejectsGarbage(t *testing.T) {
+func TestPeerIDStringIsTheLibp2pPeerID(t *testing.T) {
 	r := newRepo(t, nil)
+	if got := r.Self().Peer.String(); got != r.ID().String() {
+		t.Errorf("Self().Peer.String() = %q, want %q", got, r.ID())
+	}
+	if got := fmt.Sprint(r.Self().Peer); got != r.ID().String() {
+		t.Errorf("fmt.Sprint(Self().Peer) = %q, want %q", got, r.ID())
+	}
 	if got := repo.PeerString(r.Self().Peer); got != r.ID().String() {
 		t.Errorf("PeerString(self) = %q, want %q", got, r.ID())
-	}
-	if got := repo.PeerString("not a peer id"); got != "invalid-peer" {
-		t.Errorf("PeerString(garbage) = %q", got)
 	}
 }
 
@@ -153,6 +156,24 @@ func TestLeaveRoomOfUnknownRoomIsErrUnknownRoom(t *testing.T) {
 	r := newRepo(t, nil)
 	if err := r.LeaveRoom(context.Background(), "nowhere"); !errors.Is(err, repo.ErrUnknownRoom) {
 		t.Errorf("LeaveRoom = %v, want ErrUnknownRoom", err)
+	}
+}
+
+// After Close every call that needs the Repo says ErrClosed, as documented;
+// LeaveRoom used to say ErrUnknownRoom (Close forgets the rooms).
+func TestLeaveRoomAfterCloseIsErrClosed(t *testing.T) {
+	r := newRepo(t, nil)
+	join(t, r, "a")
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a", "never-joined"} {
+		if err := r.LeaveRoom(context.Background(), id); !errors.Is(err, repo.ErrClosed) {
+			t.Errorf("LeaveRoom(%q) after Close = %v, want ErrClosed", id, err)
+		}
+	}
+	if _, err := r.JoinRoom(context.Background(), "a", room.Config{}); !errors.Is(err, repo.ErrClosed) {
+		t.Errorf("JoinRoom after Close = %v, want ErrClosed", err)
 	}
 }
 

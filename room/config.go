@@ -74,7 +74,11 @@ type Config struct {
 	Linger time.Duration
 	// Limits bound the presence store (key length, value size, keys per
 	// peer, peers per room including self). Zero fields take the
-	// ephemeral package's defaults.
+	// ephemeral package's defaults, or, over a network that checks limits
+	// at every relay (a Checker, such as the gossip package's topic), the
+	// network's: a wire limit set here must equal the network's, and New
+	// refuses limits whose full state a heartbeat could not carry. So a
+	// write that Set accepts is one every relay accepts. MaxPeers is local.
 	Limits ephemeral.Limits
 	// Logger receives the room's diagnostics. Nil means a go-log backed
 	// logger named "convene/room", quiet unless GOLOG_LOG_LEVEL says
@@ -134,6 +138,18 @@ func (c Config) validate() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = defaultLogger()
 	}
+	return c, nil
+}
+
+// agreeLimits makes the room's presence limits those the network checks at
+// every relay (see Checker): each zero wire limit takes the network's value,
+// and one that differs is an error.
+func (c Config) agreeLimits(net ephemeral.Limits) (Config, error) {
+	lim, err := c.Limits.Merge(net)
+	if err != nil {
+		return c, fmt.Errorf("room: config: Limits differ from those the network checks at every relay, so writes the room accepted would reach nobody; set them once, on the network (repo: Config.Gossip.Limits): %w", err)
+	}
+	c.Limits = lim
 	return c, nil
 }
 

@@ -62,7 +62,17 @@
 //     connected to one member sees every member that member knows, with
 //     identity and newest state, after one round trip, and no member can
 //     forge or alter another's state on the way. Relayed members are not
-//     answered or fetched; relayed messages from a probe are ignored.
+//     answered or fetched; relayed messages from a probe are ignored. A
+//     relay proves what its author said, not that it is alive, so its
+//     weight as a sign of life is bounded by its age: a member relays only
+//     members it heard from directly less than relayMaxAge ago
+//     (1.2×HeartbeatInterval, at most Timeout/2) and none it is about to
+//     drop; a relayed new member counts as heard relayMaxAge before
+//     receipt (and is not relayed on), a relayed known member as not heard
+//     at all. A relay never readmits an incarnation the receiver dropped
+//     (probe, suspicion, timeout or goodbye). So a crashed member is gone
+//     everywhere within Timeout of its last message, however many
+//     newcomers relay it to each other.
 //   - Answering newcomers: a hello carries the digest of the members its
 //     author knows (Message.View, ViewDigest). A member answers a hello
 //     whose digest differs from its own, and a heartbeat or delta that
@@ -121,27 +131,51 @@
 //     PublishInterval/2 later).
 //   - Leave (remote): the member is dropped at once (MemberLeft with
 //     ReasonLeft, its presence removed with cause leave). A goodbye from an
-//     older epoch than the member's current one is ignored.
+//     older epoch than the member's current one is ignored. A goodbye is
+//     final for its epoch: no message of that epoch, after it, before it
+//     in the same flush (see the readmission hold under No ghosts), or
+//     relayed, makes the peer join again.
 //   - Silence: a member not heard from for Timeout (on the local clock) is
 //     dropped with ReasonTimeout, exactly at the deadline.
 //   - EventPeerDown is only a hint: the room probes the peer (Fetch,
-//     timeout min(1s, Timeout)); if the probe fails, the peer is dropped at
-//     once with ReasonTimeout, unless it was heard from more than
-//     min(250ms, Timeout/4) after the hint (messages right after the hint
-//     were most likely queued before it). A killed peer whose connections
-//     close is gone as soon as the probe fails (at most about a second);
-//     otherwise within Timeout after its last heartbeat.
-//   - Restart (same peer, new epoch): still one member; its new state
-//     replaces the old at once; MemberUpdated if its name or meta changed;
-//     never a MemberLeft/MemberJoined pair.
+//     timeout min(1s, Timeout)). A probe that fails after an EventPeerUp of
+//     the same peer (a restarted peer whose old connection closed under
+//     the probe) is started again. If the probe fails, the peer is held
+//     for the restart grace (500ms, at most Timeout/4: listed, presence
+//     kept) and then dropped with ReasonTimeout, unless it was heard from
+//     more than min(250ms, Timeout/4) after the hint (messages right after
+//     the hint were most likely queued before it), or a new epoch of it or
+//     a successful fetch arrives within the grace. The suspect goes out at
+//     once. A killed peer whose connections close is gone everywhere about
+//     500ms after the probe fails (at most about 1.5s); otherwise within
+//     Timeout after its last heartbeat.
+//   - Restart (same peer, new epoch): one member; its new state replaces
+//     the old at once; MemberUpdated if its name or meta changed. That
+//     holds while the old incarnation is still a member when the new one
+//     arrives: the old process still running, frozen (its connection open:
+//     the gossip layer detects the stale connection within a second and
+//     reconnects), or crashed less than the restart grace (500ms) before a
+//     member's probe of it failed (at a member not connected to it: less
+//     than the 500ms refutation window after the suspect). A pair
+//     (MemberLeft with ReasonTimeout, then MemberJoined) happens exactly
+//     when the new epoch arrives after that: a crashed peer restarted more
+//     than about half a second after its connections closed, or after it
+//     was silent for Timeout. A peer that said goodbye and starts again is
+//     a leave and a join.
 //   - No ghosts: the room remembers the epoch of every removed member (for
 //     max(2×Timeout, 3min), at most 4096 peers). Messages of an older epoch,
 //     or of the epoch that said goodbye, never bring it back; a newer epoch
-//     does. After a silence timeout, fresh messages of the same epoch do
-//     bring it back (a healed partition). After a failed probe, messages
-//     of the same epoch that arrive within min(1s, Timeout) may be in
-//     flight from a dead peer: they trigger a new probe instead, and only
-//     its success readmits the peer.
+//     does. Relayed copies never bring back an incarnation that was
+//     dropped. After a silence timeout, fresh messages of the same epoch
+//     do bring it back (a healed partition), after a readmission hold of
+//     one HeartbeatInterval (at most 1s) from the first of them, during
+//     which its goodbye cancels the readmission: a connection that survived
+//     a short cut flushes a leaver's last heartbeats and then its goodbye
+//     (not in one instant: TCP resends in bursts).
+//     A direct fetch reply readmits at once. After a failed probe,
+//     messages of the same epoch that arrive within min(1s, Timeout) may
+//     be in flight from a dead peer: they trigger a new probe instead, and
+//     only its success readmits the peer.
 //
 // # Lifecycle
 //

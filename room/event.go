@@ -49,6 +49,16 @@ type EventType uint8
 const (
 	// MemberJoined: a peer became a member (Member). Also emitted for the
 	// local peer on Rejoin.
+	//
+	// Member.Name and Meta are empty (a member whose Name is empty by
+	// choice aside) exactly when the first message heard from that
+	// incarnation was a delta: hellos, heartbeats and fetch replies carry
+	// the identity, deltas do not (for example, the member's hello and the
+	// join-snapshot fetch were lost and one of its cursor moves arrived
+	// first). The room then fetches the identity from the member at once,
+	// and MemberUpdated carries it after that round trip, at the latest
+	// with the member's next heartbeat (HeartbeatInterval). Show such a
+	// member by its peer ID (Member.Peer.String()) until then.
 	MemberJoined EventType = iota + 1
 	// MemberLeft: a member is gone (Member, Reason). Also emitted for the
 	// local peer on Leave.

@@ -86,6 +86,7 @@ type member struct {
 	id    Identity
 	epoch uint64
 	heard time.Time // receiver's clock
+	up    time.Time // last EventPeerUp (receiver's clock); zero if none
 	named bool      // identity came from a hello/heartbeat (not only a delta)
 }
 
@@ -146,6 +147,8 @@ type machine struct {
 	goneSweep    time.Time
 	suspects     map[PeerID]suspicion // members suspected by others' probes
 	acc          accusations          // refutations, baseless accusers (suspicion.go)
+	failing      map[PeerID]failing   // members whose own probe failed, in their grace
+	readmits     map[PeerID]readmit   // peers out after a timeout, heard again: held
 
 	nextHeartbeat time.Time // periodic heartbeat due (Joined only)
 	answerAt      time.Time // early heartbeat due; zero if none pending
@@ -191,6 +194,8 @@ func newMachine(now time.Time, id string, self Identity, cfg Config, epoch, seed
 		relays:     make(map[PeerID]relays),
 		gone:       make(map[PeerID]gone),
 		suspects:   make(map[PeerID]suspicion),
+		failing:    make(map[PeerID]failing),
+		readmits:   make(map[PeerID]readmit),
 		fetching:   make(map[PeerID]fetchPurpose),
 		retries:    make(map[PeerID]retry),
 		dirtyPeers: make(map[PeerID]struct{}),
@@ -442,6 +447,12 @@ func (m *machine) stale(now time.Time, p PeerID, e uint64, src source) (stale, c
 	if e < g.epoch || g.reason == ReasonLeft {
 		return true, false
 	}
+	if src == fromRelay {
+		// Another member's copy of an old message proves nothing about
+		// the incarnation this peer dropped (by probe, suspicion or
+		// timeout): only the member itself can bring it back.
+		return true, false
+	}
 	// Same epoch, removed by timeout: fresh messages bring it back (a
 	// partition healed), except right after a failed probe, when they may
 	// still be in flight from a dead peer.
@@ -456,6 +467,9 @@ func (m *machine) stale(now time.Time, p PeerID, e uint64, src source) (stale, c
 // liveness. signed is the message's signed form to keep for relaying (nil
 // for a fetch reply, which is not signed by its author's pubsub key).
 func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, signed []byte) {
+	if src == fromGossip && m.holdReadmit(now, p, msg, signed) {
+		return
+	}
 	stale, confirm := m.stale(now, p, msg.Epoch, src)
 	if confirm && src == fromGossip {
 		m.requestFetch(now, p, fetchProbe)
@@ -463,9 +477,19 @@ func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, sig
 	if stale {
 		return
 	}
+	m.reprieve(p, msg.Epoch, src)
 	mem := m.members[p]
 	isNew := mem == nil
 	newEpoch := !isNew && msg.Epoch > mem.epoch
+	// heard is when this message proves p alive: now, except for a relayed
+	// copy, which may be as old as the relaying member's age bound
+	// (relayMaxAge): it never makes a member look more recently alive
+	// than that, and a known member's last-heard is left alone.
+	heard, alive := now, true
+	if src == fromRelay {
+		heard = now.Add(-m.cfg.relayMaxAge())
+		alive = isNew || newEpoch
+	}
 	if isNew {
 		if err := m.store.Heard(now, p); err != nil {
 			m.log.Debug("room: peer not admitted", "room", m.id, "peer", logPeer(p), "err", err)
@@ -491,8 +515,9 @@ func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, sig
 	full := msg.Kind == KindHello || msg.Kind == KindHeartbeat
 	if isNew {
 		delete(m.gone, p)
+		delete(m.readmits, p)
 		delete(m.retries, p)
-		mem = &member{id: Identity{Peer: p}, epoch: msg.Epoch, heard: now}
+		mem = &member{id: Identity{Peer: p}, epoch: msg.Epoch, heard: heard}
 		if full {
 			mem.id.Name, mem.id.Meta, mem.named = msg.Name, cloneMeta(msg.Meta), true
 		}
@@ -502,7 +527,9 @@ func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, sig
 		m.dirtyPeers[p] = struct{}{}
 		m.emit(Event{Type: MemberJoined, Member: cloneIdentity(mem.id)})
 	} else {
-		mem.heard = now
+		if alive && heard.After(mem.heard) {
+			mem.heard = heard
+		}
 		if newEpoch {
 			mem.epoch = msg.Epoch
 		}
@@ -588,13 +615,20 @@ func (m *machine) keepRelay(p PeerID, msg Message, signed []byte, changes []ephe
 
 // served is the answer to another peer's Fetch while joined: the own
 // state, and the members' relay records, each member's identity record
-// first.
-func (m *machine) served() (Served, bool) {
+// first. Only members heard from directly within relayMaxAge are relayed,
+// and none that this peer is about to drop (a failed probe, a pending
+// suspicion): a relay vouches for no more than its server heard lately.
+func (m *machine) served(now time.Time) (Served, bool) {
+	m.advance(now)
 	if m.status != Joined {
 		return Served{}, false
 	}
 	s := Served{State: m.selfMessage(KindHeartbeat)}
+	oldest := now.Add(-m.cfg.relayMaxAge())
 	for _, p := range slices.Sorted(maps.Keys(m.relays)) {
+		if !m.relayable(p, oldest) {
+			continue
+		}
 		rs := m.relays[p]
 		for _, r := range rs {
 			if r.ident {
@@ -637,7 +671,10 @@ func (m *machine) remoteLeave(now time.Time, p PeerID, e uint64) {
 		return
 	}
 	// Not a member (yet): remember the goodbye so that late messages of
-	// this incarnation cannot admit it.
+	// this incarnation cannot admit it, nor those held for readmission.
+	if r, ok := m.readmits[p]; ok && e >= r.epoch {
+		delete(m.readmits, p)
+	}
 	if g, ok := m.gone[p]; !ok || e > g.epoch || (e == g.epoch && g.reason != ReasonLeft) {
 		m.remember(now, p, gone{epoch: e, reason: ReasonLeft, at: now})
 	}
@@ -675,6 +712,7 @@ func (m *machine) removeMember(now time.Time, p PeerID, reason LeaveReason, epoc
 	m.digest ^= peerHash(p)
 	delete(m.relays, p)
 	delete(m.suspects, p)
+	delete(m.failing, p)
 	m.dirtyMembers = true
 	m.dirtyPeers[p] = struct{}{}
 	if ch == nil {
@@ -727,6 +765,9 @@ func (m *machine) peerUp(now time.Time, p PeerID) {
 		return
 	}
 	delete(m.retries, p)
+	if mem := m.members[p]; mem != nil {
+		mem.up = now
+	}
 	m.requestFetch(now, p, fetchSnapshot)
 	if m.status == Left {
 		// A peer that appears during the linger may never have received
@@ -781,13 +822,23 @@ func (m *machine) fetched(now time.Time, req fetchRequest, reply FetchReply, err
 			m.scheduleRetry(now, req.peer)
 			return
 		}
+		mem := m.members[req.peer]
+		if mem != nil && mem.up.After(req.started) {
+			// The transport saw the peer come up again while the probe
+			// was on its way (a restarted peer whose old connection was
+			// closed under the probe): probe again, over the new path.
+			m.requestFetch(now, req.peer, fetchProbe)
+			return
+		}
 		// Remove unless it was heard from well after the probe began:
 		// messages still arriving then (e.g. through relays) prove it
 		// alive, but those heard right after the PeerDown hint were most
 		// likely queued or in flight before it died.
-		if mem := m.members[req.peer]; mem != nil && !mem.heard.After(req.started.Add(m.cfg.probeGrace())) {
+		if mem != nil && !mem.heard.After(req.started.Add(m.cfg.probeGrace())) {
+			// Dropped after the restart grace, unless a new incarnation
+			// (or a successful fetch) shows up first.
 			epoch := mem.epoch
-			m.removeMember(now, req.peer, ReasonTimeout, epoch, true, nil)
+			m.holdFailing(now, req.peer, epoch)
 			if m.status == Joined {
 				// Members not connected to it got no PeerDown: tell them.
 				m.publish(Message{Kind: KindSuspect, Epoch: m.epoch(), Subject: req.peer, SubjectEpoch: epoch})
@@ -868,6 +919,8 @@ func (m *machine) advance(now time.Time) {
 	if len(m.gone) > 0 && !now.Before(m.goneSweep) {
 		m.sweepGone(now, false)
 	}
+	m.expireFailing(now)
+	m.expireReadmits(now)
 	m.expireSuspects(now)
 }
 
@@ -932,6 +985,12 @@ func (m *machine) deadline() (time.Time, bool) {
 	for _, s := range m.suspects {
 		consider(s.due)
 	}
+	for _, f := range m.failing {
+		consider(f.due)
+	}
+	for _, r := range m.readmits {
+		consider(r.due)
+	}
 	if t, ok := m.store.NextDeadline(); ok {
 		consider(t)
 	}
@@ -946,6 +1005,13 @@ func (m *machine) leave(now time.Time) error {
 	m.advance(now)
 	if err := m.errIfNotJoined(); err != nil {
 		return err
+	}
+	if m.deltaDirty {
+		// The trailing edge is always sent, a goodbye or not: a write
+		// still held by the pacing goes out before the goodbye (one
+		// publish over the pace at most), so those who see the goodbye
+		// have seen the last value written before it.
+		m.publishDelta(now)
 	}
 	m.publish(Message{Kind: KindLeave, Epoch: m.epoch()})
 	m.status = Left

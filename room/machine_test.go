@@ -860,11 +860,16 @@ func TestMachinePeerDownFailedProbeRemoves(t *testing.T) {
 		t.Fatalf("fetches = %+v, want one probe", o.fetches)
 	}
 	a.fetched(down.Add(10*time.Millisecond), o.fetches[0], FetchReply{}, errors.New("unreachable"))
+	if o = a.out(); len(o.events) != 0 {
+		t.Fatalf("removed before the restart grace ended: %q", describe(o.events))
+	}
+	gone := down.Add(10*time.Millisecond + cfg.restartGrace())
+	a.tick(gone)
 	o = a.out()
 	eq(t, "events", describe(o.events), []string{"presence-changed b timeout -k gone", "member-left b timeout"})
 
 	// Its messages in flight, within the quarantine: not readmitted, probed.
-	o = a.deliver(down.Add(100*time.Millisecond), b, b.heartbeat())
+	o = a.deliver(gone.Add(100*time.Millisecond), b, b.heartbeat())
 	if len(o.events) != 0 {
 		t.Errorf("a quarantined heartbeat readmitted b: %q", describe(o.events))
 	}
@@ -872,7 +877,7 @@ func TestMachinePeerDownFailedProbeRemoves(t *testing.T) {
 		t.Fatalf("fetches = %+v, want a confirming probe", o.fetches)
 	}
 	// The probe succeeds after all: b is back, with its state.
-	a.fetched(down.Add(120*time.Millisecond), o.fetches[0], FetchReply{State: b.heartbeat()}, nil)
+	a.fetched(gone.Add(120*time.Millisecond), o.fetches[0], FetchReply{State: b.heartbeat()}, nil)
 	o = a.out()
 	eq(t, "events after a successful probe", describe(o.events), []string{"member-joined b(B)", "presence-changed b remote +k"})
 }
@@ -912,9 +917,14 @@ func TestMachineTimedOutMemberReturnsAfterPartitionHeals(t *testing.T) {
 	a.tick(t0.Add(cfg.Timeout))
 	eq(t, "events", describe(a.out().events), []string{"presence-changed b timeout -k gone", "member-left b timeout"})
 	// The partition heals: b's next heartbeat (same epoch, nothing new).
+	// It is readmitted once the readmission hold is over (a goodbye in
+	// the same flush would have cancelled it).
 	now := t0.Add(cfg.Timeout + time.Second)
-	o := a.deliver(now, b, b.heartbeat())
-	eq(t, "events", describe(o.events), []string{"member-joined b(B)", "presence-changed b remote +k"})
+	if o := a.deliver(now, b, b.heartbeat()); len(o.events) != 0 {
+		t.Fatalf("readmitted before the hold ended: %q", describe(o.events))
+	}
+	a.tick(now.Add(cfg.readmitHold()))
+	eq(t, "events", describe(a.out().events), []string{"member-joined b(B)", "presence-changed b remote +k"})
 }
 
 func TestMachineLingerThenDestroyed(t *testing.T) {
@@ -1270,5 +1280,33 @@ func TestMachinePeerDownQueuedMessagesDoNotSaveADeadPeer(t *testing.T) {
 	a.deliver(down.Add(time.Millisecond), b, b.out().publish...)
 	a.out()
 	a.fetched(down.Add(5*time.Millisecond), probe, FetchReply{}, errors.New("connection refused"))
+	a.tick(down.Add(5*time.Millisecond + cfg.restartGrace()))
 	eq(t, "events", describe(a.out().events), []string{"presence-changed b timeout -cursor gone", "member-left b timeout"})
+}
+
+// The trailing edge is always sent, also when a goodbye follows at once: a
+// write held by the pacing is published before the leave, so a receiver
+// sees the last value before it sees the member go. Before, Leave dropped
+// it (the CLI's documented script lost its last `set`).
+func TestMachineLeavePublishesAPacedWriteBeforeTheGoodbye(t *testing.T) {
+	cfg := testConfig()
+	a := newTM(t, "a", 1, cfg)
+	r := newTM(t, "r", 1, cfg)
+	a.out()
+	var sent []Message
+	for i := range 3 { // the first goes out at once, the third is held
+		a.mustSet(t0, "n", fmt.Sprint(i))
+		sent = append(sent, a.out().publish...)
+	}
+	if err := a.leave(t0); err != nil {
+		t.Fatal(err)
+	}
+	sent = append(sent, a.out().publish...)
+	if len(sent) < 2 || sent[len(sent)-1].Kind != KindLeave || sent[len(sent)-2].Kind != KindDelta {
+		t.Fatalf("published %q, want the held delta right before the leave", kinds(sent))
+	}
+	r.deliver(t0, a, sent[:len(sent)-1]...)
+	if got := r.state("a")["n"]; got != "2" {
+		t.Errorf("before the goodbye the receiver has n=%q, want the last value 2", got)
+	}
 }

@@ -189,6 +189,22 @@ type Poller interface {
 	TryNext() (ev NetEvent, ok bool, err error)
 }
 
+// Checker is an optional extension of Network, for a network whose relays
+// check what a room publishes (the gossip package's topic is one). New uses
+// it so that one set of limits holds end to end: a zero Config.Limits
+// takes the network's Limits, a Config.Limits that differs from them is an
+// error, and limits whose full state (a hello or heartbeat) the network
+// could not carry are an error. So a local write the store accepts is never
+// one that every relay then rejects.
+type Checker interface {
+	// Limits are the presence limits the network's validators apply at
+	// every relay, with defaults filled in.
+	Limits() ephemeral.Limits
+	// CheckFull returns an error if a hello or heartbeat of self carrying
+	// the largest state Limits allow would be refused by the network.
+	CheckFull(self Identity) error
+}
+
 // ErrNetworkClosed is returned by a Network after Close.
 var ErrNetworkClosed = errors.New("room: network closed")
 

@@ -11,12 +11,14 @@ import (
 // the message and its author.
 type signer struct {
 	msgs map[string]NetEvent
+	now  time.Time // of the latest delivery: when reply asks for Served
 }
 
 func newSigner() *signer { return &signer{msgs: make(map[string]NetEvent)} }
 
 // deliver hands msgs, authored by from and signed, to x at now.
 func (s *signer) deliver(x *tm, now time.Time, from *tm, msgs ...Message) output {
+	s.now = now
 	for _, msg := range msgs {
 		tok := fmt.Appendf(nil, "sig-%d", len(s.msgs))
 		s.msgs[string(tok)] = NetEvent{Kind: EventMessage, From: from.self.Peer, Msg: msg, Signed: tok}
@@ -28,7 +30,7 @@ func (s *signer) deliver(x *tm, now time.Time, from *tm, msgs ...Message) output
 // reply is the FetchReply the network would build from x's Served.
 func (s *signer) reply(t *testing.T, x *tm) FetchReply {
 	t.Helper()
-	served, ok := x.served()
+	served, ok := x.served(s.now)
 	if !ok {
 		t.Fatal("served refused")
 	}
@@ -49,7 +51,7 @@ func (s *signer) relayed(t *testing.T, x *tm) []string {
 	t.Helper()
 	var out []string
 	for _, ev := range s.reply(t, x).Relayed {
-		out = append(out, fmt.Sprintf("%s:%v %s", ev.From, ev.Msg.Kind, ev.Signed))
+		out = append(out, fmt.Sprintf("%s:%v %s", string(ev.From), ev.Msg.Kind, ev.Signed))
 	}
 	return out
 }

@@ -90,6 +90,14 @@ func New(id string, self Identity, cfg Config, net Network, opts ...Option) (*Ro
 	if err != nil {
 		return nil, err
 	}
+	if c, ok := net.(Checker); ok {
+		if cfg, err = cfg.agreeLimits(c.Limits()); err != nil {
+			return nil, err
+		}
+		if err := c.CheckFull(self); err != nil {
+			return nil, fmt.Errorf("room: config: %w", err)
+		}
+	}
 	o := options{clock: realClock{}, watchBuffer: DefaultWatchBuffer}
 	for _, opt := range opts {
 		opt(&o)
@@ -162,8 +170,8 @@ func (r *Room) serve() (Served, bool) {
 		s  Served
 		ok bool
 	)
-	if err := r.do(func(m *machine, _ time.Time) error {
-		s, ok = m.served()
+	if err := r.do(func(m *machine, now time.Time) error {
+		s, ok = m.served(now)
 		return nil
 	}); err != nil {
 		return Served{}, false

@@ -39,8 +39,9 @@ func TestMachineFailedProbePublishesSuspect(t *testing.T) {
 	probe := b.out().fetches[0]
 	b.fetched(down.Add(5*time.Millisecond), probe, FetchReply{}, errors.New("connection refused"))
 	o := b.out()
-	eq(t, "events", describe(o.events), []string{"presence-changed c timeout -cursor gone", "member-left c timeout"})
-	eq(t, "publish", kinds(o.publish), []string{"suspect"})
+	eq(t, "publish at once", kinds(o.publish), []string{"suspect"})
+	b.tick(down.Add(5*time.Millisecond + b.cfg.restartGrace()))
+	eq(t, "events after the restart grace", describe(b.out().events), []string{"presence-changed c timeout -cursor gone", "member-left c timeout"})
 	if m := o.publish[0]; m.Subject != "c" || m.SubjectEpoch != c.epoch() || m.Epoch != b.epoch() {
 		t.Errorf("suspect = %+v, want subject c epoch %d from b epoch %d", m, c.epoch(), b.epoch())
 	}
@@ -69,8 +70,11 @@ func TestMachineSuspectedMemberDroppedAfterRefutationWindow(t *testing.T) {
 	}
 	eq(t, "members", a.memberIDs(), []string{"a", "b"})
 	// c's messages later (a partition healed, say) bring it back.
-	o := a.deliver(at.Add(2*time.Second), c, c.heartbeat())
-	eq(t, "back", describe(o.events)[:1], []string{"member-joined c(C)"})
+	a.deliver(at.Add(2*time.Second), c, c.heartbeat())
+	a.tick(at.Add(2*time.Second + a.cfg.readmitHold()))
+	if o := a.out(); !hasEvent(o.events, MemberJoined, "c") {
+		t.Fatalf("c not readmitted after the hold: %q", describe(o.events))
+	}
 }
 
 // The subject refutes a suspect about itself with a heartbeat at once;
@@ -247,9 +251,13 @@ func TestMachineSuspectArrivingOnlyAfterTheRefutationIsVoid(t *testing.T) {
 	cfg := testConfig()
 	e := newTM(t, "e", 1, cfg)
 	later := when.Add(suspectHold + time.Second)
-	a.deliver(later.Add(-time.Millisecond), e, e.heartbeat())
+	// Everyone keeps being heard until then (Timeout is 3 s here).
+	for at := when.Add(2 * time.Second); at.Before(later); at = at.Add(time.Second) {
+		for _, x := range []*tm{b, c, e} {
+			a.deliver(at, x, x.heartbeat())
+		}
+	}
 	a.deliver(later.Add(-time.Millisecond), c, c.heartbeat())
-	a.deliver(later.Add(-time.Millisecond), b, b.heartbeat())
 	a.deliver(later, e, Message{Kind: KindSuspect, Epoch: e.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
 	_, outs = a.run(later, later.Add(2*refuteWindow))
 	eq(t, "dropped after the hold", left(outs), []string{"c"})

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// The view-digest test vectors in docs/PROTOCOL.md (2.11) are what the code
+// The view-digest test vectors in docs/PROTOCOL.md (2.12) are what the code
 // computes: the block is read from the document itself.
 func TestViewDigestVectors(t *testing.T) {
 	f, err := os.Open("../docs/PROTOCOL.md")

@@ -16,6 +16,7 @@ const (
 	exitOK      = 0 // success, including a clean shutdown on EOF, quit or a signal
 	exitRuntime = 1 // the node could not start or a key file could not be used
 	exitUsage   = 2 // bad command line: flags, addresses, room IDs
+	exitWait    = 3 // --wait-members: too few members came within --wait-timeout
 )
 
 const usageText = `peer runs a Convene node: peer-to-peer rooms and presence over libp2p.
@@ -53,14 +54,25 @@ Flags:
                        when --bootstrap is given, no DHT otherwise)
   --timeout DURATION   room timeout: a silent member is dropped after it
                        (default 30s; heartbeats every timeout/3)
+  --data DIR           keep documents in DIR/docs.bolt; default: <user config
+                       dir>/convene/docs.bolt (docs-<name>.bolt with --name;
+                       memory only with --ephemeral)
+  --no-store           keep documents in memory only
   --json               print one JSON object per line (NDJSON; schema in docs/CLI.md)
   --stay               keep running after stdin reaches EOF, until SIGINT/SIGTERM
+  --wait-members N     before reading stdin, wait until the first --room has N
+                       members besides you (exit 3 if they do not come)
+  --wait-timeout D     how long --wait-members waits (default 30s)
+  --metrics ADDR       serve Prometheus metrics at http://ADDR/metrics (host:port,
+                       e.g. 127.0.0.1:9464; port 0 picks one, see the metrics event)
   --log-level LEVEL    go-log level for libp2p and Convene logs on stderr:
                        debug, info, warn, error (default error, or GOLOG_LOG_LEVEL);
                        per subsystem as in "error,convene/room=debug"
 
+Durations take a unit: 500ms, 5s, 2m.
+
 Exit status: 0 after a clean shutdown, 1 if the node cannot start, 2 for a
-bad command line.
+bad command line, 3 if --wait-members was not met in time.
 `
 
 const idUsageText = `Usage: peer id [flags]

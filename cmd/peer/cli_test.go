@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -205,6 +206,9 @@ func TestRunKeyFileInUseExit1(t *testing.T) {
 		t.Errorf("exit %d, want %d", code, exitRuntime)
 	}
 	assertOneLineError(t, stdout, stderr, "in use by another running peer")
+	if !strings.HasPrefix(stderr, "peer run: key file "+key+" is in use") {
+		t.Errorf("stderr = %q, want it to start with \"peer run: \" as docs/CLI.md says", stderr)
+	}
 }
 
 // inProcess is `peer run` running inside the test, fed through a pipe.
@@ -395,18 +399,86 @@ func TestRunInProcessHumanOutput(t *testing.T) {
 	p := startInProcess(t, "--ephemeral", "--no-mdns", "--dht", "off", "--listen", "/ip4/127.0.0.1/tcp/0", "--name", "alice", "--room", "lobby")
 	p.waitLine(20*time.Second, "[lobby] joined (current room)")
 	p.send("set cursor {bad")
+	p.send("say hello there")
 	p.stdin.Close()
 	if code := <-p.code; code != 0 {
 		t.Errorf("exit %d", code)
 	}
-	p.waitLine(20*time.Second, "bye (eof)")
+	p.waitLine(20*time.Second, "stopped (eof)")
 	out := "\n" + p.output()
-	for _, w := range []string{"peer 12D3KooW", "  listening /ip4/127.0.0.1/tcp/", "[lobby] joined (current room)", "[lobby] left", "bye (eof)"} {
+	for _, w := range []string{"peer 12D3KooW", "  listening /ip4/127.0.0.1/tcp/", "[lobby] joined (current room)", "[lobby] alice (…", "[lobby] left", "stopped (eof)"} {
 		if !strings.Contains(out, "\n"+w) {
 			t.Errorf("no line starting with %q in output:%s", w, out)
 		}
 	}
+	if !strings.Contains(out, ") [you] says: hello there\n") {
+		t.Errorf("no local echo of say in text mode:%s", out)
+	}
 	if s := p.stderr.String(); !strings.Contains(s, "error: set cursor: malformed JSON value") {
 		t.Errorf("stderr = %q, want the command error there", s)
 	}
+}
+
+// A wait that nobody answers is an error event naming the command and what
+// it waited for, and the node keeps running; bad wait input is an error
+// too; SIGINT/SIGTERM (ctx) cuts a wait short with a clean stop.
+func TestRunWaitCommandErrors(t *testing.T) {
+	p := startInProcess(t, "--json", "--ephemeral", "--no-mdns", "--dht", "off", "--listen", "/ip4/127.0.0.1/tcp/0", "--room", "lobby")
+	p.next("room-joined", isType("room-joined"))
+	for _, tc := range []struct{ line, want string }{
+		{"wait 1 200ms", `wait: timed out after 200ms in room "lobby": 0 other members, want 1`},
+		{"wait 2 nope", `wait: "nope" is neither a count nor a timeout with a unit such as 10s`},
+		{"wait 0", `wait: count "0": want a whole number of other members, at least 1`},
+		{"wait @elsewhere", `wait: not in room "elsewhere"`},
+	} {
+		p.send(tc.line)
+		ev := p.next("error for "+tc.line, isType("error"))
+		if ev["command"] != "wait" || !strings.Contains(ev["error"].(string), tc.want) {
+			t.Errorf("%q: error event %v, want command wait and %q", tc.line, ev, tc.want)
+		}
+	}
+	p.send("rooms")
+	p.next("rooms still answered", isOK("rooms"))
+
+	p.send("wait 1 1m")
+	p.cancel() // what SIGINT/SIGTERM do
+	if s := p.next("stopped", isType("stopped")); s["reason"] != "signal" {
+		t.Errorf("stopped = %v, want reason signal", s)
+	}
+	if code := <-p.code; code != 0 {
+		t.Errorf("exit %d after a signal during wait, want 0", code)
+	}
+}
+
+// The limits docs/CLI.md states (1 KiB value, 64-byte key, 32 keys, about
+// 64 KiB for a say) are errors at the command, and the node keeps running.
+func TestRunDocumentedLimitsAreErrors(t *testing.T) {
+	p := startInProcess(t, "--json", "--ephemeral", "--no-mdns", "--dht", "off", "--listen", "/ip4/127.0.0.1/tcp/0", "--room", "lobby")
+	p.next("room-joined", isType("room-joined"))
+	ok := func(line, cmd string) {
+		t.Helper()
+		p.send(line)
+		if ev := p.next(cmd+" answer", func(m map[string]any) bool { return m["type"] == "ok" || m["type"] == "error" }); ev["type"] != "ok" {
+			t.Errorf("%.40q: %v, want ok", line, ev)
+		}
+	}
+	fails := func(line, cmd string) {
+		t.Helper()
+		p.send(line)
+		if ev := p.next(cmd+" answer", func(m map[string]any) bool { return m["type"] == "ok" || m["type"] == "error" }); ev["type"] != "error" || ev["command"] != cmd {
+			t.Errorf("%.40q: %v, want an error", line, ev)
+		}
+	}
+	ok(`set v "`+strings.Repeat("x", 1022)+`"`, "set") // 1024 bytes of JSON
+	fails(`set v "`+strings.Repeat("x", 1023)+`"`, "set")
+	ok("set "+strings.Repeat("k", 64)+" 1", "set")
+	fails("set "+strings.Repeat("k", 65)+" 1", "set")
+	for i := 2; i < 32; i++ { // v and the 64-byte key are two of the 32
+		ok(fmt.Sprintf("set k%d %d", i, i), "set")
+	}
+	fails("set one-too-many 1", "set")
+	ok("say "+strings.Repeat("y", 60<<10), "say")
+	fails("say "+strings.Repeat("y", 64<<10), "say")
+	p.send("rooms")
+	p.next("still running", isOK("rooms"))
 }

@@ -7,25 +7,34 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // command is one parsed stdin line.
 type command struct {
-	Name  string        // canonical name: set, del, join, leave, use, members, state, say, rooms, addrs, help, quit; "" for a blank or comment line
+	Name  string        // canonical name: set, del, join, leave, use, members, state, say, wait, rooms, addrs, help, quit; "" for a blank or comment line
 	Room  string        // the room named by the command; "" = the current room
 	Key   string        // set, del
 	Value []byte        // set: compact JSON
 	TTL   time.Duration // set --ttl
-	Text  string        // say
+	Text  string        // say; doc: the words after "doc"
+	N     int           // wait: other members to wait for
+	Wait  time.Duration // wait: how long at most
 }
+
+// defaultWaitTimeout bounds a wait command (and --wait-members) that
+// names no timeout.
+const defaultWaitTimeout = 30 * time.Second
 
 // commandHelp is what the help command prints.
 const commandHelp = `commands (one per line; "#" starts a comment):
   set [@room] [--ttl DURATION] KEY JSON   set your presence KEY to a JSON value
   del [@room] KEY                         delete your presence KEY
   say [@room] TEXT                        broadcast a line to the room ("say -- @x" sends "@x")
+  wait [@room] [N] [TIMEOUT]              wait until N other members are in the room (default 1,
+                                          at most 30s): a script's first command
   join ROOM                               join a room (it becomes the current room if there is none)
   leave [ROOM]                            leave a room (goodbye sent); default: the current room
   use ROOM                                make ROOM the current room
@@ -35,6 +44,7 @@ const commandHelp = `commands (one per line; "#" starts a comment):
   addrs                                   show your peer ID and addresses
   help                                    this text
   quit                                    leave every room and exit (also: exit, EOF)
+` + docHelp + `
 Without @room or ROOM a command applies to the current room: the first --room,
 or the one chosen with "use".`
 
@@ -59,7 +69,7 @@ func parseCommand(line string) (command, error) {
 			}
 			d, err := time.ParseDuration(ds)
 			if err != nil || d <= 0 {
-				return c, fmt.Errorf("set: --ttl %q: want a positive duration such as 10s", ds)
+				return c, fmt.Errorf("set: --ttl %q: want a positive duration with a unit, such as 10s", ds)
 			}
 			c.TTL = d
 		}
@@ -117,6 +127,13 @@ func parseCommand(line string) (command, error) {
 		if r != "" {
 			return c, fmt.Errorf("%s: unexpected %q after ROOM", c.Name, r)
 		}
+	case "doc": // doccmd.go parses the rest
+		c.Text = rest
+	case "wait":
+		c.Room, rest = cutRoom(rest)
+		if err := parseWait(&c, rest); err != nil {
+			return c, err
+		}
 	case "rooms", "addrs", "help", "quit", "exit":
 		if c.Name == "exit" {
 			c.Name = "quit"
@@ -128,6 +145,57 @@ func parseCommand(line string) (command, error) {
 		return command{Name: c.Name}, fmt.Errorf("unknown command %q (try help)", name)
 	}
 	return c, nil
+}
+
+// waitUsage is the syntax a wait error recalls.
+const waitUsage = "wait [@room] [N] [TIMEOUT], e.g. wait 2 10s"
+
+// parseWait parses the arguments of wait: an optional count N (a whole
+// number, at least 1; "members N" reads the same) and an optional
+// TIMEOUT (a duration with a unit), in either order.
+func parseWait(c *command, rest string) error {
+	var haveN, haveT bool
+	if w, r := cutWord(rest); strings.EqualFold(w, "members") {
+		if n, _ := cutWord(r); !isCount(n) {
+			return fmt.Errorf("wait: members needs a count N (%s)", waitUsage)
+		}
+		rest = r
+	}
+	for rest != "" {
+		var w string
+		w, rest = cutWord(rest)
+		if isCount(w) {
+			n, err := strconv.Atoi(w)
+			switch {
+			case haveN:
+				return fmt.Errorf("wait: two counts (%s)", waitUsage)
+			case err != nil || n < 1:
+				return fmt.Errorf("wait: count %q: want a whole number of other members, at least 1 (%s)", w, waitUsage)
+			}
+			c.N, haveN = n, true
+			continue
+		}
+		d, err := time.ParseDuration(w)
+		switch {
+		case err != nil || d <= 0:
+			return fmt.Errorf("wait: %q is neither a count nor a timeout with a unit such as 10s (%s)", w, waitUsage)
+		case haveT:
+			return fmt.Errorf("wait: two timeouts (%s)", waitUsage)
+		}
+		c.Wait, haveT = d, true
+	}
+	if !haveN {
+		c.N = 1
+	}
+	if !haveT {
+		c.Wait = defaultWaitTimeout
+	}
+	return nil
+}
+
+// isCount reports whether w is all ASCII digits (and not empty).
+func isCount(w string) bool {
+	return w != "" && strings.Trim(w, "0123456789") == ""
 }
 
 // cutWord splits s at the first run of spaces or tabs; both results are

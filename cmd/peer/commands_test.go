@@ -45,6 +45,14 @@ func TestParseCommand(t *testing.T) {
 		{"quit", command{Name: "quit"}},
 		{"exit", command{Name: "quit"}},
 		{"quit\r", command{Name: "quit"}},
+		{"wait", command{Name: "wait", N: 1, Wait: defaultWaitTimeout}},
+		{"WAIT 2", command{Name: "wait", N: 2, Wait: defaultWaitTimeout}},
+		{"wait 10s", command{Name: "wait", N: 1, Wait: 10 * time.Second}},
+		{"wait 3 1m", command{Name: "wait", N: 3, Wait: time.Minute}},
+		{"wait 500ms 2", command{Name: "wait", N: 2, Wait: 500 * time.Millisecond}},
+		{"wait members 2 10s", command{Name: "wait", N: 2, Wait: 10 * time.Second}},
+		{"wait @game members 4", command{Name: "wait", Room: "game", N: 4, Wait: defaultWaitTimeout}},
+		{"wait @game", command{Name: "wait", Room: "game", N: 1, Wait: defaultWaitTimeout}},
 	} {
 		got, err := parseCommand(tc.line)
 		if err != nil {
@@ -82,6 +90,16 @@ func TestParseCommandErrors(t *testing.T) {
 		{"members @", "members: empty room name"},
 		{"rooms now", "rooms: takes no arguments"},
 		{"quit now", "quit: takes no arguments"},
+		{"wait 0", `wait: count "0": want a whole number of other members, at least 1`},
+		{"wait soon", `wait: "soon" is neither a count nor a timeout with a unit such as 10s (wait [@room] [N] [TIMEOUT]`},
+		{"wait -1", `wait: "-1" is neither a count nor a timeout`},
+		{"wait 1.5", `wait: "1.5" is neither a count nor a timeout`},
+		{"wait 0s", `wait: "0s" is neither a count nor a timeout`},
+		{"wait 2 3", "wait: two counts"},
+		{"wait 1s 2s", "wait: two timeouts"},
+		{"wait members", "wait: members needs a count N"},
+		{"wait members 10s", "wait: members needs a count N"},
+		{"wait 99999999999999999999", `wait: count "99999999999999999999"`},
 	} {
 		_, err := parseCommand(tc.line)
 		if err == nil {
@@ -102,7 +120,7 @@ func TestParseCommandMalformedJSONSaysWhere(t *testing.T) {
 }
 
 func TestCommandHelpMentionsEveryCommand(t *testing.T) {
-	for _, c := range []string{"set", "del", "say", "join", "leave", "use", "members", "state", "rooms", "addrs", "help", "quit"} {
+	for _, c := range []string{"set", "del", "say", "wait", "join", "leave", "use", "members", "state", "rooms", "addrs", "help", "quit"} {
 		if !strings.Contains(commandHelp, "\n  "+c+" ") {
 			t.Errorf("help text does not document %q", c)
 		}
@@ -168,4 +186,18 @@ func TestLineReaderHugeLineSpanningBuffers(t *testing.T) {
 	if errs != 0 || len(got) != 1 || len(got[0]) != 150<<10 {
 		t.Errorf("long line: %d errors, %d lines", errs, len(got))
 	}
+}
+
+// FuzzParseCommand: no stdin line makes the parser panic, and a parsed
+// wait always has a count and a timeout the node can use.
+func FuzzParseCommand(f *testing.F) {
+	for _, s := range []string{"wait", "wait 2 10s", "wait @r members 3", "wait members", "set a 1", "say -- @x", "del @", "join", `set --ttl=1s k {"a":[1]}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		c, err := parseCommand(line)
+		if err == nil && c.Name == "wait" && (c.N < 1 || c.Wait <= 0) {
+			t.Errorf("parseCommand(%q) = %+v: a wait without a usable count or timeout", line, c)
+		}
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,6 +54,29 @@ func (f switchFlag) Set(v string) error {
 
 func (f switchFlag) IsBoolFlag() bool { return true }
 
+// durationFlag is a time.Duration flag whose error says what a bare
+// number lacks: flag.Duration answers "--timeout 5" with "parse error".
+type durationFlag struct{ dst *time.Duration }
+
+func (f durationFlag) String() string {
+	if f.dst == nil {
+		return ""
+	}
+	return f.dst.String()
+}
+
+func (f durationFlag) Set(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		if _, numErr := strconv.ParseFloat(v, 64); numErr == nil {
+			return fmt.Errorf("a duration needs a unit, such as %ss or %sms", v, v)
+		}
+		return errors.New("want a duration with a unit, such as 5s, 500ms or 2m")
+	}
+	*f.dst = d
+	return nil
+}
+
 // dhtMode is the --dht value.
 type dhtMode string
 
@@ -78,8 +102,14 @@ type runOptions struct {
 	Timeout   time.Duration // 0 = library default
 	JSON      bool
 	Stay      bool
-	LogLevel  string // "" = leave go-log's own configuration (GOLOG_LOG_LEVEL) alone
-	LogQuiet  bool   // LogLevel is the implicit default: also silence libp2p's start-up noise
+	// WaitMembers > 0: before reading stdin, wait until the current room
+	// has this many members besides this node, for at most WaitTimeout.
+	WaitMembers int
+	WaitTimeout time.Duration
+	LogLevel    string     // "" = leave go-log's own configuration (GOLOG_LOG_LEVEL) alone
+	LogQuiet    bool       // LogLevel is the implicit default: also silence libp2p's start-up noise
+	Docs        docOptions // doccmd.go
+	Metrics     string     // --metrics ADDR: serve /metrics there (metrics.go)
 }
 
 // usageError is a command-line mistake: exit code 2.
@@ -139,10 +169,15 @@ func parseRunFlags(args []string, configDir func() (string, error)) (runOptions,
 	fs.Var(switchFlag{&o.MDNS, true}, "mdns", "")
 	fs.Var(switchFlag{&o.MDNS, false}, "no-mdns", "")
 	fs.StringVar(&dht, "dht", string(dhtAuto), "")
-	fs.DurationVar(&o.Timeout, "timeout", 0, "")
+	fs.Var(durationFlag{&o.Timeout}, "timeout", "")
+	o.WaitTimeout = defaultWaitTimeout
+	fs.IntVar(&o.WaitMembers, "wait-members", 0, "")
+	fs.Var(durationFlag{&o.WaitTimeout}, "wait-timeout", "")
 	fs.BoolVar(&o.JSON, "json", false, "")
 	fs.BoolVar(&o.Stay, "stay", false, "")
 	fs.StringVar(&logLevel, "log-level", "", "")
+	registerDocFlags(fs, &o)
+	registerMetricsFlags(fs, &o)
 	if err := parseFlagSet(fs, args); err != nil {
 		return o, err
 	}
@@ -191,6 +226,15 @@ func parseRunFlags(args []string, configDir func() (string, error)) (runOptions,
 	if o.Timeout < 0 {
 		return o, usagef("peer run: --timeout %v: must be positive", o.Timeout)
 	}
+	if o.WaitMembers < 0 {
+		return o, usagef("peer run: --wait-members %d: want a number of other members, at least 0", o.WaitMembers)
+	}
+	if o.WaitTimeout <= 0 {
+		return o, usagef("peer run: --wait-timeout %v: must be positive", o.WaitTimeout)
+	}
+	if o.WaitMembers > 0 && len(o.Rooms) == 0 {
+		return o, usagef("peer run: --wait-members needs a --room to wait in")
+	}
 	if logLevel != "" {
 		if _, err := parseLogLevel(logLevel); err != nil {
 			return o, usagef("peer run: --log-level %q: %v", logLevel, err)
@@ -205,11 +249,11 @@ func parseRunFlags(args []string, configDir func() (string, error)) (runOptions,
 	if !o.Ephemeral && o.KeyFile == "" {
 		p, err := defaultKeyFile(o.Name, configDir)
 		if err != nil {
-			return o, err
+			return o, fmt.Errorf("peer run: %w", err)
 		}
 		o.KeyFile = p
 	}
-	return o, nil
+	return o, finishDocFlags(&o, configDir)
 }
 
 // parseBootstrap parses a dialable peer address: a multiaddr ending in
@@ -236,7 +280,7 @@ func parseBootstrap(s string) (peer.AddrInfo, error) {
 func defaultKeyFile(name string, configDir func() (string, error)) (string, error) {
 	dir, err := configDir()
 	if err != nil {
-		return "", fmt.Errorf("peer: no user config directory for the key file (%v); pass --key FILE or --ephemeral", err)
+		return "", fmt.Errorf("no user config directory for the key file (%v); pass --key FILE or --ephemeral", err)
 	}
 	file := "key"
 	if name != "" {
@@ -338,7 +382,7 @@ func parseIDFlags(args []string, configDir func() (string, error)) (idOptions, e
 	if o.KeyFile == "" {
 		p, err := defaultKeyFile(name, configDir)
 		if err != nil {
-			return o, err
+			return o, fmt.Errorf("peer id: %w", err)
 		}
 		o.KeyFile = p
 	}

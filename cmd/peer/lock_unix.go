@@ -26,7 +26,7 @@ func lockKey(keyFile string) (unlock func(), err error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("peer: key file %s is in use by another running peer; give this one its own --key FILE (or a different --name)", keyFile)
+			return nil, fmt.Errorf("key file %s is in use by another running peer; give this one its own --key FILE (or a different --name)", keyFile)
 		}
 		return func() {}, nil
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	golog "github.com/ipfs/go-log/v2"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/convene-p2p/convene/p2p"
@@ -40,6 +41,7 @@ type node struct {
 	order   []string // joined rooms, in join order
 	current string
 
+	docs     docShell // doccmd.go
 	gone     chan *joinedRoom
 	wg       sync.WaitGroup // watcher goroutines
 	stopping bool           // shutdown: no more current-room events
@@ -48,10 +50,12 @@ type node struct {
 // joinedRoom is a room the user joined, with the goroutine that prints
 // its events.
 type joinedRoom struct {
-	id     string
-	room   *room.Room
-	cancel context.CancelFunc
-	done   chan struct{} // closed when the watcher goroutine returns
+	id        string
+	room      *room.Room
+	cancel    context.CancelFunc
+	done      chan struct{} // closed when the watcher goroutine returns
+	joined    time.Time     // when it was joined
+	lastWrite time.Time     // the last successful set, del or say (for flushBeforeLeave)
 }
 
 // line is one stdin line, or why it could not be read.
@@ -72,14 +76,21 @@ func runNode(ctx context.Context, o runOptions, stdin io.Reader, stdout, stderr 
 	if o.KeyFile != "" {
 		unlock, err := lockKey(o.KeyFile)
 		if err != nil {
-			return fail(stderr, exitRuntime, "%v", err)
+			return fail(stderr, exitRuntime, "peer run: %v", err)
 		}
 		defer unlock()
 	}
 
+	store, closeStore, err := openDocStore(o.Docs)
+	if err != nil {
+		return fail(stderr, exitRuntime, "peer run: %v", err)
+	}
+	defer closeStore()
+
 	cfg := repo.Config{
-		Name: o.Name,
-		Meta: o.Meta,
+		Storage: store,
+		Name:    o.Name,
+		Meta:    o.Meta,
 		Host: p2p.Config{
 			KeyFile: o.KeyFile,
 			NoMDNS:  !o.MDNS,
@@ -107,6 +118,15 @@ func runNode(ctx context.Context, o runOptions, stdin io.Reader, stdout, stderr 
 		cfg.Room = room.Config{Timeout: o.Timeout}
 	}
 
+	var metrics *metricsServer
+	if o.Metrics != "" {
+		if metrics, err = startMetrics(o.Metrics); err != nil {
+			return fail(stderr, exitRuntime, "peer run: %v", err)
+		}
+		defer metrics.close()
+		cfg.Metrics = metrics.reg
+	}
+
 	r, err := repo.New(ctx, cfg)
 	if err != nil {
 		return fail(stderr, exitRuntime, "peer run: cannot start the node: %v", err)
@@ -120,12 +140,27 @@ func runNode(ctx context.Context, o runOptions, stdin io.Reader, stdout, stderr 
 		gone:  make(chan *joinedRoom),
 	}
 	n.emitReady()
+	if metrics != nil {
+		n.out.emit(metricsEvent{URL: metrics.url()})
+	}
 	n.bootstrap(ctx)
 	for _, id := range o.Rooms {
 		if err := n.join(ctx, id); err != nil {
 			n.stopWatchers()
 			_ = r.Close()
 			return fail(stderr, exitRuntime, "peer run: %v", err)
+		}
+	}
+	if o.WaitMembers > 0 {
+		if err := n.waitMembers(ctx, n.rooms[n.current], o.WaitMembers, o.WaitTimeout); err != nil {
+			if ctx.Err() != nil {
+				return n.shutdown("signal")
+			}
+			n.out.emit(errorEvent{Error: oneLine("--wait-members: " + err.Error())})
+			if code := n.shutdown("wait-timeout"); code != exitOK {
+				return code
+			}
+			return exitWait
 		}
 	}
 	reason := n.loop(ctx, stdin)
@@ -220,7 +255,7 @@ func (n *node) join(ctx context.Context, id string) error {
 		return err
 	}
 	wctx, wcancel := context.WithCancel(context.Background())
-	jr := &joinedRoom{id: id, room: rm, cancel: wcancel, done: make(chan struct{})}
+	jr := &joinedRoom{id: id, room: rm, cancel: wcancel, done: make(chan struct{}), joined: time.Now()}
 	w := rm.Watch()
 	n.rooms[id] = jr
 	n.order = append(n.order, id)
@@ -234,10 +269,12 @@ func (n *node) join(ctx context.Context, id string) error {
 	return nil
 }
 
-// leave says goodbye in a room and stops printing its events.
+// leave says goodbye in a room and stops printing its events. Presence
+// written just before is published first (flushBeforeLeave).
 func (n *node) leave(ctx context.Context, jr *joinedRoom) error {
 	lctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
+	flushBeforeLeave(lctx, jr.lastWrite)
 	err := n.repo.LeaveRoom(lctx, jr.id)
 	if err != nil && !errors.Is(err, room.ErrNotJoined) && !errors.Is(err, room.ErrClosed) && !errors.Is(err, repo.ErrUnknownRoom) {
 		return err
@@ -248,6 +285,107 @@ func (n *node) leave(ctx context.Context, jr *joinedRoom) error {
 		n.out.emit(currentEvent{Room: n.current})
 	}
 	return nil
+}
+
+// flushDelay is how long after its last set, del or say a room is left
+// alone before the goodbye. The room paces presence writes (room.Config
+// PublishInterval): the first write goes out at once, a quick second one
+// up to one PublishInterval later, and a goodbye drops a write still
+// waiting for its turn. And a goodbye also travels on a direct stream, so
+// it can overtake a broadcast or a delta sent just before it, and the
+// others would drop those as coming from a peer that has left. Two
+// intervals let the last value go out and arrive a whole interval before
+// the goodbye.
+const flushDelay = 2 * room.DefaultPublishInterval
+
+// relaySettle is how long a member that is not directly connected must
+// have been a member before wait counts it. Such a member is known from
+// another member's join snapshot; what this node publishes reaches it
+// through that member's GossipSub mesh, which forms at a GossipSub
+// heartbeat (250 ms) after they meet. A directly connected member gets
+// this node's messages at once (flood publish) and counts at once.
+const relaySettle = time.Second
+
+// flushBeforeLeave waits until flushDelay has passed since lastWrite (at
+// once if it has, or if there was no write), bounded by ctx.
+func flushBeforeLeave(ctx context.Context, lastWrite time.Time) {
+	if lastWrite.IsZero() {
+		return
+	}
+	d := flushDelay - time.Since(lastWrite)
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// waitMembers waits until the room has at least want members besides this
+// node that this node's messages reach: directly connected ones at once,
+// others relaySettle after they became members. It re-reads the member
+// list after each room event (the list is updated before the event is
+// delivered), so it returns as soon as the member that completes the count
+// is there. It fails on timeout, when ctx ends, and when the room is
+// closed.
+func (n *node) waitMembers(ctx context.Context, jr *joinedRoom, want int, timeout time.Duration) error {
+	w := jr.room.Watch() // before the first count: no join can slip between
+	defer w.Close()
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	// seen is when each member was first counted; members already there
+	// when the wait starts count from the join.
+	seen := map[room.PeerID]time.Time{}
+	first := true
+	count := func(now time.Time) (reached, members int, next time.Time) {
+		for _, m := range jr.room.Members() {
+			if m.Peer == n.self {
+				continue
+			}
+			members++
+			at, ok := seen[m.Peer]
+			if !ok {
+				at = now
+				if first {
+					at = jr.joined
+				}
+				seen[m.Peer] = at
+			}
+			ready := at.Add(relaySettle)
+			if n.repo.Host().Network().Connectedness(peer.ID(m.Peer)) == network.Connected || !now.Before(ready) {
+				reached++
+			} else if next.IsZero() || ready.Before(next) {
+				next = ready
+			}
+		}
+		first = false
+		return reached, members, next
+	}
+	for {
+		reached, members, next := count(time.Now())
+		if reached >= want {
+			return nil
+		}
+		nctx, ncancel := wctx, context.CancelFunc(func() {})
+		if !next.IsZero() {
+			nctx, ncancel = context.WithDeadline(wctx, next)
+		}
+		ev, err := w.Next(nctx)
+		ncancel()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case wctx.Err() != nil:
+			return fmt.Errorf("timed out after %v in room %q: %d other member%s, want %d", timeout, jr.id, members, plural(members), want)
+		case errors.Is(err, context.DeadlineExceeded):
+			continue // a relayed member has settled: count again
+		case err != nil || ev.Type == room.RoomDestroyed:
+			return fmt.Errorf("room %q was closed", jr.id)
+		}
+	}
 }
 
 // forget stops a room's watcher and removes the room from the joined
@@ -364,7 +502,7 @@ func (n *node) member(id room.Identity) member {
 }
 
 // peerString renders a peer ID the libp2p way (base58, "12D3KooW...").
-func peerString(p room.PeerID) string { return peer.ID(p).String() }
+func peerString(p room.PeerID) string { return p.String() }
 
 // loop reads commands until EOF (without --stay), quit, or ctx is
 // cancelled, and returns why it stopped.
@@ -411,6 +549,9 @@ func (n *node) loop(ctx context.Context, stdin io.Reader) string {
 				return "quit"
 			}
 			if err := n.exec(ctx, c); err != nil {
+				if ctx.Err() != nil {
+					return "signal" // a wait (or a join, a say) cut short by SIGINT/SIGTERM
+				}
 				n.out.emit(errorEvent{Command: c.Name, Error: oneLine(c.Name + ": " + err.Error())})
 				continue
 			}
@@ -472,6 +613,8 @@ func (n *node) exec(ctx context.Context, c command) error {
 	case "addrs":
 		n.emitReady()
 		return nil
+	case "doc":
+		return n.execDoc(ctx, c.Text)
 	case "rooms":
 		ev := roomsEvent{Current: n.current, Rooms: []roomInfo{}}
 		for _, id := range n.order {
@@ -500,16 +643,37 @@ func (n *node) exec(ctx context.Context, c command) error {
 	}
 	switch c.Name {
 	case "set":
+		var err error
 		if c.TTL > 0 {
-			return jr.room.SetTTL(c.Key, c.Value, c.TTL)
+			err = jr.room.SetTTL(c.Key, c.Value, c.TTL)
+		} else {
+			err = jr.room.Set(c.Key, c.Value)
 		}
-		return jr.room.Set(c.Key, c.Value)
+		if err == nil {
+			jr.lastWrite = time.Now()
+		}
+		return err
 	case "del":
-		return jr.room.Delete(c.Key)
+		err := jr.room.Delete(c.Key)
+		if err == nil {
+			jr.lastWrite = time.Now()
+		}
+		return err
 	case "say":
 		sctx, cancel := context.WithTimeout(ctx, commandTimeout)
 		defer cancel()
-		return jr.room.Broadcast(sctx, []byte(c.Text))
+		if err := jr.room.Broadcast(sctx, []byte(c.Text)); err != nil {
+			return err
+		}
+		jr.lastWrite = time.Now()
+		if !n.opts.JSON {
+			// Text mode echoes your own line, as a chat does; --json does
+			// not (the ok event confirms it), so scripts see only others'.
+			n.out.emit(broadcastEvent{Room: jr.id, Peer: peerString(n.self), Name: n.opts.Name, Text: c.Text, self: true})
+		}
+		return nil
+	case "wait":
+		return n.waitMembers(ctx, jr, c.N, c.Wait)
 	case "leave":
 		return n.leave(ctx, jr)
 	case "members":
@@ -591,6 +755,7 @@ func (n *node) shutdown(reason string) int {
 		n.out.emit(errorEvent{Error: oneLine(fmt.Sprintf("close: %v", err))})
 		code = exitRuntime
 	}
+	n.stopDocWatchers()
 	n.out.emit(stoppedEvent{Reason: reason})
 	return code
 }

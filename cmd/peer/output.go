@@ -95,6 +95,7 @@ type broadcastEvent struct {
 	Peer string `json:"peer"`
 	Name string `json:"name"`
 	Text string `json:"text"`
+	self bool   // the local echo of your own say (text mode only)
 }
 
 type membersEvent struct {
@@ -145,7 +146,7 @@ type helpEvent struct {
 }
 
 type stoppedEvent struct {
-	Reason string `json:"reason"` // eof, quit, signal
+	Reason string `json:"reason"` // eof, quit, signal, wait-timeout
 }
 
 func (readyEvent) eventType() string         { return "ready" }
@@ -251,7 +252,7 @@ func (e presenceEvent) human() string {
 }
 
 func (e broadcastEvent) human() string {
-	return fmt.Sprintf("[%s] %s says: %s", clean(e.Room), who(e.Peer, e.Name, false), clean(e.Text))
+	return fmt.Sprintf("[%s] %s says: %s", clean(e.Room), who(e.Peer, e.Name, e.self), clean(e.Text))
 }
 
 func (e membersEvent) human() string {
@@ -313,7 +314,7 @@ func (okEvent) human() string { return "" } // silent in human mode
 func (e errorEvent) human() string { return "error: " + e.Error }
 
 func (e helpEvent) human() string    { return e.Text }
-func (e stoppedEvent) human() string { return "bye (" + e.Reason + ")" }
+func (e stoppedEvent) human() string { return "stopped (" + e.Reason + ")" }
 
 // who renders a peer for humans: "alice (…a1b2c3)", "(…a1b2c3)", with
 // " [you]" for the local peer.

@@ -19,6 +19,7 @@ import (
 var schema = map[string][]string{
 	"ready":          {"type", "time", "peer", "name", "addrs", "key"},
 	"connected":      {"type", "time", "peer", "addr"},
+	"metrics":        {"type", "time", "url"},
 	"room-joined":    {"type", "time", "room", "current"},
 	"room-left":      {"type", "time", "room"},
 	"current":        {"type", "time", "room"},
@@ -54,6 +55,7 @@ const (
 var samples = []event{
 	readyEvent{Peer: alicePeer, Name: "alice", Addrs: []string{"/ip4/127.0.0.1/tcp/4001/p2p/" + alicePeer}, Key: "/home/a/.config/convene/key-alice"},
 	connectedEvent{Peer: bobPeer, Addr: "/ip4/127.0.0.1/tcp/4002/p2p/" + bobPeer},
+	metricsEvent{URL: "http://127.0.0.1:9464/metrics"},
 	roomJoinedEvent{Room: "lobby", Current: true},
 	roomLeftEvent{Room: "lobby"},
 	currentEvent{Room: "game"},
@@ -189,6 +191,10 @@ func TestHumanFormat(t *testing.T) {
 		{presenceEvent{Room: "lobby", Peer: alicePeer, Name: "alice", Self: true, Key: "cursor", Cause: "local"}, `[lobby] alice (…tkkdkR) [you]: cursor removed (local)`},
 		{presenceEvent{Room: "lobby", Peer: bobPeer, Key: "blob", Raw: "AAEC", Cause: "remote"}, `[lobby] (…sqXanX): blob = <3 bytes, not JSON> (remote)`},
 		{broadcastEvent{Room: "lobby", Peer: bobPeer, Name: "bob", Text: "hi there"}, "[lobby] bob (…sqXanX) says: hi there"},
+		{broadcastEvent{Room: "lobby", Peer: alicePeer, Name: "alice", Text: "hello", self: true}, "[lobby] alice (…tkkdkR) [you] says: hello"},
+		{broadcastEvent{Room: "lobby", Peer: bobPeer, Text: "no name yet"}, "[lobby] (…sqXanX) says: no name yet"},
+		{memberJoinedEvent{Room: "lobby", member: member{Peer: bobPeer}}, "[lobby] + (…sqXanX) joined"},
+		{stoppedEvent{Reason: "wait-timeout"}, "stopped (wait-timeout)"},
 		{membersEvent{Room: "lobby", Members: []member{{Peer: alicePeer, Name: "alice", Self: true}, {Peer: bobPeer}}}, "[lobby] 2 members\n  " + alicePeer + " alice [you]\n  " + bobPeer + " -"},
 		{membersEvent{Room: "lobby", Members: []member{{Peer: alicePeer, Name: "alice", Self: true}}}, "[lobby] 1 member\n  " + alicePeer + " alice [you]"},
 		{stateEvent{Room: "lobby", Peers: []peerState{
@@ -199,7 +205,7 @@ func TestHumanFormat(t *testing.T) {
 		{roomsEvent{}, "no rooms (join one)"},
 		{laggedEvent{Room: "lobby", Dropped: 1}, "[lobby] output fell behind: 1 event not shown"},
 		{errorEvent{Command: "set", Error: "set x: malformed JSON value"}, "error: set x: malformed JSON value"},
-		{stoppedEvent{Reason: "eof"}, "bye (eof)"},
+		{stoppedEvent{Reason: "eof"}, "stopped (eof)"},
 		{okEvent{Command: "set"}, ""},
 		{connectedEvent{Peer: bobPeer, Addr: "/ip4/127.0.0.1/tcp/1/p2p/" + bobPeer}, "connected to /ip4/127.0.0.1/tcp/1/p2p/" + bobPeer},
 		{readyEvent{Peer: alicePeer, Name: "alice", Addrs: []string{"/ip4/127.0.0.1/tcp/1/p2p/" + alicePeer}, Key: "/k"},

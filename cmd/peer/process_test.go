@@ -65,6 +65,13 @@ func startPeer(t *testing.T, name string, args ...string) *proc {
 	all := append([]string{"run", "--json", "--no-mdns", "--dht", "off", "--listen", "/ip4/127.0.0.1/tcp/0", "--timeout", "3s", "--name", name}, args...)
 	cmd := exec.Command(bin, all...)
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir(), "GOLOG_LOG_LEVEL=")
+	return startCmd(t, name, cmd)
+}
+
+// startCmd starts cmd, a `peer run --json` however it is invoked (in a
+// network namespace, say), and reads its output like startPeer.
+func startCmd(t *testing.T, name string, cmd *exec.Cmd) *proc {
+	t.Helper()
 	p := &proc{eventLog: newEventLog(t, name), cmd: cmd}
 	cmd.Stderr = p.stderr
 	stdin, err := cmd.StdinPipe()

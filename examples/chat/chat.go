@@ -14,12 +14,16 @@ import (
 	"unicode/utf8"
 
 	"github.com/convene-p2p/convene/ephemeral"
+	"github.com/convene-p2p/convene/examples/internal/node"
 	"github.com/convene-p2p/convene/repo"
 	"github.com/convene-p2p/convene/room"
 )
 
-// typingKey is the presence key of the typing indicator. Its value is
-// JSON true; it expires by itself (SetTTL) and is deleted when a line is sent.
+// typingKey is the presence key of the typing indicator, always set with a
+// TTL (it expires by itself): JSON true while typing, false when the
+// author stopped without sending a line (a /who, a cleared line). It is
+// deleted when a line is sent: the line itself tells the others that the
+// typing is over, whichever of the two arrives first.
 const typingKey = "typing"
 
 // DefaultTypingTTL is how long a typing indicator lives after the last
@@ -45,7 +49,16 @@ type Options struct {
 	// Now reads the clock for the typing indicator's refresh; nil means
 	// time.Now.
 	Now func() time.Time
+	// WaitMembers > 0 makes Run wait, before it reads any input, until the
+	// room has this many other members (node.WaitMembers), for at most
+	// WaitTimeout (zero: 30 s). For input from a script: a chat that has
+	// just started has met nobody, and a line sent then reaches nobody.
+	WaitMembers int
+	WaitTimeout time.Duration
 }
+
+// DefaultWaitTimeout bounds Options.WaitMembers when WaitTimeout is zero.
+const DefaultWaitTimeout = 30 * time.Second
 
 func (o *Options) validate() error {
 	if o.Room == "" {
@@ -62,6 +75,12 @@ func (o *Options) validate() error {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.WaitMembers < 0 || o.WaitTimeout < 0 {
+		return fmt.Errorf("chat: negative WaitMembers %d or WaitTimeout %v", o.WaitMembers, o.WaitTimeout)
+	}
+	if o.WaitTimeout == 0 {
+		o.WaitTimeout = DefaultWaitTimeout
 	}
 	return nil
 }
@@ -80,6 +99,9 @@ func (o *Options) validate() error {
 // nil at the end of input or on quit, or ctx's error when ctx ends first.
 // In that last case a Read on in that is still blocked is not waited for: it
 // ends when in returns from it (close in, or exit the process).
+//
+// With WaitMembers, Run first waits for the others; if they do not come in
+// time it leaves and returns an error, having read no input.
 func Run(ctx context.Context, rp *repo.Repo, in io.Reader, out io.Writer, opt Options) error {
 	if err := opt.validate(); err != nil {
 		return err
@@ -109,6 +131,16 @@ func Run(ctx context.Context, rp *repo.Repo, in io.Reader, out io.Writer, opt Op
 		w.Close()
 		wg.Wait()
 	}()
+
+	if opt.WaitMembers > 0 {
+		if err := node.WaitMembers(ctx, rp, rm, opt.WaitMembers, opt.WaitTimeout); err != nil {
+			c.leave()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("chat: waiting for others: %w", err)
+		}
+	}
 
 	// The reader goroutine forwards chunks of input. It is the only
 	// goroutine Run may leave behind (see above), and only when ctx ends.
@@ -166,6 +198,7 @@ type chat struct {
 	esc        int // escape-sequence state: 0 none, 1 after ESC, 2 inside CSI
 	typingSent bool
 	lastTyping time.Time
+	lastSent   time.Time // the last line or typing change published, for the flush before the goodbye
 
 	mu     sync.Mutex
 	out    io.Writer
@@ -205,14 +238,14 @@ func (c *chat) input(ctx context.Context, b []byte) (quit bool) {
 			c.redrawLocked()
 			c.mu.Unlock()
 			if empty {
-				c.stopTyping()
+				c.stopTyping(false)
 			}
 		case ch == 0x15: // Ctrl-U
 			c.mu.Lock()
 			c.line = c.line[:0]
 			c.redrawLocked()
 			c.mu.Unlock()
-			c.stopTyping()
+			c.stopTyping(false)
 		case ch == 0x03: // Ctrl-C (the terminal sends it as a byte with -isig)
 			return true
 		case ch == 0x04: // Ctrl-D: quit on an empty line
@@ -251,17 +284,28 @@ func (c *chat) key(ch byte) {
 		return
 	}
 	c.typingSent, c.lastTyping = true, now
+	c.lastSent = time.Now()
 }
 
-// stopTyping takes the typing indicator down, if it is up.
-func (c *chat) stopTyping() {
+// stopTyping takes the typing indicator down, if it is up: deleted after a
+// sent line (the line says it), set to false otherwise, so that the others
+// say "stopped typing". A removal and a line travel separately and may
+// arrive in either order, so a removal alone cannot tell the two apart.
+func (c *chat) stopTyping(sent bool) {
 	if !c.typingSent {
 		return
 	}
 	c.typingSent = false
-	if err := c.rm.Delete(typingKey); err != nil {
+	var err error
+	if sent {
+		err = c.rm.Delete(typingKey)
+	} else {
+		err = c.rm.SetTTL(typingKey, []byte("false"), c.opt.TypingTTL)
+	}
+	if err != nil {
 		c.printf("! typing indicator: %v", err)
 	}
+	c.lastSent = time.Now()
 }
 
 // submit handles Enter: a command or a chat line. It reports whether to quit.
@@ -270,7 +314,22 @@ func (c *chat) submit(ctx context.Context) (quit bool) {
 	text := strings.TrimSpace(string(c.line))
 	c.line = c.line[:0]
 	c.mu.Unlock()
-	c.stopTyping()
+	if text != "" && !strings.HasPrefix(text, "/") {
+		// A chat line: send it, then delete the indicator (the others read
+		// the line as the end of typing).
+		if err := c.rm.Broadcast(ctx, []byte(text)); err != nil {
+			c.stopTyping(false)
+			c.printf("! not sent: %v", err)
+			return false
+		}
+		c.lastSent = time.Now()
+		c.stopTyping(true)
+		c.printf("you: %s", clean(text))
+		return false
+	}
+	// A command or an empty line: the indicator goes down at once, and
+	// the others see that typing stopped.
+	c.stopTyping(false)
 	switch {
 	case text == "":
 		c.redraw()
@@ -281,19 +340,18 @@ func (c *chat) submit(ctx context.Context) (quit bool) {
 	case text == "/help":
 		c.printf("* Enter sends a line, /who lists members, /quit leaves")
 	default:
-		if err := c.rm.Broadcast(ctx, []byte(text)); err != nil {
-			c.printf("! not sent: %v", err)
-			return false
-		}
-		c.printf("you: %s", clean(text))
+		c.printf("* unknown command %s (try /help)", clean(text))
 	}
 	return false
 }
 
-// leave says goodbye, bounded by leaveTimeout.
+// leave says goodbye, bounded by leaveTimeout, once what was just sent has
+// had time to arrive (node.FlushBeforeLeave): a script that pipes a line
+// in and ends must not have its goodbye overtake the line.
 func (c *chat) leave() {
 	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
 	defer cancel()
+	node.FlushBeforeLeave(ctx, c.lastSent)
 	_ = c.rm.Leave(ctx)
 	c.mu.Lock()
 	c.line = nil
@@ -342,23 +400,33 @@ func (c *chat) event(ev room.Event) {
 		if ev.Member.Name != "" {
 			c.setName(ev.Member.Peer, ev.Member.Name)
 		}
+		c.setTyping(ev.Member.Peer, false) // a line ends its author's typing; its removal follows
 		c.printf("%s: %s", c.nameOf(ev.Member.Peer), clean(string(ev.Payload)))
 	case room.Lagged:
 		c.printf("* (missed %d events)", ev.Dropped)
 	}
 }
 
-// presence shows typing indicators going up, and going down by expiry.
-// A delete (the author sent its line) needs no line of its own: the chat
-// line follows.
+// presence shows typing indicators going up (true), and going down: set
+// to false (the author stopped without sending: a /who, a cleared line) or
+// expired. A delete follows a chat line and needs no line of its own: the
+// chat line says it (and takes the indicator down here if it comes
+// first). A member that leaves or times out gets its own line instead.
 func (c *chat) presence(ch ephemeral.Change) {
 	if ch.Peer == c.self {
 		return
 	}
 	switch {
 	case slices.Contains(ch.Added, typingKey) || slices.Contains(ch.Updated, typingKey):
-		if c.setTyping(ch.Peer, true) {
+		var on bool
+		if ok, err := c.rm.GetJSON(ch.Peer, typingKey, &on); !ok || err != nil {
+			return // removed since, or not a boolean: nothing to show
+		}
+		switch {
+		case on && c.setTyping(ch.Peer, true):
 			c.printf("* %s is typing…", c.nameOf(ch.Peer))
+		case !on && c.setTyping(ch.Peer, false):
+			c.printf("* %s stopped typing", c.nameOf(ch.Peer))
 		}
 	case slices.Contains(ch.Removed, typingKey):
 		if c.setTyping(ch.Peer, false) && ch.Cause == ephemeral.CauseTimeout && !ch.Gone {
@@ -396,7 +464,7 @@ func (c *chat) nameOf(p room.PeerID) string {
 	name := c.names[p]
 	c.mu.Unlock()
 	if name == "" {
-		id := repo.PeerString(p)
+		id := p.String()
 		if len(id) > 6 {
 			id = id[len(id)-6:]
 		}

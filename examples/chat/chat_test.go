@@ -2,7 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +77,18 @@ func typingAt(rp *repo.Repo, peer room.PeerID) bool {
 	}
 	_, ok = rm.Get(peer, typingKey)
 	return ok
+}
+
+// typingUpAt reports whether rp's copy of the room shows peer typing: its
+// typing key holds true.
+func typingUpAt(rp *repo.Repo, peer room.PeerID) bool {
+	rm, ok := rp.Room("test-chat")
+	if !ok {
+		return false
+	}
+	var on bool
+	ok, err := rm.GetJSON(peer, typingKey, &on)
+	return ok && err == nil && on
 }
 
 // A keystroke puts the typing indicator up at the other peer (as presence,
@@ -159,4 +176,89 @@ func TestCleanQuotesControlCharacters(t *testing.T) {
 			t.Errorf("clean(%q) = %s, want %s", in, got, want)
 		}
 	}
+}
+
+// A command (/who) takes the typing indicator down, and since no chat line
+// follows, the other side says that alice stopped typing, well before the
+// TTL (20 s) could have expired it. (Before, the indicator was deleted as
+// after a line, and the other side printed nothing: alice stayed "is
+// typing…" on bob's screen.)
+func TestTypingStopsAfterCommand(t *testing.T) {
+	const ttl = 20 * time.Second
+	alice, bob := startPair(t, ttl)
+	alicePeer := alice.rp.Self().Peer
+
+	alice.type_(t, "/wh")
+	exampletest.WaitFor(t, 5*time.Second, "bob to see alice typing", func() bool {
+		return strings.Contains(bob.out.String(), "* alice is typing…") && typingAt(bob.rp, alicePeer)
+	})
+	alice.type_(t, "o\n")
+	exampletest.WaitFor(t, 5*time.Second, "alice's member list", func() bool {
+		return strings.Contains(alice.out.String(), "* you, bob are here") || strings.Contains(alice.out.String(), "* bob, you are here")
+	})
+	exampletest.WaitFor(t, 5*time.Second, "bob to see alice stop typing", func() bool {
+		return strings.Contains(bob.out.String(), "* alice stopped typing\n") && !typingUpAt(bob.rp, alicePeer)
+	})
+	if strings.Contains(bob.out.String(), "alice: /who") {
+		t.Fatalf("the command was sent as a chat line:\n%s", bob.out)
+	}
+}
+
+// The scripted use of the README, printf 'hello\n' | chat ..., with the
+// chat built as a binary and connected over loopback: with stdin not a
+// terminal it waits until it has met alice, sends the line, and leaves
+// only once the line has had time to arrive. Alice sees the line, then
+// the goodbye, and the script exits 0. (Before, it said hello to an empty
+// room and left.)
+func TestPipedLineReachesListener(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the chat binary")
+	}
+	bin := filepath.Join(t.TempDir(), "chat")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel) // after the cleanup below, which ends alice's Run by closing its input
+	ra := exampletest.Peers(t, "alice")[0]
+	pr, pw := io.Pipe()
+	out := &exampletest.Lines{}
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, ra, pr, out, Options{Room: "scripted"}) }()
+	t.Cleanup(func() {
+		_ = pw.Close()
+		if err := <-done; err != nil {
+			t.Errorf("alice's Run: %v", err)
+		}
+	})
+	exampletest.WaitFor(t, 5*time.Second, "alice in the room", func() bool { return strings.Contains(out.String(), "only you are here") })
+
+	script := fmt.Sprintf("printf 'hello\\n' | %s --name bob --room scripted --no-mdns --listen /ip4/127.0.0.1/tcp/0 --bootstrap %s", bin, ra.Addrs()[0])
+	cmd := exec.Command("sh", "-c", script)
+	cmd.Env = append(os.Environ(), "USER=bob")
+	res, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, res)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("alice:\n%s\nbob's script:\n%s", out, res)
+		}
+	})
+	// Bob's first message may reach alice before his identity does (a
+	// delta admits him with no name: room's doc), so his line is labelled
+	// with his name or with the end of his peer ID.
+	m := regexp.MustCompile(`/p2p/(12D3KooW\w+)`).FindSubmatch(res)
+	if m == nil {
+		t.Fatalf("bob's output has no address with his peer ID:\n%s", res)
+	}
+	short := "…" + string(m[1][len(m[1])-6:])
+	exampletest.WaitFor(t, 10*time.Second, "alice to get bob's line, then his goodbye", func() bool {
+		s := out.String()
+		i := strings.Index(s, "\nbob: hello\n")
+		if i < 0 {
+			i = strings.Index(s, "\n"+short+": hello\n")
+		}
+		return i >= 0 && strings.Contains(s[i:], "* bob left\n")
+	})
 }

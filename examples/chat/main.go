@@ -26,7 +26,11 @@ func main() {
 func run() int {
 	var nf node.Flags
 	nf.Register(flag.CommandLine, "chat", "room to chat in")
-	typingTTL := flag.Duration("typing-ttl", DefaultTypingTTL, "how long \"is typing\" stays up after a keystroke")
+	typingTTL := DefaultTypingTTL
+	node.DurationVar(flag.CommandLine, &typingTTL, "typing-ttl", "how long \"is typing\" stays up after a keystroke")
+	waitMembers := flag.Int("wait-members", -1, "before reading input, wait until the room has this many other members (default: 1 when stdin is not a terminal, 0 in a terminal)")
+	waitTimeout := DefaultWaitTimeout
+	node.DurationVar(flag.CommandLine, &waitTimeout, "wait-timeout", "how long --wait-members waits; the chat exits with status 1 if nobody came")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "chat: unexpected argument %q\n", flag.Arg(0))
@@ -43,10 +47,18 @@ func run() int {
 	}
 	defer rp.Close()
 
-	opt := Options{Room: nf.Room, TypingTTL: *typingTTL}
+	opt := Options{Room: nf.Room, TypingTTL: typingTTL, WaitMembers: *waitMembers, WaitTimeout: waitTimeout}
 	if restore, ok := rawTerminal(); ok {
 		defer restore()
 		opt.Echo = true
+	}
+	if opt.WaitMembers < 0 {
+		// A person at a terminal sees who is here; a script piping lines
+		// in would otherwise talk to an empty room and leave.
+		opt.WaitMembers = 0
+		if fi, err := os.Stdin.Stat(); err == nil && fi.Mode()&os.ModeCharDevice == 0 {
+			opt.WaitMembers = 1
+		}
 	}
 	if err := Run(ctx, rp, os.Stdin, os.Stdout, opt); err != nil && ctx.Err() == nil {
 		fmt.Fprintln(os.Stderr, err) // Run's errors already start with "chat: "

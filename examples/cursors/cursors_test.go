@@ -339,3 +339,43 @@ func TestServerAPI(t *testing.T) {
 		t.Fatalf("first event is not the snapshot: %q", got.String())
 	}
 }
+
+// A member's colour follows its peer ID: when a member listed before it
+// leaves, it keeps its colour, and every page shows it in the same one.
+// (With colours by position in the member list, the members after the one
+// that left changed colour.)
+func TestColourFollowsPeerNotListOrder(t *testing.T) {
+	peers := startPeers(t, "alice", "bob", "carol")
+	alice := peers[0]
+	colours := func(pp *peerPage) map[string]string {
+		c := map[string]string{}
+		for _, m := range pp.srv.Snapshot().Members {
+			c[m.Peer] = m.Color
+		}
+		return c
+	}
+	before := colours(alice)
+	if other := colours(peers[1]); fmt.Sprint(other) != fmt.Sprint(before) {
+		t.Fatalf("pages disagree on colours: alice's %v, bob's %v", before, other)
+	}
+	// The leaver: the first member in the list other than alice, so that at
+	// least one member after it stays.
+	var leaver *peerPage
+	for _, m := range alice.rm.Members() {
+		for _, pp := range peers[1:] {
+			if pp.rm.Self().Peer == m.Peer && leaver == nil {
+				leaver = pp
+			}
+		}
+	}
+	if err := leaver.rm.Leave(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	exampletest.WaitFor(t, 10*time.Second, "alice to see the leaver go", func() bool { return len(alice.rm.Members()) == 2 })
+	after := colours(alice)
+	for id, c := range after {
+		if before[id] != c {
+			t.Errorf("member %s changed colour from %s to %s when another left", id, before[id], c)
+		}
+	}
+}

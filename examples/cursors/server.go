@@ -5,13 +5,13 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math"
 	"mime"
 	"net/http"
 	"sync"
 
-	"github.com/convene-p2p/convene/repo"
 	"github.com/convene-p2p/convene/room"
 )
 
@@ -190,10 +190,10 @@ func (s *Server) cursor(w http.ResponseWriter, r *http.Request) {
 // peer included, with its cursor if it is on the board.
 func (s *Server) Snapshot() Snapshot {
 	self := s.rm.Self().Peer
-	snap := Snapshot{Room: s.rm.ID(), Self: repo.PeerString(self), Members: []Member{}}
-	for i, m := range s.rm.Members() {
-		id := repo.PeerString(m.Peer)
-		mem := Member{Peer: id, Name: m.Name, Self: m.Peer == self, Color: color(i)}
+	snap := Snapshot{Room: s.rm.ID(), Self: self.String(), Members: []Member{}}
+	for _, m := range s.rm.Members() {
+		id := m.Peer.String()
+		mem := Member{Peer: id, Name: m.Name, Self: m.Peer == self, Color: color(m.Peer)}
 		if mem.Name == "" {
 			mem.Name = "…" + id[max(0, len(id)-6):]
 		}
@@ -210,11 +210,15 @@ func inUnit(v float64) bool { return !math.IsNaN(v) && v >= 0 && v <= 1 }
 
 func round4(v float64) float64 { return math.Round(v*1e4) / 1e4 }
 
-// palette holds colours that stay apart from each other and readable under
-// white text.
-var palette = []string{"#e5484d", "#0b7de0", "#2f9e62", "#e8620c", "#8e4ec6", "#d6409f", "#0f9e95", "#b8860b", "#5b5bd6", "#6b7a2a"}
-
-// color gives the i-th member (by peer ID, as Members sorts them) its
-// colour: every page lists the same members, so a peer has the same colour
-// on every page, and up to len(palette) members all have different ones.
-func color(i int) string { return palette[i%len(palette)] }
+// color gives a member its colour, derived from its peer ID alone: the
+// same on every page and for as long as the peer keeps its ID, whoever
+// else joins or leaves. (A colour by position in the member list changed
+// whenever a member before it left.) The hue comes from a hash of the ID,
+// in 10° steps; saturation and lightness keep white text readable. Two
+// members can get the same or close hues; their name labels tell them
+// apart.
+func color(p room.PeerID) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(p))
+	return fmt.Sprintf("hsl(%d, 70%%, 42%%)", h.Sum32()%36*10)
+}

@@ -24,8 +24,8 @@
 # nodes 2 and 3 receive it; (3) node3 quits and nodes 1 and 2 see it leave
 # (reason "left"); (4) nodes 1 and 2 quit cleanly. Then a summary.
 #
-# Usage (as root: network namespaces need it):
-#   sudo bash examples/lan-demo/lan-demo.sh
+# Usage, as root (network namespaces need it), from the repository root:
+#   bash examples/lan-demo/lan-demo.sh
 #
 # Environment:
 #   PEER_BIN=path      use this peer binary instead of building ./cmd/peer
@@ -101,7 +101,7 @@ trap 'exit 143' TERM
 trap 'die "line $LINENO: command failed: $BASH_COMMAND"' ERR
 
 # ---- preflight
-[ "$(id -u)" = 0 ] || die "needs root to create network namespaces (try: sudo bash $0)"
+[ "$(id -u)" = 0 ] || die "needs root to create network namespaces: run it from a root shell (su -, or sudo -i where sudo exists)"
 command -v ip >/dev/null || die "the ip command (Debian package iproute2) is missing"
 log "== lan-demo: 3 Convene peers on a virtual LAN, discovery by mDNS only"
 log "namespaces: $prefix-*"

@@ -15,7 +15,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/convene-p2p/convene/ephemeral"
-	"github.com/convene-p2p/convene/repo"
 	"github.com/convene-p2p/convene/room"
 )
 
@@ -204,10 +203,24 @@ func AllReady(players []Player) bool {
 // Narrate prints the lobby's events as lines on out until ctx ends or the
 // room is destroyed: joins and leaves, characters chosen, ready flags, and
 // when everyone is ready. Positions are not narrated (see Render).
+//
+// The room's state runs ahead of its events (it is updated before the
+// events describing it are delivered, and the narration may lag behind).
+// So "all ready" is judged only over the players the narration has
+// introduced, the ones present when it started and those whose join it
+// has told: it never announces a start that counts a player before saying
+// that player joined.
 func Narrate(ctx context.Context, l *Lobby, out io.Writer) {
-	w := l.rm.Watch()
+	w := l.rm.Watch() // then the members: a join in between is in both, and told once
 	defer w.Close()
-	wasReady := AllReady(l.Players())
+	known := map[room.PeerID]string{} // introduced players, by the label last told
+	for _, m := range l.rm.Members() {
+		known[m.Peer] = displayName(m)
+	}
+	players := func() []Player {
+		return slices.DeleteFunc(l.Players(), func(p Player) bool { _, ok := known[p.Peer]; return !ok })
+	}
+	wasReady := AllReady(players())
 	for {
 		ev, err := w.Next(ctx)
 		if err != nil {
@@ -226,18 +239,29 @@ func Narrate(ctx context.Context, l *Lobby, out io.Writer) {
 		}
 		switch ev.Type {
 		case room.MemberJoined:
-			fmt.Fprintf(out, "%s joined\n", displayName(ev.Member))
+			if _, ok := known[ev.Member.Peer]; !ok {
+				// The name may still be empty (a member admitted by a
+				// delta): it is shown by its short peer ID until then.
+				known[ev.Member.Peer] = displayName(ev.Member)
+				fmt.Fprintf(out, "%s joined\n", displayName(ev.Member))
+			}
+		case room.MemberUpdated:
+			if old, ok := known[ev.Member.Peer]; ok && old != displayName(ev.Member) {
+				known[ev.Member.Peer] = displayName(ev.Member)
+				fmt.Fprintf(out, "%s is now %s\n", old, displayName(ev.Member))
+			}
 		case room.MemberLeft:
+			delete(known, ev.Member.Peer)
 			if ev.Member.Peer != l.rm.Self().Peer {
 				fmt.Fprintf(out, "%s left (%s)\n", displayName(ev.Member), ev.Reason)
 			}
 		case room.PresenceChanged:
 			narrateChange(out, l, ev.Change, name(ev.Change.Peer))
 		}
-		if now := AllReady(l.Players()); now != wasReady {
-			wasReady = now
-			if now {
-				fmt.Fprintf(out, "all %d players ready: the game starts!\n", len(l.Players()))
+		if ps := players(); AllReady(ps) != wasReady {
+			wasReady = !wasReady
+			if wasReady {
+				fmt.Fprintf(out, "all %d players ready: the game starts!\n", len(ps))
 			} else {
 				fmt.Fprintln(out, "waiting for players again")
 			}
@@ -285,7 +309,7 @@ func Render(w io.Writer, roomID string, players []Player, ansi bool) {
 			ready++
 		}
 	}
-	fmt.Fprintf(w, "Convene lobby %q: %d players, %d ready\n", roomID, len(players), ready)
+	fmt.Fprintf(w, "Convene lobby %q: %s, %d ready\n", roomID, count(len(players), "player"), ready)
 	fmt.Fprintf(w, "┌%s┐\n", strings.Repeat("─", ArenaW))
 	for _, row := range grid {
 		fmt.Fprintf(w, "│%s│\n", strings.Join(row, ""))
@@ -315,6 +339,14 @@ func Render(w io.Writer, roomID string, players []Player, ansi bool) {
 	}
 }
 
+// count says "1 player", "2 players".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}
+
 func glyph(p Player, ansi bool) string {
 	g := "@"
 	if p.Character != "" && p.Character != "?" {
@@ -334,7 +366,7 @@ func displayName(m room.Identity) string {
 }
 
 func shortID(p room.PeerID) string {
-	id := repo.PeerString(p)
+	id := p.String()
 	return "…" + id[max(0, len(id)-6):]
 }
 

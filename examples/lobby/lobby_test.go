@@ -205,3 +205,114 @@ func TestRender(t *testing.T) {
 		t.Fatalf("render starts the game with players not ready:\n%s", out)
 	}
 }
+
+// gate is an io.Writer whose first Write blocks until open is closed: it
+// holds a narration up, as a slow terminal would, while the room moves on.
+type gate struct {
+	open     chan struct{}
+	waiting  chan struct{} // closed when the first Write is blocked
+	once     sync.Once
+	openOnce sync.Once
+	lines    exampletest.Lines
+}
+
+// release lets the blocked Write (and every later one) through.
+func (g *gate) release() { g.openOnce.Do(func() { close(g.open) }) }
+
+func (g *gate) Write(p []byte) (int, error) {
+	first := false
+	g.once.Do(func() { first = true })
+	if first {
+		close(g.waiting)
+		<-g.open
+	}
+	return g.lines.Write(p)
+}
+
+// The narration never announces the start before the join it counts: alice
+// is ready and her narration is held up (a slow terminal) while bob joins
+// ready with a character, so by the time it goes on, alice's room already
+// holds bob's state. It must still say "bob joined" before "all 2 players
+// ready". (Before, it judged "all ready" on the room's live state and
+// printed the start first.)
+func TestNarrationSaysJoinBeforeAllReady(t *testing.T) {
+	rps := exampletest.Peers(t, "alice", "bob")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	alice := NewLobby(exampletest.Join(t, "lobby-order", rps[0])[0])
+	if err := alice.Choose("wizard"); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetReady(true); err != nil {
+		t.Fatal(err)
+	}
+	g := &gate{open: make(chan struct{}), waiting: make(chan struct{})}
+	t.Cleanup(g.release) // runs before the cleanup above: Narrate must not stay blocked
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		Narrate(ctx, alice, g)
+	}()
+	// Change characters until the narration, once it watches, tells one
+	// of the changes: that write blocks.
+	i := 0
+	exampletest.WaitFor(t, 5*time.Second, "alice's narration to write", func() bool {
+		select {
+		case <-g.waiting:
+			return true
+		default:
+		}
+		i++
+		if err := alice.Choose(Characters[i%2]); err != nil {
+			t.Fatal(err)
+		}
+		return false
+	})
+
+	bob := NewLobby(exampletest.Join(t, "lobby-order", rps[1])[0])
+	if err := bob.Choose("knight"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.SetReady(true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("alice's players: %+v; bob's: %+v", alice.Players(), bob.Players())
+		}
+	})
+	exampletest.WaitFor(t, 10*time.Second, "alice's room to hold bob ready with a character", func() bool {
+		return AllReady(alice.Players())
+	})
+	g.release()
+	exampletest.WaitFor(t, 5*time.Second, "alice's narration to announce the start", func() bool {
+		return strings.Contains(g.lines.String(), "all 2 players ready: the game starts!\n")
+	})
+	out := g.lines.String()
+	// Bob's first message may reach alice before his identity (a delta
+	// admits him with no name): then he is introduced by his short peer ID.
+	joined := strings.Index(out, "bob joined\n")
+	if joined < 0 {
+		joined = strings.Index(out, shortID(bob.Room().Self().Peer)+" joined\n")
+	}
+	start := strings.Index(out, "all 2 players ready")
+	if joined < 0 || joined > start {
+		t.Fatalf("the start was announced before bob's join:\n%s", out)
+	}
+}
+
+// Counts read right: "1 player", "2 players".
+func TestRenderCountsPlayers(t *testing.T) {
+	for n, want := range map[int]string{1: `"lobby": 1 player, 0 ready`, 2: `"lobby": 2 players, 0 ready`} {
+		var b strings.Builder
+		players := []Player{{Peer: "a", Name: "alice"}, {Peer: "b", Name: "bob"}}[:n]
+		Render(&b, "lobby", players, false)
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("%d players: render lacks %q:\n%s", n, want, b.String())
+		}
+	}
+}

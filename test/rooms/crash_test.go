@@ -230,9 +230,14 @@ func TestRestartWithSameKeyNoGhostNoDuplicateNewStateWins(t *testing.T) {
 // room's documentation: "A killed peer whose connections close is gone in
 // about a second" (DESIGN.md: "the aim is a killed peer (its connections
 // close) gone everywhere in < 1 s"). A peer that is busy moving its cursor
-// (a Set every 5 ms) when its host closes is dropped by B and C within
-// 1.5 s, not only after Timeout: a message of it that was already on its
-// way must not cancel the failed probe for good. Ten crashes.
+// (a Set every 5 ms) when its host closes is dropped by B and C by the
+// probe path, not only after Timeout (10 s here): a message of it that was
+// already on its way must not cancel the failed probe for good. Ten
+// crashes. The drop comes about 0.5 s after the kill (the probe fails at
+// once, then the restart grace of 500 ms runs out); the bound is 2.5 s so
+// that a loaded CI machine does not fail it — what it tells apart is the
+// probe path (≈ 0.5 s) from the silence timeout (10 s). The figure itself
+// is measured by test/bench/e2e (crash phase) and reported in BENCHMARKS.md.
 func TestBusyPeerKilledIsGoneWithinASecond(t *testing.T) {
 	cfg := room.LocalConfig()
 	cfg.Timeout = 10 * time.Second // so that a silence timeout cannot pass for the probe path
@@ -242,7 +247,7 @@ func TestBusyPeerKilledIsGoneWithinASecond(t *testing.T) {
 	rb, rc := tn.Join(t, b, "busy"), tn.Join(t, c, "busy")
 	tn.Connect(t, b.Host(), c.Host())
 
-	const limit = 1500 * time.Millisecond
+	const limit = 2500 * time.Millisecond
 	var lat []time.Duration
 	for k := range 10 {
 		ah := tn.Host(t, nil)

@@ -5,11 +5,13 @@ package node
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,7 +45,8 @@ type Flags struct {
 func (f *Flags) Register(fs *flag.FlagSet, room, roomUsage string) {
 	fs.StringVar(&f.Name, "name", defaultName(), "your display name")
 	fs.StringVar(&f.Room, "room", room, roomUsage)
-	fs.DurationVar(&f.Timeout, "timeout", 10*time.Second, "room timeout: a silent member is dropped after this long")
+	f.Timeout = 10 * time.Second
+	DurationVar(fs, &f.Timeout, "timeout", "room timeout: a silent member is dropped after this long (a duration with a unit: 10s)")
 	fs.BoolVar(&f.NoMDNS, "no-mdns", false, "turn LAN discovery (mDNS) off")
 	fs.Var((*list)(&f.Listen), "listen", "multiaddr to listen on (repeatable; default: all interfaces, random ports)")
 	fs.Var((*list)(&f.Bootstrap), "bootstrap", "multiaddr of a peer to connect to, ending in /p2p/<id> (repeatable)")
@@ -88,6 +91,34 @@ func defaultName() string {
 		return u
 	}
 	return "guest"
+}
+
+// DurationVar defines a time.Duration flag whose default is *d's current
+// value. Unlike flag.DurationVar, a bare number ("--timeout 5") is an
+// error that says a unit is needed, not "parse error".
+func DurationVar(fs *flag.FlagSet, d *time.Duration, name, usage string) {
+	fs.Var(durationValue{d}, name, usage)
+}
+
+type durationValue struct{ d *time.Duration }
+
+func (v durationValue) String() string {
+	if v.d == nil {
+		return ""
+	}
+	return v.d.String()
+}
+
+func (v durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		if _, numErr := strconv.ParseFloat(s, 64); numErr == nil {
+			return fmt.Errorf("a duration needs a unit, such as %ss or %sms", s, s)
+		}
+		return errors.New("want a duration with a unit, such as 5s, 500ms or 2m")
+	}
+	*v.d = d
+	return nil
 }
 
 // list is a repeatable string flag.

@@ -99,3 +99,27 @@ func TestStartFailedBootstrapCloses(t *testing.T) {
 		t.Fatalf("Start = %v, %v; want nil and a repo error", rp, err)
 	}
 }
+
+// --timeout takes a duration with a unit; a bare number is an error that
+// says so (flag.Duration only says "parse error").
+func TestTimeoutNeedsAUnit(t *testing.T) {
+	for arg, want := range map[string]string{
+		"5":    `invalid value "5" for flag -timeout: a duration needs a unit, such as 5s or 5ms`,
+		"soon": `invalid value "soon" for flag -timeout: want a duration with a unit, such as 5s, 500ms or 2m`,
+	} {
+		var f Flags
+		fs := flag.NewFlagSet("x", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		f.Register(fs, "hall", "room")
+		err := fs.Parse([]string{"--timeout", arg})
+		if err == nil || err.Error() != want {
+			t.Errorf("--timeout %s: error %v, want %q", arg, err, want)
+		}
+	}
+	var f Flags
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	f.Register(fs, "hall", "room")
+	if err := fs.Parse([]string{"--timeout", "1500ms"}); err != nil || f.Timeout != 1500*time.Millisecond {
+		t.Errorf("--timeout 1500ms: %v, %v", err, f.Timeout)
+	}
+}

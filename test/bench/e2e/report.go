@@ -80,7 +80,7 @@ func Report(w io.Writer, res *Results, command, imgDir string) error {
 		"yamux (12 B/frame), TLS (22 B/record) and TCP/IP headers are not counted, for both.\n\n", res.Opts.Quiet)
 
 	// Targets.
-	f("## Targets\n\n| target (DESIGN.md) | measured | |\n|---|---|---|\n")
+	f("## Targets\n\n| target (the project's design targets) | measured | |\n|---|---|---|\n")
 	for _, t := range targets(res) {
 		f("| %s | %s | %s |\n", t.name, t.measured, t.verdict)
 	}

@@ -1,0 +1,112 @@
+package repo_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/convene-p2p/convene/repo"
+)
+
+// gather returns the registry's metrics by family name, then label values.
+func gather(t *testing.T, reg *prometheus.Registry) map[string][]*dto.Metric {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	out := map[string][]*dto.Metric{}
+	for _, f := range fams {
+		out[f.GetName()] = f.GetMetric()
+	}
+	return out
+}
+
+func value(ms []*dto.Metric, labels ...string) (float64, bool) {
+	for _, m := range ms {
+		ok := true
+		for i := 0; i+1 < len(labels); i += 2 {
+			found := false
+			for _, l := range m.GetLabel() {
+				found = found || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
+			}
+			ok = ok && found
+		}
+		if !ok {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+// Config.Metrics exports the Repo's gossip counters, room gauges and peer
+// scores, and libp2p's own metrics, to the given registerer; the counters
+// move as presence flows, and Close unregisters them.
+func TestMetricsMoveWhenPresenceFlowsAndGoAtClose(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := repo.LocalConfig()
+	cfg.Metrics = reg
+	a, err := repo.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newRepo(t, nil)
+	ra, rb := join(t, a, "m"), join(t, b, "m")
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := a.Connect(ctx, b.Addrs()[0].String()); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := value(gather(t, reg)["convene_gossip_accepted_total"])
+	if err := rb.SetJSON("cursor", map[string]int{"x": 1}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m := gather(t, reg)
+		acc, _ := value(m["convene_gossip_accepted_total"])
+		members, _ := value(m["convene_room_members"], "room", "m")
+		keys, _ := value(m["convene_room_presence_keys"], "room", "m")
+		if _, ok := ra.Get(b.Self().Peer, "cursor"); ok && acc > before && members == 2 && keys >= 1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("metrics did not move: accepted %v (before %v), members %v, keys %v", acc, before, members, keys)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	m := gather(t, reg)
+	if n, ok := value(m["convene_rooms"], "status", "joined"); !ok || n != 1 {
+		t.Errorf("convene_rooms{status=joined} = %v, %v; want 1", n, ok)
+	}
+	if _, ok := value(m["convene_gossip_published_total"]); !ok {
+		t.Error("no convene_gossip_published_total")
+	}
+	libp2p := 0
+	for name := range m {
+		if strings.HasPrefix(name, "libp2p_") {
+			libp2p++
+		}
+	}
+	if libp2p == 0 {
+		t.Error("no libp2p_ metrics: the host's metrics are not wired to the registerer")
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for name := range gather(t, reg) {
+		if strings.HasPrefix(name, "convene_") {
+			t.Errorf("%s still registered after Close", name)
+		}
+	}
+}
