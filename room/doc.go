@@ -111,12 +111,12 @@
 //     heartbeat, delta or fetch reply. A delta carries no identity: its
 //     author is admitted with an empty Name, and the room fetches its
 //     identity directly (MemberUpdated follows when it arrives).
-//     Broadcasts are delivered only from members (a peer that never said
-//     hello, heartbeat, delta or answered a fetch is not heard; so a
-//     Broadcast right after Join may be missed by members that have not
-//     admitted the sender yet) whose incarnation is not stale; they do
-//     not make anyone a member (they carry no identity) and count as a
-//     member's sign of life.
+//     Broadcasts are delivered from any verified author whose incarnation
+//     is not stale, also from a peer that has not said hello yet (its
+//     Event.Member then has only the peer ID: a Broadcast right after
+//     Join often arrives before its author's hello); they do not make
+//     anyone a member (they carry no identity) and count as a member's
+//     sign of life. Apps that want members only check Members().
 //   - Heartbeats every HeartbeatInterval (±10%) carry identity, epoch and
 //     the full own state, so lost deltas heal within one interval.
 //   - Local writes are coalesced: a write publishes a delta at once if the

@@ -680,23 +680,22 @@ func (m *machine) remoteLeave(now time.Time, p PeerID, e uint64) {
 	}
 }
 
-// broadcast delivers an application message from a member whose
-// incarnation is not stale. A peer that was never admitted (no hello,
-// heartbeat, delta or fetch reply of it) is not heard (issue 15, 3); a
-// broadcast does not make its author a member (it carries no identity),
-// but it proves a member alive.
+// broadcast delivers an application message. Any verified author whose
+// incarnation is not stale may broadcast, a peer that has not said hello
+// yet included (issue 15, 3: a broadcast right after Join often arrives
+// before the author's hello); a broadcast does not make its author a
+// member (it carries no identity), but it proves a member alive.
 func (m *machine) broadcast(now time.Time, p PeerID, msg Message) {
 	if stale, _ := m.stale(now, p, msg.Epoch, fromFetch); stale {
 		return
 	}
-	mem := m.members[p]
-	if mem == nil {
-		return
-	}
-	id := cloneIdentity(mem.id)
-	if msg.Epoch == mem.epoch {
-		mem.heard = now
-		_ = m.store.Heard(now, p)
+	id := Identity{Peer: p}
+	if mem := m.members[p]; mem != nil {
+		id = cloneIdentity(mem.id)
+		if msg.Epoch == mem.epoch {
+			mem.heard = now
+			_ = m.store.Heard(now, p)
+		}
 	}
 	m.emit(Event{Type: Broadcast, Member: id, Payload: msg.Payload})
 }

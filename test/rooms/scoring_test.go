@@ -97,37 +97,3 @@ func TestInvalidMessagesBanTheirAuthorAtEveryRelay(t *testing.T) {
 		t.Errorf("A dropped X")
 	}
 }
-
-// Issue 15, 3: a peer that never said hello may not broadcast into a room.
-// A plain node's valid 60 KB broadcast passes B's validator (it is a
-// well-formed, signed message) but B's room does not deliver it; once the
-// node has said hello, its broadcasts are delivered. Before, the
-// non-member's broadcast was delivered.
-func TestNonMemberBroadcastIsNotDelivered(t *testing.T) {
-	const roomID = "members-only"
-	b := newHonest(t, "B", roomID)
-	recB := tn.RecordRoom(t, b.rm)
-	y := tn.NewPlain(t, roomID)
-	tn.Connect(t, y.Host, b.r.Host())
-	y.WaitPeers(t, 1)
-	py := room.PeerID(y.ID())
-	epoch := uint64(time.Now().UnixMilli())
-	fromY := func(payload string) func(room.Event) bool {
-		return func(ev room.Event) bool {
-			return ev.Type == room.Broadcast && ev.Member.Peer == py && string(ev.Payload) == payload
-		}
-	}
-	big := string(make([]byte, 60<<10))
-	accepted := b.r.Stats().Accepted
-	y.Publish(t, tn.Encode(t, room.Message{Kind: room.KindBroadcast, Epoch: epoch, Payload: []byte(big)}))
-	tn.Eventually(t, tn.Wait, "B validates the broadcast", func() bool { return b.r.Stats().Accepted > accepted })
-	// The hello and a broadcast after it: the broadcast is delivered, and
-	// B's room has by then handled the first one too (one queue, in order).
-	y.Publish(t, tn.Encode(t, room.Message{Kind: room.KindHello, Epoch: epoch, Name: "Y", State: tn.State(t, y.ID(), epoch)}))
-	tn.Eventually(t, tn.Wait, "B admits Y", func() bool { return tn.CountMember(b.rm, py) == 1 })
-	y.Publish(t, tn.Encode(t, room.Message{Kind: room.KindBroadcast, Epoch: epoch, Payload: []byte("member now")}))
-	recB.WaitFor(t, tn.Wait, "Y's broadcast as a member", fromY("member now"))
-	if _, ok := recB.Find(fromY(big)); ok {
-		t.Errorf("B delivered the broadcast of a peer that had never said hello")
-	}
-}
