@@ -49,8 +49,11 @@ func flapAtHeal(t *testing.T, timeout time.Duration) {
 	pb.Send("set where \"before\"")
 	px.Wait(20*time.Second, "X sees B's presence", presence("r", idB, "where", "before"))
 
-	lan.Down(x)
+	// Mark before the cut: the drops come a Timeout after it, but the ip
+	// command itself can take seconds when other tests create or delete
+	// namespaces at the same time.
 	m := px.Mark()
+	lan.Down(x)
 	for _, id := range []string{idA, idB} {
 		if ev, _ := px.WaitFrom(m, 3*timeout, "X drops a member during the cut", proc.Left("r", id)); ev.Str("reason") != "timeout" {
 			t.Fatalf("X dropped %s with reason %q, want timeout", id, ev.Str("reason"))
