@@ -3,26 +3,11 @@ package doc
 import (
 	"context"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// within polls cond until it holds or d passes (no sleeping as a guess).
-func within(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 func open(t testing.TB, id string, opts Options) *Handle {
 	t.Helper()

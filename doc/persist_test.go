@@ -58,15 +58,40 @@ func TestStoredDocumentReopens(t *testing.T) {
 	}
 }
 
+// notifying is a memory adapter that signals every save.
+type notifying struct {
+	*storage.Memory
+	saved chan struct{}
+}
+
+func (n *notifying) Save(ctx context.Context, key storage.Key, data []byte) error {
+	defer n.notify()
+	return n.Memory.Save(ctx, key, data)
+}
+
+func (n *notifying) Batch(ctx context.Context, save []storage.Chunk, remove []storage.Key) error {
+	defer n.notify()
+	return n.Memory.Batch(ctx, save, remove)
+}
+
+func (n *notifying) notify() {
+	select {
+	case n.saved <- struct{}{}:
+	default:
+	}
+}
+
 func TestDebouncedSaveReachesStorage(t *testing.T) {
-	st := storage.NewMemory()
+	st := &notifying{Memory: storage.NewMemory(), saved: make(chan struct{}, 1)}
 	h := open(t, "deb", Options{Storage: st, SaveDelay: 20 * time.Millisecond})
 	mustChange(t, h, func(tx *Tx) error { return tx.Set(Path{"a"}, 1) })
-	if !within(10*time.Second, func() bool {
-		cs, _ := st.LoadRange(context.Background(), docPrefix("deb"))
-		return len(cs) > 0
-	}) {
+	select {
+	case <-st.saved:
+	case <-time.After(10 * time.Second):
 		t.Fatal("a change was not saved within 10 s without Flush")
+	}
+	if cs, _ := st.LoadRange(context.Background(), docPrefix("deb")); len(cs) == 0 {
+		t.Fatal("the save left no chunk of the document")
 	}
 }
 

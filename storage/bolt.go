@@ -121,15 +121,8 @@ func (s *Bolt) Remove(ctx context.Context, key Key) error {
 
 // Batch implements Batcher: one transaction, removes first, then saves.
 func (s *Bolt) Batch(ctx context.Context, save []Chunk, remove []Key) error {
-	for _, c := range save {
-		if err := checkKey(c.Key); err != nil {
-			return err
-		}
-	}
-	for _, k := range remove {
-		if err := checkKey(k); err != nil {
-			return err
-		}
+	if err := checkBatch(save, remove); err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err

@@ -62,15 +62,8 @@ func (s *Memory) Remove(ctx context.Context, key Key) error {
 
 // Batch implements Batcher: removes first, then saves, under one lock.
 func (s *Memory) Batch(_ context.Context, save []Chunk, remove []Key) error {
-	for _, c := range save {
-		if err := checkKey(c.Key); err != nil {
-			return err
-		}
-	}
-	for _, k := range remove {
-		if err := checkKey(k); err != nil {
-			return err
-		}
+	if err := checkBatch(save, remove); err != nil {
+		return err
 	}
 	if err := s.lock(); err != nil {
 		return err

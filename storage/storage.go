@@ -78,6 +78,21 @@ type Batcher interface {
 	Batch(ctx context.Context, save []Chunk, remove []Key) error
 }
 
+// checkBatch checks every key of a Batch before anything is applied.
+func checkBatch(save []Chunk, remove []Key) error {
+	for _, c := range save {
+		if err := checkKey(c.Key); err != nil {
+			return err
+		}
+	}
+	for _, k := range remove {
+		if err := checkKey(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func checkKey(k Key) error {
 	if len(k) == 0 {
 		return ErrBadKey
