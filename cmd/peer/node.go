@@ -13,9 +13,8 @@ import (
 	"time"
 
 	golog "github.com/ipfs/go-log/v2"
-	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/convene-p2p/convene/internal/meet"
 	"github.com/convene-p2p/convene/p2p"
 	"github.com/convene-p2p/convene/repo"
 	"github.com/convene-p2p/convene/room"
@@ -270,11 +269,11 @@ func (n *node) join(ctx context.Context, id string) error {
 }
 
 // leave says goodbye in a room and stops printing its events. Presence
-// written just before is published first (flushBeforeLeave).
+// written just before is published first (meet.FlushBeforeLeave).
 func (n *node) leave(ctx context.Context, jr *joinedRoom) error {
 	lctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
-	flushBeforeLeave(lctx, jr.lastWrite)
+	meet.FlushBeforeLeave(lctx, jr.lastWrite)
 	err := n.repo.LeaveRoom(lctx, jr.id)
 	if err != nil && !errors.Is(err, room.ErrNotJoined) && !errors.Is(err, room.ErrClosed) && !errors.Is(err, repo.ErrUnknownRoom) {
 		return err
@@ -287,105 +286,11 @@ func (n *node) leave(ctx context.Context, jr *joinedRoom) error {
 	return nil
 }
 
-// flushDelay is how long after its last set, del or say a room is left
-// alone before the goodbye. The room paces presence writes (room.Config
-// PublishInterval): the first write goes out at once, a quick second one
-// up to one PublishInterval later, and a goodbye drops a write still
-// waiting for its turn. And a goodbye also travels on a direct stream, so
-// it can overtake a broadcast or a delta sent just before it, and the
-// others would drop those as coming from a peer that has left. Two
-// intervals let the last value go out and arrive a whole interval before
-// the goodbye.
-const flushDelay = 2 * room.DefaultPublishInterval
-
-// relaySettle is how long a member that is not directly connected must
-// have been a member before wait counts it. Such a member is known from
-// another member's join snapshot; what this node publishes reaches it
-// through that member's GossipSub mesh, which forms at a GossipSub
-// heartbeat (250 ms) after they meet. A directly connected member gets
-// this node's messages at once (flood publish) and counts at once.
-const relaySettle = time.Second
-
-// flushBeforeLeave waits until flushDelay has passed since lastWrite (at
-// once if it has, or if there was no write), bounded by ctx.
-func flushBeforeLeave(ctx context.Context, lastWrite time.Time) {
-	if lastWrite.IsZero() {
-		return
-	}
-	d := flushDelay - time.Since(lastWrite)
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
 // waitMembers waits until the room has at least want members besides this
-// node that this node's messages reach: directly connected ones at once,
-// others relaySettle after they became members. It re-reads the member
-// list after each room event (the list is updated before the event is
-// delivered), so it returns as soon as the member that completes the count
-// is there. It fails on timeout, when ctx ends, and when the room is
-// closed.
+// node that this node's messages reach (meet.WaitMembers); members there
+// before the wait count from the room's join.
 func (n *node) waitMembers(ctx context.Context, jr *joinedRoom, want int, timeout time.Duration) error {
-	w := jr.room.Watch() // before the first count: no join can slip between
-	defer w.Close()
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	// seen is when each member was first counted; members already there
-	// when the wait starts count from the join.
-	seen := map[room.PeerID]time.Time{}
-	first := true
-	count := func(now time.Time) (reached, members int, next time.Time) {
-		for _, m := range jr.room.Members() {
-			if m.Peer == n.self {
-				continue
-			}
-			members++
-			at, ok := seen[m.Peer]
-			if !ok {
-				at = now
-				if first {
-					at = jr.joined
-				}
-				seen[m.Peer] = at
-			}
-			ready := at.Add(relaySettle)
-			if n.repo.Host().Network().Connectedness(peer.ID(m.Peer)) == network.Connected || !now.Before(ready) {
-				reached++
-			} else if next.IsZero() || ready.Before(next) {
-				next = ready
-			}
-		}
-		first = false
-		return reached, members, next
-	}
-	for {
-		reached, members, next := count(time.Now())
-		if reached >= want {
-			return nil
-		}
-		nctx, ncancel := wctx, context.CancelFunc(func() {})
-		if !next.IsZero() {
-			nctx, ncancel = context.WithDeadline(wctx, next)
-		}
-		ev, err := w.Next(nctx)
-		ncancel()
-		switch {
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case wctx.Err() != nil:
-			return fmt.Errorf("timed out after %v in room %q: %d other member%s, want %d", timeout, jr.id, members, plural(members), want)
-		case errors.Is(err, context.DeadlineExceeded):
-			continue // a relayed member has settled: count again
-		case err != nil || ev.Type == room.RoomDestroyed:
-			return fmt.Errorf("room %q was closed", jr.id)
-		}
-	}
+	return meet.WaitMembers(ctx, n.repo.Host(), jr.room, want, timeout, jr.joined)
 }
 
 // forget stops a room's watcher and removes the room from the joined

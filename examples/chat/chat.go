@@ -14,7 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/convene-p2p/convene/ephemeral"
-	"github.com/convene-p2p/convene/examples/internal/node"
+	"github.com/convene-p2p/convene/internal/meet"
 	"github.com/convene-p2p/convene/repo"
 	"github.com/convene-p2p/convene/room"
 )
@@ -50,7 +50,7 @@ type Options struct {
 	// time.Now.
 	Now func() time.Time
 	// WaitMembers > 0 makes Run wait, before it reads any input, until the
-	// room has this many other members (node.WaitMembers), for at most
+	// room has this many other members (meet.WaitMembers), for at most
 	// WaitTimeout (zero: 30 s). For input from a script: a chat that has
 	// just started has met nobody, and a line sent then reaches nobody.
 	WaitMembers int
@@ -133,7 +133,7 @@ func Run(ctx context.Context, rp *repo.Repo, in io.Reader, out io.Writer, opt Op
 	}()
 
 	if opt.WaitMembers > 0 {
-		if err := node.WaitMembers(ctx, rp, rm, opt.WaitMembers, opt.WaitTimeout); err != nil {
+		if err := meet.WaitMembers(ctx, rp.Host(), rm, opt.WaitMembers, opt.WaitTimeout, time.Time{}); err != nil {
 			c.leave()
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -346,12 +346,12 @@ func (c *chat) submit(ctx context.Context) (quit bool) {
 }
 
 // leave says goodbye, bounded by leaveTimeout, once what was just sent has
-// had time to arrive (node.FlushBeforeLeave): a script that pipes a line
+// had time to arrive (meet.FlushBeforeLeave): a script that pipes a line
 // in and ends must not have its goodbye overtake the line.
 func (c *chat) leave() {
 	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
 	defer cancel()
-	node.FlushBeforeLeave(ctx, c.lastSent)
+	meet.FlushBeforeLeave(ctx, c.lastSent)
 	_ = c.rm.Leave(ctx)
 	c.mu.Lock()
 	c.line = nil
