@@ -20,29 +20,11 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/convene-p2p/convene/internal/proc"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// needNetns skips the test where namespaces cannot be made (not root, no ip
-// command), unless CI is set: CI runs as root and installs iproute2, so
-// there it is a failure.
-func needNetns(t *testing.T) {
-	t.Helper()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "not root"
-	} else if _, err := exec.LookPath("ip"); err != nil {
-		why = "the ip command (iproute2) is missing"
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") == "" {
-		t.Skipf("%s: skipping the network-namespace LAN demo outside CI", why)
-	}
-	t.Fatalf("%s, but CI must run the LAN demo (.ci/run runs as root and installs iproute2)", why)
-}
 
 // runScript runs lan-demo.sh with extra environment and returns its
 // combined output and exit error. The script gets SIGTERM (its trap cleans
@@ -128,7 +110,7 @@ func readEvents(t *testing.T, path string) []event {
 // goodbye reached node1 and node2 (reason left), and that every node
 // stopped cleanly. And the script left no namespace behind.
 func TestLANDemoDiscoversJoinsAndSharesPresence(t *testing.T) {
-	needNetns(t)
+	proc.NeedNetns(t) // CI runs the LAN demo: there a missing ip or root is a failure
 	if _, err := exec.LookPath("go"); err != nil && os.Getenv("PEER_BIN") == "" {
 		t.Skip("go is not on PATH to build ./cmd/peer")
 	}
@@ -224,7 +206,7 @@ func TestLANDemoDiscoversJoinsAndSharesPresence(t *testing.T) {
 // A failing run (here: a "peer" that exits at once) ends with a non-zero
 // status and a clear FAIL line, and still deletes its namespaces.
 func TestLANDemoFailsCleanly(t *testing.T) {
-	needNetns(t)
+	proc.NeedNetns(t) // CI runs the LAN demo: there a missing ip or root is a failure
 	fake := filepath.Join(t.TempDir(), "peer")
 	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho 'this peer crashes' >&2\nexit 3\n"), 0o755); err != nil {
 		t.Fatal(err)

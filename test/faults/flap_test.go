@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/convene-p2p/convene/test/internal/proc"
+	"github.com/convene-p2p/convene/internal/proc"
 )
 
 // Issue 16.3: a member that leaves during a partition must not flap back

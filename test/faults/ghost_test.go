@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/convene-p2p/convene/test/internal/proc"
+	"github.com/convene-p2p/convene/internal/proc"
 )
 
 // Issue 16.2: a crashed member must not be brought back by relays of its

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/convene-p2p/convene/test/internal/proc"
+	"github.com/convene-p2p/convene/internal/proc"
 )
 
 // Issue 16.4 and room doc ("Restart"): a member killed with SIGKILL and

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/convene-p2p/convene/test/internal/proc"
+	"github.com/convene-p2p/convene/internal/proc"
 )
 
 const startup = 60 * time.Second // first start builds nothing but may be slow on a busy machine

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/convene-p2p/convene/test/internal/proc"
+	"github.com/convene-p2p/convene/internal/proc"
 )
 
 // TestQuitIsSeenAsLeftByMembersTheLeaverIsNotConnectedTo is issue 16.6:

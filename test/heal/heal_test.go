@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/convene-p2p/convene/test/internal/proc"
+	"github.com/convene-p2p/convene/internal/proc"
 )
 
 // long reports whether the long variants run (CONVENE_LONG=1).

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/convene-p2p/convene/test/internal/proc"
+	"github.com/convene-p2p/convene/internal/proc"
 )
 
 // healBound is the documented bound (p2p/doc.go, docs/PROTOCOL.md): after
