@@ -501,7 +501,7 @@ func (t *Topic) receiveSignedLeave(from peer.ID, flags byte, signed []byte) byte
 	}
 	// The author's bucket pays for the first copy only: copies passed on
 	// by others cannot drain it.
-	if !t.lim.allow(author, time.Now()) {
+	if !t.lim.allow(author, 1, time.Now()) {
 		t.count(cRateLimited)
 		return leaveBusy
 	}
@@ -550,7 +550,7 @@ func (t *Topic) passOn(k goodbyeKey, flags byte, signed []byte) {
 // signed by author, requires kind leave, and queues it for Next. It
 // returns the reply status.
 func (t *Topic) receiveLeave(author peer.ID, data []byte) byte {
-	if !t.lim.allow(author, time.Now()) {
+	if !t.lim.allow(author, 1, time.Now()) {
 		t.count(cRateLimited)
 		return leaveBusy
 	}

@@ -7,7 +7,6 @@ import (
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"golang.org/x/time/rate"
 )
 
 // validateQueueSize is pubsub's validation queue (WithValidateQueueSize):
@@ -40,13 +39,10 @@ const validateQueueSize = 1024
 // dropped message is a rate violation charged to it (P5, as in
 // Topic.validate): a flooder is graylisted by its own flood.
 type precheck struct {
-	rate  rate.Limit
-	burst int
-	max   int
-	viol  *rateViolations
+	lim  *limiters[preKey]
+	viol *rateViolations
 
 	mu sync.Mutex
-	m  map[preKey]*rate.Limiter
 	// counted: per open room topic, the Topic whose PreLimited counter a
 	// dropped message is counted in (anything else counts on the Router).
 	counted  map[string]*Topic
@@ -60,8 +56,10 @@ type preKey struct {
 }
 
 func newPrecheck(r float64, burst, max int, viol *rateViolations, unrouted *counters) *precheck {
-	return &precheck{rate: rate.Limit(r), burst: burst, max: max, viol: viol,
-		m: make(map[preKey]*rate.Limiter), counted: make(map[string]*Topic), unrouted: unrouted}
+	// A full table lets messages through to the queue: the validator's
+	// own per-author limit still applies there.
+	return &precheck{lim: newLimiters[preKey](r, burst, max, true), viol: viol,
+		counted: make(map[string]*Topic), unrouted: unrouted}
 }
 
 // track makes t count its room's pre-check drops (nil: stop).
@@ -121,28 +119,11 @@ func (c *precheck) inspect(from peer.ID, rpc *pubsub.RPC) error {
 // its own bucket for that author let through, but buckets at different
 // nodes disagree at the margin, and a relayed copy dropped here, before
 // pubsub sees it, also breaks the relay's gossip promise if it answered an
-// IWANT (P7, a penalty for the honest relay). A full table first forgets
-// full buckets (equivalent to fresh ones); if none can go, it lets the
-// message through to the queue (the validator's own limit still applies).
+// IWANT (P7, a penalty for the honest relay).
 func (c *precheck) allow(k preKey, own bool, now time.Time) bool {
-	lim := c.m[k]
-	if lim == nil {
-		if len(c.m) >= c.max {
-			for q, l := range c.m {
-				if l.TokensAt(now) >= float64(l.Burst()) {
-					delete(c.m, q)
-				}
-			}
-			if len(c.m) >= c.max {
-				return true
-			}
-		}
-		if own {
-			lim = rate.NewLimiter(c.rate, c.burst)
-		} else {
-			lim = rate.NewLimiter(2*c.rate, 2*c.burst)
-		}
-		c.m[k] = lim
+	scale := 2
+	if own {
+		scale = 1
 	}
-	return lim.AllowN(now, 1)
+	return c.lim.allow(k, scale, now)
 }

@@ -9,45 +9,48 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// limiters is a token bucket per author, bounded in size. A bucket that has
-// refilled completely is equivalent to a fresh one, so such entries are
-// dropped when the table is full; if none can be dropped, unknown authors
-// are refused until some can.
-type limiters struct {
-	rate  rate.Limit
-	burst int
-	max   int
+// limiters is a token bucket per key (an author, or a pre-check's
+// (room, forwarder, author)), bounded in size. A bucket that has refilled
+// completely is equivalent to a fresh one, so such entries are dropped
+// when the table is full; if none can be dropped, a new key is answered
+// whenFull until some can.
+type limiters[K comparable] struct {
+	rate     rate.Limit
+	burst    int
+	max      int
+	whenFull bool
 
 	mu sync.Mutex
-	m  map[peer.ID]*rate.Limiter
+	m  map[K]*rate.Limiter
 }
 
-func newLimiters(r float64, burst, max int) *limiters {
-	return &limiters{rate: rate.Limit(r), burst: burst, max: max, m: make(map[peer.ID]*rate.Limiter)}
+func newLimiters[K comparable](r float64, burst, max int, whenFull bool) *limiters[K] {
+	return &limiters[K]{rate: rate.Limit(r), burst: burst, max: max, whenFull: whenFull, m: make(map[K]*rate.Limiter)}
 }
 
-// allow takes one token from p's bucket at now.
-func (l *limiters) allow(p peer.ID, now time.Time) bool {
+// allow takes one token from k's bucket at now; a new bucket gets scale
+// times the rate and burst.
+func (l *limiters[K]) allow(k K, scale int, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lim := l.m[p]
+	lim := l.m[k]
 	if lim == nil {
 		if len(l.m) >= l.max {
 			l.sweep(now)
 			if len(l.m) >= l.max {
-				return false
+				return l.whenFull
 			}
 		}
-		lim = rate.NewLimiter(l.rate, l.burst)
-		l.m[p] = lim
+		lim = rate.NewLimiter(rate.Limit(scale)*l.rate, scale*l.burst)
+		l.m[k] = lim
 	}
 	return lim.AllowN(now, 1)
 }
 
-func (l *limiters) sweep(now time.Time) {
-	for p, lim := range l.m {
-		if lim.TokensAt(now) >= float64(l.burst) {
-			delete(l.m, p)
+func (l *limiters[K]) sweep(now time.Time) {
+	for k, lim := range l.m {
+		if lim.TokensAt(now) >= float64(lim.Burst()) {
+			delete(l.m, k)
 		}
 	}
 }

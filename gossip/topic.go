@@ -38,7 +38,7 @@ type Topic struct {
 	roomID string
 	name   string
 	self   peer.ID
-	lim    *limiters
+	lim    *limiters[peer.ID]
 	stats  counters
 	serve  atomic.Pointer[func() (room.Served, bool)]
 	q      *queue
@@ -70,7 +70,7 @@ func (r *Router) openTopic(roomID string) (_ *Topic, err error) {
 		roomID: roomID,
 		name:   TopicName(roomID),
 		self:   r.self,
-		lim:    newLimiters(r.cfg.Rate, r.cfg.Burst, r.cfg.maxTrackedAuthors()),
+		lim:    newLimiters[peer.ID](r.cfg.Rate, r.cfg.Burst, r.cfg.maxTrackedAuthors(), false),
 		q:      newQueue(r.cfg.QueueSize),
 		bye:    newGoodbyes(r.cfg.maxTrackedAuthors()),
 	}
@@ -276,7 +276,7 @@ func (t *Topic) validate(_ context.Context, src peer.ID, msg *pubsub.Message) pu
 		t.count(cBanned)
 		return pubsub.ValidationIgnore
 	}
-	if !t.lim.allow(signer, now) {
+	if !t.lim.allow(signer, 1, now) {
 		// Ignore, never Reject: relays' buckets disagree at the margin, and
 		// pubsub would penalise every honest relay delivering a copy. The
 		// author is penalised instead (P5) if it sent the message itself.
