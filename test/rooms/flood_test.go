@@ -57,9 +57,12 @@ func TestFloodDoesNotDropHonestUpdates(t *testing.T) {
 		evil.Listen() // a GossipSub peer to B: scored like one
 		tn.Connect(t, evil.Host, b.r.Host())
 		const epochE = 9
-		evil.SendRPC(t, b.r.Host(), roomID, evil.Own(t, roomID, tn.Encode(t, room.Message{Kind: room.KindHello, Epoch: epochE, Name: "flooder",
-			State: tn.State(t, evil.Host.ID(), epochE)})))
-		tn.Eventually(t, tn.Wait, "B admits the flooder", func() bool { return tn.CountMember(b.rm, room.PeerID(evil.Host.ID())) == 1 })
+		kind := room.KindHello
+		tn.Announce(t, tn.Wait, "B admits the flooder", func() {
+			evil.SendRPC(t, b.r.Host(), roomID, evil.Own(t, roomID, tn.Encode(t, room.Message{Kind: kind, Epoch: epochE, Name: "flooder",
+				State: tn.State(t, evil.Host.ID(), epochE)})))
+			kind = room.KindHeartbeat
+		}, func() bool { return tn.CountMember(b.rm, room.PeerID(evil.Host.ID())) == 1 })
 		var flood [][]*pb.Message
 		for i, d := range floodDeltas(t, evil.Host.ID(), epochE, 2000) {
 			if i%100 == 0 {

@@ -214,10 +214,13 @@ func TestHostilePeerCannotForgeReplayOrCrashHonestMembersKeepWorking(t *testing.
 	flooder.WaitPeers(t, 1)
 	// A member (only members' broadcasts are delivered): it says hello.
 	fe := uint64(time.Now().UnixMilli())
-	flooder.Publish(t, tn.Encode(t, room.Message{Kind: room.KindHello, Epoch: fe, Name: "flooder", State: tn.State(t, flooder.ID(), fe)}))
-	for _, h := range []*honest{b, c} {
-		tn.Eventually(t, tn.Wait, h.r.Self().Name+" admits the flooder", func() bool { return tn.CountMember(h.rm, room.PeerID(flooder.ID())) == 1 })
-	}
+	kind := room.KindHello
+	tn.Announce(t, tn.Wait, "B and C admit the flooder", func() {
+		flooder.Publish(t, tn.Encode(t, room.Message{Kind: kind, Epoch: fe, Name: "flooder", State: tn.State(t, flooder.ID(), fe)}))
+		kind = room.KindHeartbeat
+	}, func() bool {
+		return tn.CountMember(b.rm, room.PeerID(flooder.ID())) == 1 && tn.CountMember(c.rm, room.PeerID(flooder.ID())) == 1
+	})
 	members = append(members, room.PeerID(flooder.ID()))
 	floods := 3 * gossip.DefaultBurst
 	floodStart := time.Now()

@@ -40,10 +40,11 @@ func TestInvalidMessagesBanTheirAuthorAtEveryRelay(t *testing.T) {
 	x.WaitPeers(t, 1)
 	px := room.PeerID(x.ID())
 	epoch := uint64(time.Now().UnixMilli())
-	x.Publish(t, tn.Encode(t, room.Message{Kind: room.KindHello, Epoch: epoch, Name: "X", State: tn.State(t, x.ID(), epoch)}))
-	for _, h := range []*honest{a, b} {
-		tn.Eventually(t, tn.Wait, h.r.Self().Name+" admits X", func() bool { return tn.CountMember(h.rm, px) == 1 })
-	}
+	kind := room.KindHello
+	tn.Announce(t, tn.Wait, "A and B admit X", func() {
+		x.Publish(t, tn.Encode(t, room.Message{Kind: kind, Epoch: epoch, Name: "X", State: tn.State(t, x.ID(), epoch)}))
+		kind = room.KindHeartbeat
+	}, func() bool { return tn.CountMember(a.rm, px) == 1 && tn.CountMember(b.rm, px) == 1 })
 	recB := tn.RecordRoom(t, b.rm)
 	tn.Connect(t, x.Host, a.r.Host())
 	x.WaitPeers(t, 2)

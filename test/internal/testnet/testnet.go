@@ -182,6 +182,27 @@ func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) ti
 	return time.Since(start)
 }
 
+// Announce calls say at once and then every 100 ms, as a member repeats
+// its heartbeat, until cond holds; it fails the test after d. A hand-made
+// peer that says hello once right after connecting may not be heard: a
+// message published before the GossipSub meshes form reaches only direct
+// peers, and one relayed before then is lost (LIBP2P.md §1.5).
+func Announce(t testing.TB, d time.Duration, what string, say func(), cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	again := time.NewTicker(100 * time.Millisecond)
+	defer again.Stop()
+	for say(); !Within(time.Millisecond, cond); {
+		select {
+		case <-deadline.C:
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		case <-again.C:
+			say()
+		}
+	}
+}
+
 // Within polls cond every millisecond for at most d and reports whether it
 // held (Eventually fails the test instead).
 func Within(d time.Duration, cond func() bool) bool {
