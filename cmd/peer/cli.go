@@ -58,6 +58,8 @@ Flags:
                        dir>/convene/docs.bolt (docs-<name>.bolt with --name;
                        memory only with --ephemeral)
   --no-store           keep documents in memory only
+  --doc ID             open document ID at start and print its changes, ours
+                       and other peers' (repeatable; the first is current)
   --json               print one JSON object per line (NDJSON; schema in docs/CLI.md)
   --stay               keep running after stdin reaches EOF, until SIGINT/SIGTERM
   --wait-members N     before reading stdin, wait until the first --room has N

@@ -19,19 +19,22 @@ import (
 	"sync"
 
 	"github.com/convene-p2p/convene/doc"
+	"github.com/convene-p2p/convene/room"
 	"github.com/convene-p2p/convene/storage"
 )
 
 // docOptions are the document flags of `peer run`.
 type docOptions struct {
-	Data    string // --data DIR; the store is DIR/docs.bolt
-	NoStore bool   // --no-store: memory only
-	Path    string // the bbolt file; "" = memory
+	Data    string   // --data DIR; the store is DIR/docs.bolt
+	NoStore bool     // --no-store: memory only
+	Path    string   // the bbolt file; "" = memory
+	Open    []string // --doc ID, repeatable: documents opened at start
 }
 
 func registerDocFlags(fs *flag.FlagSet, o *runOptions) {
 	fs.StringVar(&o.Docs.Data, "data", "", "")
 	fs.BoolVar(&o.Docs.NoStore, "no-store", false, "")
+	fs.Var((*stringList)(&o.Docs.Open), "doc", "")
 }
 
 // finishDocFlags picks the store: --no-store → memory; --data DIR →
@@ -39,6 +42,11 @@ func registerDocFlags(fs *flag.FlagSet, o *runOptions) {
 // with --name, as for the key file), or memory with --ephemeral.
 func finishDocFlags(o *runOptions, configDir func() (string, error)) error {
 	d := &o.Docs
+	for _, id := range d.Open {
+		if err := doc.ValidateID(id); err != nil {
+			return usagef("peer run: --doc: %v", err)
+		}
+	}
 	switch {
 	case d.NoStore && d.Data != "":
 		return usagef("peer run: --data and --no-store exclude each other")
@@ -263,6 +271,7 @@ type docChangedEvent struct {
 	Doc    string   `json:"doc"`
 	Origin string   `json:"origin"` // "local" or the remote peer ID
 	Heads  []string `json:"heads"`
+	name   string   // text only: the origin's name, if a room knows it
 }
 
 type docValueEvent struct {
@@ -297,7 +306,23 @@ func (e docOpenedEvent) human() string {
 }
 
 func (e docChangedEvent) human() string {
-	return fmt.Sprintf("{%s} changed (%s)", clean(e.Doc), e.Origin)
+	by := "here"
+	if e.Origin != "local" {
+		by = "by " + who(e.Origin, e.name, false)
+	}
+	return fmt.Sprintf("{%s} changed %s, heads %s", clean(e.Doc), by, shortHeads(e.Heads))
+}
+
+// shortHeads shows heads by their first 8 hex digits.
+func shortHeads(h []string) string {
+	if len(h) == 0 {
+		return "none"
+	}
+	parts := make([]string, len(h))
+	for i, x := range h {
+		parts[i] = x[:min(8, len(x))]
+	}
+	return strings.Join(parts, ",")
 }
 
 func (e docValueEvent) human() string {
@@ -441,7 +466,11 @@ func (n *node) openDoc(ctx context.Context, id string) (*doc.Handle, error) {
 			}
 			switch ev.Type {
 			case doc.Changed:
-				n.out.emit(docChangedEvent{Doc: id, Origin: ev.Origin.String(), Heads: headStrings(ev.After)})
+				e := docChangedEvent{Doc: id, Origin: ev.Origin.String(), Heads: headStrings(ev.After)}
+				if !ev.Origin.Local() {
+					e.name = n.peerName(ev.Origin.Peer)
+				}
+				n.out.emit(e)
 			case doc.Lagged:
 				n.out.emit(docLaggedEvent{Doc: id, Dropped: ev.Dropped})
 			case doc.Deleted:
@@ -450,6 +479,38 @@ func (n *node) openDoc(ctx context.Context, id string) (*doc.Handle, error) {
 		}
 	}()
 	return h, nil
+}
+
+// peerName is the name a room this node is in knows for p ("" if none).
+// Safe off the command loop: it reads the Repo's rooms, not the node's.
+func (n *node) peerName(p room.PeerID) string {
+	for _, rm := range n.repo.Rooms() {
+		for _, m := range rm.Members() {
+			if m.Peer == p && m.Name != "" {
+				return m.Name
+			}
+		}
+	}
+	return ""
+}
+
+// openStartDocs opens the --doc documents (the first becomes the current
+// one) and prints doc-opened for each; from then on their changes, local
+// and remote, print doc-changed.
+func (n *node) openStartDocs(ctx context.Context) error {
+	for i, id := range n.opts.Docs.Open {
+		cctx, cancel := context.WithTimeout(ctx, commandTimeout)
+		h, err := n.openDoc(cctx, id)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("--doc %s: %w", id, err)
+		}
+		if i == 0 {
+			n.docs.current = id
+		}
+		n.out.emit(docOpenedEvent{Doc: id, Heads: headStrings(h.Heads())})
+	}
+	return nil
 }
 
 // stopDocWatchers ends the document event goroutines (after the Repo

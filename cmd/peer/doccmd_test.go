@@ -177,3 +177,22 @@ func TestRunInProcessDocuments(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The text line of doc-changed says who made the change: here, or the
+// remote peer by name (when a room knows it) and short ID; and the heads.
+func TestDocChangedTextSaysWho(t *testing.T) {
+	const id = "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo"
+	h := []string{"5e2bb33cffe313b6aacea91143598aa5bc5f637b4e505d2c0cd0273cba0a4ab7"}
+	for _, tc := range []struct {
+		ev   docChangedEvent
+		want string
+	}{
+		{docChangedEvent{Doc: "notes", Origin: "local", Heads: h}, "{notes} changed here, heads 5e2bb33c"},
+		{docChangedEvent{Doc: "notes", Origin: id, Heads: h, name: "bob"}, "{notes} changed by bob (…CVe2Xo), heads 5e2bb33c"},
+		{docChangedEvent{Doc: "notes", Origin: id, Heads: append(h, "00112233aa")}, "{notes} changed by (…CVe2Xo), heads 5e2bb33c,00112233"},
+	} {
+		if got := tc.ev.human(); got != tc.want {
+			t.Errorf("human() = %q, want %q", got, tc.want)
+		}
+	}
+}

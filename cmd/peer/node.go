@@ -150,6 +150,12 @@ func runNode(ctx context.Context, o runOptions, stdin io.Reader, stdout, stderr 
 			return fail(stderr, exitRuntime, "peer run: %v", err)
 		}
 	}
+	if err := n.openStartDocs(ctx); err != nil {
+		n.stopWatchers()
+		_ = r.Close()
+		n.stopDocWatchers()
+		return fail(stderr, exitRuntime, "peer run: %v", err)
+	}
 	if o.WaitMembers > 0 {
 		if err := n.waitMembers(ctx, n.rooms[n.current], o.WaitMembers, o.WaitTimeout); err != nil {
 			if ctx.Err() != nil {
