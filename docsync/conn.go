@@ -48,6 +48,7 @@ type pair struct {
 	ss       *doc.SyncState
 	access   Access
 	snapshot bool      // send a Snapshot before the next sync message
+	snapSent bool      // one was sent on this session (owned by write)
 	lastIO   time.Time // last frame sent or received for it
 }
 
@@ -314,10 +315,14 @@ func (c *conn) step() (bool, error) {
 	if p == nil {
 		return true, nil
 	}
-	if snap && !p.h.Empty() {
+	if snap && !p.snapSent && !p.h.Empty() {
+		p.snapSent = true
 		if err := c.send(Frame{Type: Snapshot, Doc: id, Data: p.h.Save()}); err != nil {
 			return true, err
 		}
+		// What the empty peer asked for is in the snapshot: start afresh,
+		// or the state would answer its request with every change.
+		p.ss.Reset()
 	}
 	msg, ok, err := p.ss.Generate()
 	if err != nil || !ok {
@@ -506,6 +511,11 @@ func (c *conn) receive(f Frame, p *pair) {
 		err = errRefused
 	case f.Type == Snapshot:
 		err = p.h.LoadIncremental(doc.Origin{Peer: origin(c.peer)}, f.Data)
+	case f.Type == Request && !p.h.Empty():
+		// The peer has nothing: it gets a snapshot (once per session) and
+		// a fresh state's message, not an answer to its request (which
+		// would be every change: the 55× first sync of automerge 0.5.0).
+		p.ss.Reset()
 	case p.access != ReadWrite:
 		err = p.ss.ReceiveWithoutChanges(f.Data)
 	default:

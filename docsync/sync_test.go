@@ -51,3 +51,4 @@ func TestSyncBothWaysOnConnect(t *testing.T) {
 	}
 	eventually(t, wait, "equal heads", func() bool { return ha.Heads().Equal(hb.Heads()) })
 }
+
