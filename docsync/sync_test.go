@@ -51,4 +51,3 @@ func TestSyncBothWaysOnConnect(t *testing.T) {
 	}
 	eventually(t, wait, "equal heads", func() bool { return ha.Heads().Equal(hb.Heads()) })
 }
-
