@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -17,14 +16,7 @@ import (
 // peer. It does not judge the figures. Each workload checks its own end
 // state (both peers hold the same heads and text, the peers were apart
 // while editing offline, Convene's events name the remote peer as origin).
-//
-// The Convene half needs the repo's document sync (branch wt/sync, not yet
-// in this branch): until it is merged it runs only with
-// CONVENE_DOCSYNC_SMOKE=1; TestSmokeAutomergeRepo runs the other half.
 func TestSmoke(t *testing.T) {
-	if os.Getenv("CONVENE_DOCSYNC_SMOKE") != "1" {
-		t.Skip("needs repo document sync (wt/sync); set CONVENE_DOCSYNC_SMOKE=1")
-	}
 	smoke(t, false)
 }
 
