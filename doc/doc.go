@@ -33,9 +33,10 @@
 // heads (SaveIncremental after Load re-emits everything); Merge never
 // holds two documents' locks (Doc.Merge can deadlock); Options.Init makes
 // shared containers (two peers creating "the same" Text make two). The
-// version's sync bugs (a stalled sync state, a huge first sync) belong to
-// document sync between peers, which is not part of this package yet; the
-// handle's seam for it is ApplyChanges and LoadIncremental with an Origin.
+// version's sync bugs belong to sync between peers: SyncState (one per
+// peer and document) is the seam package docsync drives, and CheckStall
+// is the cure of the stalled sync state (automerge #702); the huge first
+// sync is avoided by docsync sending a snapshot first.
 // Changes whose dependencies are missing are refused by this version, not
 // queued: a peer must send dependencies first.
 //
