@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/convene-p2p/convene/docsync"
 	"github.com/convene-p2p/convene/gossip"
 	"github.com/convene-p2p/convene/room"
 )
@@ -24,6 +25,8 @@ type collector struct {
 	r *Repo
 
 	gossip  []statDesc
+	docsync []statDesc
+	frames  *prometheus.Desc
 	score   *prometheus.Desc
 	rooms   *prometheus.Desc
 	members *prometheus.Desc
@@ -46,6 +49,18 @@ func newCollector(r *Repo) *collector {
 			"Members of a room, the local peer included.", []string{"room"}, nil),
 		keys: prometheus.NewDesc(metricsNamespace+"_room_presence_keys",
 			"Live presence keys held for a room, over every member.", []string{"room"}, nil),
+		frames: prometheus.NewDesc(metricsNamespace+"_docsync_frames_total",
+			"Document sync frames by type and direction (in, out) on /convene/docsync/1.0.0 streams.", []string{"type", "dir"}, nil),
+	}
+	dt := reflect.TypeFor[docsync.Stats]()
+	for i := range dt.NumField() {
+		f := dt.Field(i)
+		if f.Type.Kind() != reflect.Uint64 {
+			continue
+		}
+		c.docsync = append(c.docsync, statDesc{field: i, desc: prometheus.NewDesc(
+			metricsNamespace+"_docsync_"+snake(f.Name)+"_total",
+			"docsync.Stats."+f.Name+" (see go doc docsync.Stats).", nil, nil)})
 	}
 	st := reflect.TypeFor[statsType]()
 	for i := range st.NumField() {
@@ -81,6 +96,10 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, g := range c.gossip {
 		ch <- g.desc
 	}
+	for _, g := range c.docsync {
+		ch <- g.desc
+	}
+	ch <- c.frames
 	ch <- c.score
 	ch <- c.rooms
 	ch <- c.members
@@ -92,6 +111,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	st := reflect.ValueOf(c.r.Stats())
 	for _, g := range c.gossip {
 		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.CounterValue, float64(st.Field(g.field).Uint()))
+	}
+	ds := c.r.SyncStats()
+	dv := reflect.ValueOf(ds)
+	for _, g := range c.docsync {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.CounterValue, float64(dv.Field(g.field).Uint()))
+	}
+	for dir, byType := range map[string]map[docsync.FrameType]uint64{"in": ds.FramesIn, "out": ds.FramesOut} {
+		for typ, n := range byType {
+			ch <- prometheus.MustNewConstMetric(c.frames, prometheus.CounterValue, float64(n), typ.String(), dir)
+		}
 	}
 	for p, s := range c.r.router.PeerScores() {
 		ch <- prometheus.MustNewConstMetric(c.score, prometheus.GaugeValue, s, p.String())

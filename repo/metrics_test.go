@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/convene-p2p/convene/doc"
 	"github.com/convene-p2p/convene/repo"
 )
 
@@ -107,6 +108,48 @@ func TestMetricsMoveWhenPresenceFlowsAndGoAtClose(t *testing.T) {
 	for name := range gather(t, reg) {
 		if strings.HasPrefix(name, "convene_") {
 			t.Errorf("%s still registered after Close", name)
+		}
+	}
+}
+
+// TestMetricsCountDocumentSync: the docsync counters reach the registry
+// when a document change flows from one repo to the other.
+func TestMetricsCountDocumentSync(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := repo.LocalConfig()
+	cfg.Metrics = reg
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	a, err := repo.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b := newRepo(t, nil)
+	if err := a.Connect(ctx, b.Addrs()[0].String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Doc(ctx, "metrics-doc"); err != nil {
+		t.Fatal(err)
+	}
+	hb, err := b.Doc(ctx, "metrics-doc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hb.Change(func(tx *doc.Tx) error { return tx.Set(doc.Path{"k"}, "v") }); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m := gather(t, reg)
+		syncs, _ := value(m["convene_docsync_syncs_total"])
+		frames, _ := value(m["convene_docsync_frames_total"], "type", "sync", "dir", "in")
+		if syncs > 0 && frames > 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("docsync metrics did not move: syncs %v, sync frames in %v", syncs, frames)
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
