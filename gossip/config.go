@@ -96,6 +96,17 @@ type Config struct {
 	// Zero means DefaultInvalidBan (10 s).
 	InvalidBan time.Duration
 
+	// AliveInterval is how long a peer this Router shares a joined room
+	// with may send nothing before its connections are checked (a
+	// multistream negotiation of AliveProtocol, 600 ms each; liveness.go).
+	// A peer that misses two checks in a row, with nothing else received
+	// from it meanwhile (a frozen process whose connections stay open), is
+	// reported to its rooms as EventPeerDown, which makes them probe it
+	// and drop it if that fails too. Zero means DefaultAliveInterval
+	// (750 ms); negative turns the checks off (a frozen peer is then
+	// dropped only at the room's Timeout).
+	AliveInterval time.Duration
+
 	// Options are passed to pubsub.NewGossipSub after Convene's own, so they
 	// may override tunables (e.g. WithDirectPeers, WithRawTracer,
 	// WithEventTracer, WithValidateQueueSize). The signature policy is
@@ -164,6 +175,9 @@ func (cfg Config) validate() (Config, error) {
 		if f != nil {
 			return cfg, f
 		}
+	}
+	if cfg.AliveInterval == 0 {
+		cfg.AliveInterval = DefaultAliveInterval
 	}
 	if cfg.Limits.MaxKeyLen < 0 || cfg.Limits.MaxValueSize < 0 || cfg.Limits.MaxKeysPerPeer < 0 || cfg.Limits.MaxPeers < 0 {
 		return cfg, errors.New("gossip: config: negative Limits")

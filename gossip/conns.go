@@ -60,7 +60,10 @@ func newConnWatch(r *Router) *connWatch {
 	w := &connWatch{r: r, checking: make(map[peer.ID]bool), closing: make(map[network.Conn]bool)}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.nb = &network.NotifyBundle{ConnectedF: w.connected, DisconnectedF: w.disconnected}
-	r.h.SetStreamHandler(AliveProtocol, func(s network.Stream) { _ = s.Close() })
+	r.h.SetStreamHandler(AliveProtocol, func(s network.Stream) {
+		r.live.alive(s.Conn().RemotePeer()) // its own check: a sign of life
+		_ = s.Close()
+	})
 	r.h.Network().Notify(w.nb)
 	return w
 }
@@ -187,7 +190,12 @@ func (w *connWatch) reset(p peer.ID) {
 // that gets no answer in time says stale; a refused stream or protocol is
 // an answer.
 func (w *connWatch) alive(c network.Conn) bool {
-	ctx, cancel := context.WithTimeout(w.ctx, staleCheckTimeout)
+	return w.answers(w.ctx, c, staleCheckTimeout)
+}
+
+// answers is alive with the context parent and the bound d.
+func (w *connWatch) answers(parent context.Context, c network.Conn, d time.Duration) bool {
+	ctx, cancel := context.WithTimeout(parent, d)
 	defer cancel()
 	s, err := c.NewStream(ctx)
 	if err != nil {
@@ -195,14 +203,14 @@ func (w *connWatch) alive(c network.Conn) bool {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
-	_ = s.SetDeadline(time.Now().Add(staleCheckTimeout))
+	_ = s.SetDeadline(time.Now().Add(d))
 	err = mss.SelectProtoOrFail(AliveProtocol, s)
 	if err == nil || errors.As(err, new(mss.ErrNotSupported[protocol.ID])) {
 		_ = s.Close()
 		return true
 	}
 	_ = s.Reset()
-	if w.ctx.Err() != nil {
+	if parent.Err() != nil {
 		return true
 	}
 	return ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !isTimeout(err)

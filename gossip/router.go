@@ -51,6 +51,7 @@ type Router struct {
 	bans     *bans
 	sent     *sendTracker
 	conns    *connWatch
+	live     *liveness
 
 	scoreMu sync.Mutex
 	scores  map[peer.ID]float64
@@ -156,6 +157,7 @@ func newRouter(h host.Host, cfg Config) (*Router, error) {
 		streams:  make(map[network.Stream]struct{}),
 		rateViol: newRateViolations(pubsub.ScoreParameterDecay(invalidDecayWindow), 4096),
 	}
+	r.live = newLiveness(r, cfg.AliveInterval)
 	// Both exist in attached mode too: the validator bans authors and the
 	// Topic counts pre-check drops; only a router Convene starts installs
 	// the pre-check as pubsub's RPC inspector and the bans in its score.
@@ -175,7 +177,7 @@ func (r *Router) start(ctx context.Context) error {
 		pubsub.WithPeerExchange(false),
 		pubsub.WithSeenMessagesTTL(seenTTL),
 		pubsub.WithValidateQueueSize(validateQueueSize),
-		pubsub.WithAppSpecificRpcInspector(r.pre.inspect),
+		pubsub.WithAppSpecificRpcInspector(r.inspectRPC),
 		pubsub.WithPeerOutboundQueueSize(128),
 		pubsub.WithSubscriptionFilter(pubsub.WrapLimitSubscriptionFilter(roomFilter{}, maxSubscriptionsPerRPC)),
 		pubsub.WithPeerScore(scoreParams, thresholds),
@@ -202,6 +204,14 @@ func (r *Router) setHandlers() {
 	r.h.SetStreamHandler(LeaveProtocol, r.handleLeave)
 	r.h.SetStreamHandler(LeaveProtocolV1, r.handleLeave)
 	r.conns = newConnWatch(r)
+	r.live.start()
+}
+
+// inspectRPC is pubsub's RPC inspector: every RPC is a sign of life of its
+// sender (liveness.go); then the pre-check.
+func (r *Router) inspectRPC(from peer.ID, rpc *pubsub.RPC) error {
+	r.live.alive(from)
+	return r.pre.inspect(from, rpc)
 }
 
 // Join opens the room's topic: it registers the validator, sets the topic's
@@ -284,6 +294,7 @@ func (r *Router) Close() error {
 		// peer queue it went to is counted. Then wait until written.
 		r.flushOwn(context.Background(), flushTimeout)
 
+		r.live.close()
 		r.conns.close()
 		r.h.RemoveStreamHandler(FetchProtocol)
 		r.h.RemoveStreamHandler(LeaveProtocol)

@@ -74,6 +74,11 @@ type Stats struct {
 	// made when their peer connected again (Router only): each one made
 	// the Router close every connection to that peer and dial it again.
 	StaleConns uint64
+	// AliveMisses counts liveness checks of room peers that got no answer
+	// in time while nothing else came from the peer (Router only,
+	// liveness.go); Unresponsive counts the times a peer missed enough in
+	// a row to be reported down to its rooms (EventPeerDown).
+	AliveMisses, Unresponsive uint64
 }
 
 type counter int
@@ -99,6 +104,8 @@ const (
 	cLeaveRelayed
 	cLeaveRelayAcked
 	cStaleConns
+	cAliveMisses
+	cUnresponsive
 	numCounters
 )
 
@@ -129,5 +136,7 @@ func (c *counters) snapshot() Stats {
 		LeaveRelayed:    c[cLeaveRelayed].Load(),
 		LeaveRelayAcked: c[cLeaveRelayAcked].Load(),
 		StaleConns:      c[cStaleConns].Load(),
+		AliveMisses:     c[cAliveMisses].Load(),
+		Unresponsive:    c[cUnresponsive].Load(),
 	}
 }

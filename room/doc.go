@@ -147,8 +147,12 @@
 //     the hint were most likely queued before it), or a new epoch of it or
 //     a successful fetch arrives within the grace. The suspect goes out at
 //     once. A killed peer whose connections close is gone everywhere about
-//     500ms after the probe fails (at most about 1.5s); otherwise within
-//     Timeout after its last heartbeat.
+//     500ms after the probe fails (at most about 1.5s). A frozen peer
+//     whose connections stay open (SIGSTOP) gets a PeerDown too: the
+//     gossip layer checks peers it heard nothing from for 750ms and
+//     reports one that misses two checks (docs/PROTOCOL.md 2.8a), so it
+//     is dropped in about 4s (measured 3.75s, default Timeout). Otherwise
+//     within Timeout after its last heartbeat.
 //   - Restart (same peer, new epoch): one member; its new state replaces
 //     the old at once; MemberUpdated if its name or meta changed. That
 //     holds while the old incarnation is still a member when the new one
