@@ -67,4 +67,9 @@ type engine interface {
 
 	// raw is the library's own document, for everything the helpers lack.
 	raw() any
+
+	// newSync is a fresh sync state with one peer; loadSync decodes a
+	// saved one (sync.go).
+	newSync() syncEngine
+	loadSync(b []byte) (syncEngine, error)
 }

@@ -153,7 +153,8 @@ type Handle struct {
 
 	mu      sync.Mutex
 	eng     engine
-	size    int // encoded size: last snapshot + changes since
+	gen     uint64 // counts engine replacements (rollback): sync states made before are stale
+	size    int    // encoded size: last snapshot + changes since
 	closed  bool
 	timer   *time.Timer // pending debounced save
 	skipped int         // chunks that did not load (Open)
@@ -301,6 +302,7 @@ func (h *Handle) rollback(before Heads) error {
 		return fmt.Errorf("doc: undo: %w", err)
 	}
 	h.eng = f
+	h.gen++
 	return nil
 }
 
