@@ -72,4 +72,6 @@ type engine interface {
 	// saved one (sync.go).
 	newSync() syncEngine
 	loadSync(b []byte) (syncEngine, error)
+	// has reports whether every change in hs is in the document.
+	has(hs Heads) bool
 }

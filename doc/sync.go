@@ -187,3 +187,56 @@ func (s *SyncState) Reset() {
 // Empty reports whether the document has no change at all (a peer syncing
 // it has nothing to offer; a holder sends it a snapshot first).
 func (h *Handle) Empty() bool { return len(h.Heads()) == 0 }
+
+// ErrRefused is returned by ReceiveWithoutChanges for a message carrying
+// changes the document lacks.
+var ErrRefused = errors.New("doc: sync message carries changes, refused")
+
+// ReceiveWithoutChanges is Receive for a read-only peer: a message that
+// would add any change is refused (ErrRefused) and nothing of it applied;
+// one that only says what the peer has and needs is received. It tries
+// the message on a copy first, so it costs a fork of the document.
+func (s *SyncState) ReceiveWithoutChanges(msg []byte) error {
+	h := s.h
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return ErrClosed
+	}
+	heads := h.eng.heads()
+	fork, err := h.eng.forkAt(heads)
+	var trial syncEngine
+	if err == nil {
+		trial, err = fork.loadSync(s.state().save())
+	}
+	h.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("doc: read-only receive: %w", err)
+	}
+	if _, err := trial.receive(msg); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadSyncMessage, err)
+	}
+	if !fork.heads().Equal(heads) {
+		return ErrRefused
+	}
+	return s.Receive(msg)
+}
+
+// Contains reports whether the document has every change in hs.
+func (h *Handle) Contains(hs Heads) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	return h.eng.has(hs)
+}
+
+func (e *amEngine) has(hs Heads) bool {
+	for _, x := range hs {
+		if _, err := e.d.Change(automerge.ChangeHash(x)); err != nil {
+			return false
+		}
+	}
+	return true
+}

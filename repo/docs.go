@@ -174,6 +174,9 @@ func (r *Repo) DocWith(ctx context.Context, id string, init func(tx *doc.Tx) err
 			return nil, e.err
 		}
 		r.events.Publish(Event{Type: DocCreated, Doc: id})
+		if r.sync != nil {
+			r.sync.Track(h)
+		}
 		return h, nil
 	}
 }
@@ -227,6 +230,9 @@ func (r *Repo) DeleteDoc(ctx context.Context, id string) error {
 	delete(d.index, id)
 	delete(d.open, id)
 	d.mu.Unlock()
+	if r.sync != nil {
+		r.sync.Untrack(id)
+	}
 	if e != nil {
 		<-e.ready
 		if e.h != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/convene-p2p/convene/doc"
+	"github.com/convene-p2p/convene/docsync"
 	"github.com/convene-p2p/convene/gossip"
 	"github.com/convene-p2p/convene/internal/watch"
 	"github.com/convene-p2p/convene/p2p"
@@ -98,6 +99,10 @@ type Config struct {
 	Docs doc.Options
 	// docLogger is Logger for documents when Docs.Logger is nil.
 	docLogger *slog.Logger
+	// DocSync configures document sync with peers (docsync.Config: the
+	// Allow and Share policies, limits). Documents open here sync with
+	// every connected peer as soon as it connects.
+	DocSync docsync.Config
 }
 
 // LocalConfig is the preset for tests and demos on one machine: a host on
@@ -155,6 +160,7 @@ type Repo struct {
 	self   room.Identity
 	events *watch.Broker[Event]
 	docs   docs // docs.go
+	sync   *docsync.Service
 	// metrics is registered in cfg.Metrics (nil without it).
 	metrics *collector
 
@@ -230,6 +236,14 @@ func New(ctx context.Context, cfg Config) (*Repo, error) {
 		return nil, fmt.Errorf("repo: %w", err)
 	}
 	r.router = router
+	if err := r.startSync(); err != nil {
+		_ = router.Close()
+		if r.p2p != nil {
+			_ = r.p2p.Close()
+		}
+		_ = r.closeDocs()
+		return nil, fmt.Errorf("repo: %w", err)
+	}
 	r.self = room.Identity{Peer: room.PeerID(r.host.ID()), Name: cfg.Name, Meta: maps(cfg.Meta)}
 	if cfg.Metrics != nil {
 		r.metrics = newCollector(r)
@@ -611,6 +625,7 @@ func (r *Repo) Close() error {
 	}
 	wg.Wait()
 	r.wg.Wait()
+	_ = r.sync.Close()
 	err := r.closeDocs()
 	r.events.Close()
 	if r.metrics != nil {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,12 +37,14 @@ func Binary(t testing.TB) string {
 		t.Skip("process tests build and run the peer binary; skipped with -short")
 	}
 	buildOnce.Do(func() {
-		gomod, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			buildErr = fmt.Errorf("go env GOMOD: %w", err)
+		// The library module's root, from this file's own path: the
+		// tests that call Binary may sit in another module (examples/).
+		_, self, _, ok := runtime.Caller(0)
+		if !ok {
+			buildErr = fmt.Errorf("proc: cannot locate the module root")
 			return
 		}
-		root := filepath.Dir(strings.TrimSpace(string(gomod)))
+		root := filepath.Join(filepath.Dir(self), "..", "..")
 		dir, err := os.MkdirTemp("", "convene-peer-bin-")
 		if err != nil {
 			buildErr = err

@@ -1,0 +1,560 @@
+package docsync
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	msmux "github.com/multiformats/go-multistream"
+
+	"github.com/convene-p2p/convene/doc"
+)
+
+// conn is the session with one peer: our outbound stream (written by one
+// goroutine, write), the peer's inbound stream (read by one goroutine,
+// read) and the sync state of every document synced with the peer.
+// Sync messages are never queued: a document with something to say is
+// marked dirty and its message generated when the stream can take it, so
+// a slow peer holds no buffer and never blocks a handle's lock.
+type conn struct {
+	s       *Service
+	peer    peer.ID
+	session uint64
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wake    chan struct{} // cap 1
+
+	mu        sync.Mutex
+	out, in   network.Stream
+	opened    bool   // out is open and our Hello written
+	their     uint64 // the peer's session
+	heard     bool   // their is set
+	pairs     map[string]*pair
+	dirty     []string
+	isDirty   map[string]bool
+	ctrl      []Frame
+	ctrlBytes int
+	wants     map[string]bool // asked for by the peer while we had nothing
+	closed    bool
+}
+
+// pair is one document synced with the peer.
+type pair struct {
+	h        *doc.Handle
+	ss       *doc.SyncState
+	access   Access
+	snapshot bool      // send a Snapshot before the next sync message
+	snapSent bool      // one was sent on this session (owned by write)
+	lastIO   time.Time // last frame sent or received for it
+}
+
+func newConn(s *Service, p peer.ID) *conn {
+	ctx, cancel := context.WithCancel(s.ctx)
+	return &conn{
+		s: s, peer: p, session: newSession(), ctx: ctx, cancel: cancel,
+		wake:    make(chan struct{}, 1),
+		pairs:   make(map[string]*pair),
+		isDirty: make(map[string]bool),
+		wants:   make(map[string]bool),
+	}
+}
+
+func (c *conn) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *conn) ready() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.opened && !c.closed
+}
+
+// close ends the session (both streams). Idempotent.
+func (c *conn) close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	out, in := c.out, c.in
+	c.pairs = map[string]*pair{}
+	c.mu.Unlock()
+	c.cancel()
+	if out != nil {
+		_ = out.Reset()
+	}
+	if in != nil {
+		_ = in.Reset()
+	}
+}
+
+// fail ends the session after an error and lets the service retry.
+func (c *conn) fail(retry bool) {
+	c.close()
+	c.s.ended(c, retry)
+}
+
+// queue adds a control frame; beyond MaxQueuedBytes it is dropped.
+func (c *conn) queue(f Frame) {
+	n := 64 + len(f.Doc) + 32*len(f.Heads)
+	c.mu.Lock()
+	if c.closed || c.ctrlBytes+n > c.s.cfg.MaxQueuedBytes {
+		c.mu.Unlock()
+		c.s.stats.add(&c.s.stats.dropped, 1)
+		return
+	}
+	c.ctrl = append(c.ctrl, f)
+	c.ctrlBytes += n
+	c.mu.Unlock()
+	c.poke()
+}
+
+// markLocked marks id dirty; c.mu is held.
+func (c *conn) markLocked(id string) {
+	if !c.isDirty[id] {
+		c.isDirty[id] = true
+		c.dirty = append(c.dirty, id)
+	}
+}
+
+// pairFor returns id's pair, made if the policy and the limit allow.
+func (c *conn) pairFor(id string, h *doc.Handle) (*pair, bool) {
+	c.mu.Lock()
+	p := c.pairs[id]
+	n := len(c.pairs)
+	c.mu.Unlock()
+	if p != nil {
+		return p, true
+	}
+	acc := c.s.cfg.Allow(c.peer, id)
+	if acc == Deny || n >= c.s.cfg.MaxDocsPerPeer {
+		c.s.stats.add(&c.s.stats.refused, 1)
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, false
+	}
+	if p = c.pairs[id]; p == nil {
+		p = &pair{h: h, ss: h.NewSyncState(origin(c.peer)), access: acc}
+		c.pairs[id] = p
+	}
+	return p, true
+}
+
+// offer tells the peer we hold id (a Have), if the policy allows.
+func (c *conn) offer(id string, t *tracked) {
+	if !c.ready() || !c.s.cfg.Share(c.peer, id) {
+		return
+	}
+	heads := t.h.Heads()
+	if len(heads) > MaxHeads {
+		heads = heads[:MaxHeads]
+	}
+	c.queue(Frame{Type: Have, Digest: t.digest, Heads: heads})
+	if len(heads) == 0 {
+		c.s.askedPeer(c.peer, id)
+	}
+}
+
+// changed marks id dirty after a change here.
+func (c *conn) changed(id string) {
+	c.mu.Lock()
+	p, want := c.pairs[id], c.wants[id]
+	c.mu.Unlock()
+	if p == nil && !want {
+		return
+	}
+	if p == nil {
+		t := c.s.trackedDoc(id)
+		if t == nil {
+			return
+		}
+		var ok bool
+		if p, ok = c.pairFor(id, t.h); !ok {
+			return
+		}
+		p.snapshot = true
+	}
+	c.mu.Lock()
+	delete(c.wants, id)
+	c.markLocked(id)
+	c.mu.Unlock()
+	c.poke()
+}
+
+// nudge restarts id's sync with the peer (an announcement showed heads we
+// lack).
+func (c *conn) nudge(id string, t *tracked) {
+	p, ok := c.pairFor(id, t.h)
+	if !ok {
+		return
+	}
+	p.ss.Reset()
+	c.mu.Lock()
+	c.markLocked(id)
+	c.mu.Unlock()
+	c.poke()
+}
+
+// drop forgets id's pair and reports whether there was one.
+func (c *conn) drop(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.pairs[id]
+	delete(c.pairs, id)
+	delete(c.wants, id)
+	return ok
+}
+
+// write opens the stream, says Hello, offers every tracked document and
+// then sends what is queued or dirty until the session ends.
+func (c *conn) write() {
+	s := c.s
+	defer s.wg.Done()
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	st, err := s.host.NewStream(network.WithAllowLimitedConn(ctx, ProtocolID), c.peer, protocol.ID(ProtocolID))
+	cancel()
+	if err != nil {
+		var notSupported msmux.ErrNotSupported[protocol.ID]
+		c.fail(!errors.As(err, &notSupported) && !errors.Is(err, context.Canceled))
+		return
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		_ = st.Reset()
+		return
+	}
+	c.out = st
+	c.mu.Unlock()
+	if err := c.send(Frame{Type: Hello, Version: Version, Session: c.session}); err != nil {
+		c.fail(true)
+		return
+	}
+	s.stats.add(&s.stats.sessions, 1)
+	c.mu.Lock()
+	c.opened = true
+	c.mu.Unlock()
+	c.offerAll()
+
+	var tick <-chan time.Time
+	if s.cfg.StallCheck > 0 {
+		t := time.NewTicker(s.cfg.StallCheck / 2)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		worked, err := c.step()
+		if err != nil {
+			c.fail(true)
+			return
+		}
+		if worked {
+			continue
+		}
+		select {
+		case <-c.ctx.Done():
+			_ = st.Close()
+			return
+		case <-c.wake:
+		case <-tick:
+			c.checkStalls()
+		}
+	}
+}
+
+// offerAll sends a Have for every tracked document.
+func (c *conn) offerAll() {
+	c.s.mu.Lock()
+	ts := make(map[string]*tracked, len(c.s.tracked))
+	for id, t := range c.s.tracked {
+		ts[id] = t
+	}
+	c.s.mu.Unlock()
+	for id, t := range ts {
+		c.offer(id, t)
+	}
+}
+
+// step sends one queued control frame or one dirty document's frames; it
+// reports whether there was anything to do.
+func (c *conn) step() (bool, error) {
+	c.mu.Lock()
+	if len(c.ctrl) > 0 {
+		f := c.ctrl[0]
+		c.ctrl[0] = Frame{}
+		c.ctrl = c.ctrl[1:]
+		c.ctrlBytes -= 64 + len(f.Doc) + 32*len(f.Heads)
+		c.mu.Unlock()
+		return true, c.send(f)
+	}
+	if len(c.dirty) == 0 {
+		c.mu.Unlock()
+		return false, nil
+	}
+	id := c.dirty[0]
+	c.dirty = c.dirty[1:]
+	delete(c.isDirty, id)
+	p := c.pairs[id]
+	var snap bool
+	if p != nil {
+		snap, p.snapshot = p.snapshot, false
+		p.lastIO = time.Now()
+	}
+	c.mu.Unlock()
+	if p == nil {
+		return true, nil
+	}
+	if snap && !p.snapSent && !p.h.Empty() {
+		p.snapSent = true
+		if err := c.send(Frame{Type: Snapshot, Doc: id, Data: p.h.Save()}); err != nil {
+			return true, err
+		}
+		// What the empty peer asked for is in the snapshot: start afresh,
+		// or the state would answer its request with every change.
+		p.ss.Reset()
+	}
+	msg, ok, err := p.ss.Generate()
+	if err != nil || !ok {
+		return true, nil // closed handle, or nothing to say
+	}
+	t := Sync
+	if p.h.Empty() {
+		t = Request
+	}
+	return true, c.send(Frame{Type: t, Doc: id, Data: msg})
+}
+
+// send writes one frame on the outbound stream.
+func (c *conn) send(f Frame) error {
+	c.mu.Lock()
+	st := c.out
+	c.mu.Unlock()
+	b, err := AppendFrame(nil, f, c.s.cfg.MaxFrame)
+	if err != nil {
+		// Ours too large (a document over MaxFrame): not sent.
+		c.s.cfg.Logger.Debug("frame not sent", "peer", c.peer, "type", f.Type, "doc", f.Doc, "err", err)
+		return nil
+	}
+	if _, err := st.Write(b); err != nil {
+		return err
+	}
+	c.s.stats.out(f.Type, len(b))
+	return nil
+}
+
+// checkStalls runs the idle stall check on every pair quiet for
+// StallCheck.
+func (c *conn) checkStalls() {
+	cut := time.Now().Add(-c.s.cfg.StallCheck)
+	c.mu.Lock()
+	var quiet []string
+	var ps []*pair
+	for id, p := range c.pairs {
+		if p.lastIO.Before(cut) {
+			quiet = append(quiet, id)
+			ps = append(ps, p)
+		}
+	}
+	c.mu.Unlock()
+	for i, p := range ps {
+		reset, err := p.ss.CheckStall()
+		if err != nil || !reset {
+			continue
+		}
+		c.s.stats.add(&c.s.stats.stallResets, 1)
+		c.mu.Lock()
+		p.lastIO = time.Now()
+		c.markLocked(quiet[i])
+		c.mu.Unlock()
+	}
+	if len(ps) > 0 {
+		c.poke()
+	}
+}
+
+// read serves the peer's inbound stream until it ends.
+func (c *conn) read(st network.Stream) {
+	s := c.s
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		_ = st.Reset()
+		return
+	}
+	old := c.in
+	c.in = st
+	c.mu.Unlock()
+	if old != nil {
+		_ = old.Reset() // one reader per peer: the newest stream wins
+	}
+	first := true
+	err := readFrames(st, s.cfg.MaxFrame, func(f Frame, n int) error {
+		s.stats.in(f.Type, n)
+		if first {
+			first = false
+			if f.Type != Hello || f.Version != Version {
+				return ErrMalformed
+			}
+		}
+		return c.dispatch(f)
+	})
+	if err != nil {
+		if errors.Is(err, ErrMalformed) || errors.Is(err, ErrTooLarge) {
+			s.stats.add(&s.stats.badFrames, 1)
+			c.s.cfg.Logger.Debug("bad frame: session reset", "peer", c.peer, "err", err)
+			c.fail(true)
+		}
+		_ = st.Reset()
+		return
+	}
+	_ = st.Close()
+}
+
+// dispatch handles one frame from the peer.
+func (c *conn) dispatch(f Frame) error {
+	s := c.s
+	switch f.Type {
+	case Hello:
+		c.mu.Lock()
+		fresh := c.heard && c.their != f.Session
+		c.their, c.heard = f.Session, true
+		if fresh {
+			// A new session of the peer: every state starts afresh.
+			clear(c.pairs)
+			clear(c.wants)
+			c.dirty, c.isDirty = nil, map[string]bool{}
+		}
+		c.mu.Unlock()
+		if fresh {
+			c.offerAll()
+		}
+	case Have:
+		id, ok := s.resolve(f.Digest)
+		if !ok {
+			c.unavailable(f.Digest)
+			return nil
+		}
+		h, _, err := s.lookup(id)
+		if err != nil || h == nil {
+			c.unavailable(f.Digest)
+			return nil
+		}
+		if h.Empty() && len(f.Heads) == 0 {
+			// Neither has anything: say so, and send it when we do.
+			c.mu.Lock()
+			c.wants[id] = true
+			c.mu.Unlock()
+			c.unavailable(f.Digest)
+			return nil
+		}
+		p, ok := c.pairFor(id, h)
+		if !ok {
+			c.unavailable(f.Digest)
+			return nil
+		}
+		c.mu.Lock()
+		if len(f.Heads) == 0 {
+			p.snapshot = true
+		}
+		c.markLocked(id)
+		c.mu.Unlock()
+		c.poke()
+	case Request, Sync, Snapshot:
+		h, deleted, err := s.lookup(f.Doc)
+		if deleted {
+			c.queue(Frame{Type: Delete, Doc: f.Doc})
+			return nil
+		}
+		if err != nil || h == nil {
+			c.unavailable(DocDigest(f.Doc))
+			return nil
+		}
+		p, ok := c.pairFor(f.Doc, h)
+		if !ok {
+			c.unavailable(DocDigest(f.Doc))
+			return nil
+		}
+		c.receive(f, p)
+	case Unavailable, Delete:
+		id, ok := f.Doc, f.Type == Delete
+		if !ok {
+			id, ok = s.resolve(f.Digest)
+		}
+		if ok {
+			c.drop(id)
+			if f.Type == Unavailable {
+				s.stats.add(&s.stats.unavailableIn, 1)
+			}
+			s.unavailable(c.peer, id)
+		}
+	}
+	return nil
+}
+
+// receive applies a Request, Sync or Snapshot for pair p.
+func (c *conn) receive(f Frame, p *pair) {
+	s := c.s
+	var err error
+	switch {
+	case f.Type == Snapshot && p.access != ReadWrite:
+		err = errRefused
+	case f.Type == Snapshot:
+		err = p.h.LoadIncremental(doc.Origin{Peer: origin(c.peer)}, f.Data)
+	case f.Type == Request && !p.h.Empty():
+		// The peer has nothing: it gets a snapshot (once per session) and
+		// a fresh state's message, not an answer to its request (which
+		// would be every change: the 55× first sync of automerge 0.5.0).
+		p.ss.Reset()
+	case p.access != ReadWrite:
+		err = p.ss.ReceiveWithoutChanges(f.Data)
+	default:
+		err = p.ss.Receive(f.Data)
+	}
+	switch {
+	case errors.Is(err, errRefused), errors.Is(err, doc.ErrRefused):
+		s.stats.add(&s.stats.refused, 1)
+	case err != nil:
+		s.stats.add(&s.stats.badSync, 1)
+		s.cfg.Logger.Debug("sync refused", "peer", c.peer, "doc", f.Doc, "err", err)
+	case f.Type != Snapshot:
+		s.stats.add(&s.stats.syncs, 1)
+	}
+	c.mu.Lock()
+	if f.Type == Request && !p.h.Empty() {
+		p.snapshot = true
+	}
+	p.lastIO = time.Now()
+	c.markLocked(f.Doc)
+	c.mu.Unlock()
+	c.poke()
+	s.settle(f.Doc, p.h)
+}
+
+var errRefused = errors.New("docsync: refused by policy")
+
+func (c *conn) unavailable(d Digest) {
+	c.s.stats.add(&c.s.stats.unavailableOut, 1)
+	c.queue(Frame{Type: Unavailable, Digest: d})
+}
+
+// resolve maps a digest to a document here: tracked, or known to Docs.
+func (s *Service) resolve(d Digest) (string, bool) {
+	s.mu.Lock()
+	id, ok := s.digests[d]
+	s.mu.Unlock()
+	if ok {
+		return id, true
+	}
+	return s.docs.Resolve(d)
+}

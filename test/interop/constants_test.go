@@ -1,0 +1,187 @@
+package interop_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/convene-p2p/convene/gossip"
+	"github.com/convene-p2p/convene/p2p"
+	"github.com/convene-p2p/convene/room"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ws "github.com/libp2p/go-libp2p/p2p/transport/websocket"
+	mh "github.com/multiformats/go-multihash"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/protocol-v1/constants.json from the code")
+
+const constantsPath = "../../testdata/protocol-v1/constants.json"
+
+// constants is what a third-party implementation must match or can expect
+// (docs/PROTOCOL.md 2.13), as the code has it.
+type constants struct {
+	Comment string `json:"comment"`
+
+	TopicPrefix        string   `json:"topic_prefix"`
+	ProtocolsServed    []string `json:"protocols_served"`
+	ProtocolsWithDHT   []string `json:"protocols_served_with_dht"`
+	MeshsubPreferred   string   `json:"meshsub_preferred"`
+	Security           []string `json:"security_accepted"`
+	Muxers             []string `json:"muxers_accepted"`
+	DefaultListenAddrs []string `json:"default_listen_addrs"`
+
+	MDNSService        string `json:"mdns_service"`
+	DHTPrefix          string `json:"dht_prefix"`
+	RendezvousExample  string `json:"rendezvous_namespace_for_room_lobby"`
+	RendezvousCID      string `json:"rendezvous_cid_for_room_lobby"`
+	ProviderTTLSeconds int    `json:"provider_ttl_seconds"`
+
+	HeartbeatIntervalMs int     `json:"gossipsub_heartbeat_interval_ms"`
+	D                   int     `json:"gossipsub_d"`
+	Dlo                 int     `json:"gossipsub_dlo"`
+	Dhi                 int     `json:"gossipsub_dhi"`
+	Dlazy               int     `json:"gossipsub_dlazy"`
+	GossipFactor        float64 `json:"gossipsub_gossip_factor"`
+	HistoryLength       int     `json:"gossipsub_history_length"`
+	HistoryGossip       int     `json:"gossipsub_history_gossip"`
+
+	MaxMessageSize  int `json:"max_envelope_bytes"`
+	Rate            int `json:"rate_per_second"`
+	Burst           int `json:"burst"`
+	MaxRoomIDLen    int `json:"max_room_id_bytes"`
+	MaxNameLen      int `json:"max_name_bytes"`
+	MaxMetaEntries  int `json:"max_meta_entries"`
+	DefaultTimeout  int `json:"room_default_timeout_ms"`
+	PublishInterval int `json:"room_default_publish_interval_ms"`
+}
+
+// TestProtocolConstants: the constants file is what the code and a running
+// host say: the protocols a Convene host serves (read from its multistream
+// muxer), the security and muxer protocols a client with only one of them
+// negotiates, the discovery names and the GossipSub parameters.
+func TestProtocolConstants(t *testing.T) {
+	ctx := context.Background()
+	served := func(cfg p2p.Config) []string {
+		h, err := p2p.New(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		r, err := gossip.New(ctx, h.Host(), gossip.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		var out []string
+		for _, p := range h.Host().Mux().Protocols() {
+			out = append(out, string(p))
+		}
+		slices.Sort(out)
+		return out
+	}
+	local := p2p.Config{NoMDNS: true, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}
+	withDHT := local
+	withDHT.DHT = p2p.DHTServer
+
+	// Security and muxers: a client offering exactly one of each.
+	server, err := p2p.New(ctx, p2p.Config{NoMDNS: true, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	negotiate := func(opts ...libp2p.Option) (sec, mux string) {
+		c, err := libp2p.New(append(opts, libp2p.NoListenAddrs, libp2p.DisableRelay())...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := c.Connect(cctx, peer.AddrInfo{ID: server.ID(), Addrs: server.Addrs()}); err != nil {
+			t.Fatal(err)
+		}
+		st := c.Network().ConnsToPeer(server.ID())[0].ConnState()
+		return string(st.Security), string(st.StreamMultiplexer)
+	}
+	var secs, muxes []string
+	for _, o := range []libp2p.Option{libp2p.Security(noise.ID, noise.New), libp2p.Security(tls.ID, tls.New)} {
+		for _, tr := range []libp2p.Option{libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(ws.New)} {
+			s, m := negotiate(o, tr, libp2p.Muxer(yamux.ID, yamux.DefaultTransport))
+			secs = append(secs, s)
+			muxes = append(muxes, m)
+		}
+	}
+	secs, muxes = slices.Compact(secs), slices.Compact(slices.Sorted(slices.Values(muxes)))
+
+	hash, err := mh.Sum([]byte(gossip.TopicName("lobby")), mh.SHA2_256, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := gossip.GossipSubParams()
+	got := constants{
+		Comment: "Convene wire version 1: constants a third-party implementation needs (docs/PROTOCOL.md 2.13). " +
+			"Generated by `go test -run Constants ./test/interop -update`, checked by TestProtocolConstants.",
+		TopicPrefix:         gossip.TopicName(""),
+		ProtocolsServed:     served(local),
+		ProtocolsWithDHT:    served(withDHT),
+		MeshsubPreferred:    "/meshsub/1.3.0",
+		Security:            secs,
+		Muxers:              muxes,
+		DefaultListenAddrs:  p2p.DefaultListenAddrs(),
+		MDNSService:         p2p.DefaultMDNSService,
+		DHTPrefix:           p2p.DefaultDHTPrefix,
+		RendezvousExample:   gossip.TopicName("lobby"),
+		RendezvousCID:       cid.NewCidV1(cid.Raw, hash).String(),
+		ProviderTTLSeconds:  int(p2p.ProvideValidity / time.Second),
+		HeartbeatIntervalMs: int(params.HeartbeatInterval / time.Millisecond),
+		D:                   params.D, Dlo: params.Dlo, Dhi: params.Dhi, Dlazy: params.Dlazy,
+		GossipFactor: params.GossipFactor, HistoryLength: params.HistoryLength, HistoryGossip: params.HistoryGossip,
+		MaxMessageSize: gossip.DefaultMaxMessageSize, Rate: gossip.DefaultRate, Burst: gossip.DefaultBurst,
+		MaxRoomIDLen: gossip.MaxRoomIDLen, MaxNameLen: gossip.MaxNameLen, MaxMetaEntries: gossip.MaxMetaEntries,
+		DefaultTimeout:  int(room.DefaultTimeout / time.Millisecond),
+		PublishInterval: int(room.DefaultPublishInterval / time.Millisecond),
+	}
+	if !slices.Contains(got.ProtocolsServed, got.MeshsubPreferred) {
+		t.Errorf("the host does not serve %s", got.MeshsubPreferred)
+	}
+	for _, p := range []protocol.ID{gossip.FetchProtocol, gossip.LeaveProtocol, gossip.LeaveProtocolV1, gossip.AliveProtocol} {
+		if !slices.Contains(got.ProtocolsServed, string(p)) {
+			t.Errorf("the host does not serve %s", p)
+		}
+	}
+	if want := p2p.DefaultDHTPrefix + "/kad/1.0.0"; !slices.Contains(got.ProtocolsWithDHT, want) {
+		t.Errorf("a DHT server does not serve %s", want)
+	}
+	b, err := json.MarshalIndent(got, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = append(b, '\n')
+	if *update {
+		if err := os.WriteFile(constantsPath, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file, err := os.ReadFile(constantsPath)
+	if err != nil {
+		t.Fatalf("%v (generate with go test -run Constants ./test/interop -update)", err)
+	}
+	if !bytes.Equal(file, b) {
+		var old constants
+		_ = json.Unmarshal(file, &old)
+		t.Fatalf("%s differs from the code:\n file %+v\n code %+v\n(run go test -run Constants ./test/interop -update and update docs/PROTOCOL.md)",
+			constantsPath, old, got)
+	}
+}
