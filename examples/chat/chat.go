@@ -13,6 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/convene-p2p/convene/doc"
 	"github.com/convene-p2p/convene/ephemeral"
 	"github.com/convene-p2p/convene/internal/meet"
 	"github.com/convene-p2p/convene/repo"
@@ -38,6 +39,12 @@ const leaveTimeout = 2 * time.Second
 type Options struct {
 	// Room is the room to chat in. Empty means "chat".
 	Room string
+	// Doc is the ID of the messages document, where the lines are kept.
+	// Empty means Room + "-messages".
+	Doc string
+	// History is how many earlier lines Run shows when it starts (the last
+	// ones). Zero means DefaultHistory; negative shows none.
+	History int
 	// TypingTTL is how long the typing indicator stays up after a
 	// keystroke. Zero means DefaultTypingTTL.
 	TypingTTL time.Duration
@@ -67,6 +74,15 @@ func (o *Options) validate() error {
 	if err := room.ValidateID(o.Room); err != nil {
 		return fmt.Errorf("chat: %w", err)
 	}
+	if o.Doc == "" {
+		o.Doc = o.Room + "-messages"
+	}
+	if err := doc.ValidateID(o.Doc); err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	if o.History == 0 {
+		o.History = DefaultHistory
+	}
 	if o.TypingTTL < 0 {
 		return fmt.Errorf("chat: negative typing TTL %v", o.TypingTTL)
 	}
@@ -85,15 +101,18 @@ func (o *Options) validate() error {
 	return nil
 }
 
-// Run is the chat program: it joins the room through rp, prints what
-// happens in it on out, and reads keystrokes from in.
+// Run is the chat program: it joins the room through rp, opens the
+// messages document (Options.Doc), shows its last lines, prints what
+// happens in the room and every line that reaches the document from
+// others, and reads keystrokes from in.
 //
 // Input is read byte by byte, not line by line, so that the typing
 // indicator goes up at the first keystroke: every printable byte refreshes
 // the presence key "typing" (SetTTL, at most once per TypingTTL/3), Enter
-// broadcasts the line and deletes "typing", backspace edits, Ctrl-U clears
-// the line (and the indicator). "/who" lists the members, "/quit", Ctrl-C
-// and Ctrl-D on an empty line end the chat, as does end of input.
+// appends the line to the messages document and deletes "typing",
+// backspace edits, Ctrl-U clears the line (and the indicator). "/who"
+// lists the members, "/history" shows every line of the document, "/quit",
+// Ctrl-C and Ctrl-D on an empty line end the chat, as does end of input.
 //
 // Run leaves the room (a goodbye, so others see "left" at once) and returns
 // nil at the end of input or on quit, or ctx's error when ctx ends first.
@@ -110,7 +129,12 @@ func Run(ctx context.Context, rp *repo.Repo, in io.Reader, out io.Writer, opt Op
 	if err != nil {
 		return fmt.Errorf("chat: %w", err)
 	}
-	c := &chat{rm: rm, opt: opt, out: out, self: rm.Self().Peer, line: []byte{}, names: map[room.PeerID]string{}, typing: map[room.PeerID]bool{}}
+	h, err := rp.DocWith(ctx, opt.Doc, messagesInit)
+	if err != nil {
+		_ = rm.Leave(ctx)
+		return fmt.Errorf("chat: %w", err)
+	}
+	c := &chat{rm: rm, h: h, opt: opt, out: out, self: rm.Self().Peer, line: []byte{}, names: map[room.PeerID]string{}, typing: map[room.PeerID]bool{}, shown: map[string]bool{}}
 
 	// Forward-only events: read the members first, then watch.
 	members := rm.Members()
@@ -119,16 +143,27 @@ func Run(ctx context.Context, rp *repo.Repo, in io.Reader, out io.Writer, opt Op
 		c.names[m.Peer] = m.Name
 	}
 	c.printf("* you are %s in room %q; %s here", c.nameOf(c.self), opt.Room, c.memberList(members))
-	c.printf("* type to chat; Enter sends, /who lists members, /quit leaves")
+	// The document's watcher before its first read: a line that arrives
+	// in between is in the read or in an event (shown once either way).
+	dw := h.Watch()
+	if err := c.history(); err != nil {
+		c.printf("! history: %v", err)
+	}
+	c.printf("* type to chat; Enter sends, /who lists members, /history shows every line, /quit leaves")
 
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		c.watch(w)
 	}()
+	go func() {
+		defer wg.Done()
+		c.watchDoc(dw)
+	}()
 	defer func() {
 		w.Close()
+		dw.Close()
 		wg.Wait()
 	}()
 
@@ -178,7 +213,7 @@ func Run(ctx context.Context, rp *repo.Repo, in io.Reader, out io.Writer, opt Op
 			}
 			return fmt.Errorf("chat: read input: %w", err)
 		case b := <-chunks:
-			if quit := c.input(ctx, b); quit {
+			if quit := c.input(b); quit {
 				c.leave()
 				return nil
 			}
@@ -191,6 +226,7 @@ func Run(ctx context.Context, rp *repo.Repo, in io.Reader, out io.Writer, opt Op
 // fields the watcher goroutine shares (names, typing).
 type chat struct {
 	rm   *room.Room
+	h    *doc.Handle // the messages document
 	opt  Options
 	self room.PeerID
 
@@ -205,10 +241,11 @@ type chat struct {
 	line   []byte // the line being typed (read by the echo redraw)
 	names  map[room.PeerID]string
 	typing map[room.PeerID]bool // remote peers whose indicator is up
+	shown  map[string]bool      // IDs of the lines printed (or sent) here
 }
 
 // input handles one chunk of keystrokes. It reports whether to quit.
-func (c *chat) input(ctx context.Context, b []byte) (quit bool) {
+func (c *chat) input(b []byte) (quit bool) {
 	for _, ch := range b {
 		switch c.esc {
 		case 1: // after ESC: '[' starts a CSI sequence, anything else ends it
@@ -225,7 +262,7 @@ func (c *chat) input(ctx context.Context, b []byte) (quit bool) {
 		}
 		switch {
 		case ch == '\r' || ch == '\n':
-			if c.submit(ctx) {
+			if c.submit() {
 				return true
 			}
 		case ch == 0x7f || ch == 0x08: // backspace
@@ -309,15 +346,16 @@ func (c *chat) stopTyping(sent bool) {
 }
 
 // submit handles Enter: a command or a chat line. It reports whether to quit.
-func (c *chat) submit(ctx context.Context) (quit bool) {
+func (c *chat) submit() (quit bool) {
 	c.mu.Lock()
 	text := strings.TrimSpace(string(c.line))
 	c.line = c.line[:0]
 	c.mu.Unlock()
 	if text != "" && !strings.HasPrefix(text, "/") {
-		// A chat line: send it, then delete the indicator (the others read
-		// the line as the end of typing).
-		if err := c.rm.Broadcast(ctx, []byte(text)); err != nil {
+		// A chat line: into the document (stored, and synced to the
+		// peers), then delete the indicator (the others read the line as
+		// the end of typing).
+		if err := c.send(text); err != nil {
 			c.stopTyping(false)
 			c.printf("! not sent: %v", err)
 			return false
@@ -337,8 +375,10 @@ func (c *chat) submit(ctx context.Context) (quit bool) {
 		return true
 	case text == "/who":
 		c.printf("* %s here", c.memberList(c.rm.Members()))
+	case text == "/history":
+		c.showAll()
 	case text == "/help":
-		c.printf("* Enter sends a line, /who lists members, /quit leaves")
+		c.printf("* Enter sends a line, /who lists members, /history shows every line, /quit leaves")
 	default:
 		c.printf("* unknown command %s (try /help)", clean(text))
 	}
@@ -371,7 +411,7 @@ func (c *chat) watch(w *room.Watcher) {
 }
 
 func (c *chat) event(ev room.Event) {
-	if ev.Member.Peer == c.self && ev.Type != room.Broadcast {
+	if ev.Member.Peer == c.self {
 		return
 	}
 	switch ev.Type {
@@ -393,15 +433,6 @@ func (c *chat) event(ev room.Event) {
 		}
 	case room.PresenceChanged:
 		c.presence(ev.Change)
-	case room.Broadcast:
-		if ev.Member.Peer == c.self {
-			return
-		}
-		if ev.Member.Name != "" {
-			c.setName(ev.Member.Peer, ev.Member.Name)
-		}
-		c.setTyping(ev.Member.Peer, false) // a line ends its author's typing; its removal follows
-		c.printf("%s: %s", c.nameOf(ev.Member.Peer), clean(string(ev.Payload)))
 	case room.Lagged:
 		c.printf("* (missed %d events)", ev.Dropped)
 	}

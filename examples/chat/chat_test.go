@@ -233,7 +233,7 @@ func TestPipedLineReachesListener(t *testing.T) {
 	})
 	exampletest.WaitFor(t, 5*time.Second, "alice in the room", func() bool { return strings.Contains(out.String(), "only you are here") })
 
-	script := fmt.Sprintf("printf 'hello\\n' | %s --name bob --room scripted --no-mdns --listen /ip4/127.0.0.1/tcp/0 --bootstrap %s", bin, ra.Addrs()[0])
+	script := fmt.Sprintf("printf 'hello\\n' | %s --name bob --room scripted --no-store --no-mdns --listen /ip4/127.0.0.1/tcp/0 --bootstrap %s", bin, ra.Addrs()[0])
 	cmd := exec.Command("sh", "-c", script)
 	cmd.Env = append(os.Environ(), "USER=bob")
 	res, err := cmd.CombinedOutput()

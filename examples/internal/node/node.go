@@ -18,6 +18,7 @@ import (
 	"github.com/convene-p2p/convene/p2p"
 	"github.com/convene-p2p/convene/repo"
 	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/storage"
 )
 
 // Flags are the flags every example program takes. Register defines them;
@@ -38,6 +39,15 @@ type Flags struct {
 	// Bootstrap is --bootstrap, repeatable: multiaddrs of peers to connect
 	// to, each ending in /p2p/<id>.
 	Bootstrap []string
+
+	// Not flags; a program that keeps state sets them before Start.
+
+	// KeyFile, if set, is where the peer's key is kept (p2p.Config.KeyFile),
+	// so that the peer keeps its ID across restarts. Empty: a new ID each run.
+	KeyFile string
+	// Storage, if set, keeps the repo's documents (repo.Config.Storage).
+	// Nil: memory only.
+	Storage storage.Adapter
 }
 
 // Register defines the flags on fs. room is the default of --room and
@@ -67,9 +77,10 @@ func (f *Flags) Start(ctx context.Context, w io.Writer, prefix string) (*repo.Re
 	rcfg := room.DefaultConfig()
 	rcfg.Timeout, rcfg.HeartbeatInterval, rcfg.Linger = f.Timeout, 0, 0
 	rp, err := repo.New(ctx, repo.Config{
-		Name: f.Name,
-		Host: p2p.Config{ListenAddrs: f.Listen, NoMDNS: f.NoMDNS},
-		Room: rcfg,
+		Name:    f.Name,
+		Host:    p2p.Config{ListenAddrs: f.Listen, NoMDNS: f.NoMDNS, KeyFile: f.KeyFile},
+		Room:    rcfg,
+		Storage: f.Storage,
 	})
 	if err != nil {
 		return nil, err
