@@ -64,8 +64,8 @@ func startPair(t *testing.T, ttl time.Duration) (alice, bob *client) {
 		return c
 	}
 	alice, bob = start(ra), start(rb)
-	exampletest.WaitFor(t, 5*time.Second, "alice to see bob join", func() bool { return strings.Contains(alice.out.String(), "* bob joined") })
-	exampletest.WaitFor(t, 5*time.Second, "bob to see alice join", func() bool { return strings.Contains(bob.out.String(), "* alice joined") })
+	exampletest.WaitFor(t, 20*time.Second, "alice to see bob join", func() bool { return strings.Contains(alice.out.String(), "* bob joined") })
+	exampletest.WaitFor(t, 20*time.Second, "bob to see alice join", func() bool { return strings.Contains(bob.out.String(), "* alice joined") })
 	return alice, bob
 }
 
@@ -101,7 +101,7 @@ func TestTypingIndicatorAppearsThenExpires(t *testing.T) {
 
 	typed := time.Now()
 	alice.type_(t, "hel")
-	exampletest.WaitFor(t, 5*time.Second, "bob to see alice typing", func() bool {
+	exampletest.WaitFor(t, 20*time.Second, "bob to see alice typing", func() bool {
 		return strings.Contains(bob.out.String(), "* alice is typing…") && typingAt(bob.rp, alicePeer)
 	})
 	if elapsed := time.Since(typed); elapsed >= ttl {
@@ -127,10 +127,10 @@ func TestChatLineArrivesAndClearsTyping(t *testing.T) {
 	alicePeer := alice.rp.Self().Peer
 
 	alice.type_(t, "hello bo")
-	exampletest.WaitFor(t, 5*time.Second, "bob to see alice typing", func() bool { return typingAt(bob.rp, alicePeer) })
+	exampletest.WaitFor(t, 20*time.Second, "bob to see alice typing", func() bool { return typingAt(bob.rp, alicePeer) })
 	alice.type_(t, "b\n")
-	exampletest.WaitFor(t, 5*time.Second, "bob to get alice's line", func() bool { return strings.Contains(bob.out.String(), "alice: hello bob\n") })
-	exampletest.WaitFor(t, 5*time.Second, "alice's typing to be cleared at bob", func() bool { return !typingAt(bob.rp, alicePeer) })
+	exampletest.WaitFor(t, 20*time.Second, "bob to get alice's line", func() bool { return strings.Contains(bob.out.String(), "alice: hello bob\n") })
+	exampletest.WaitFor(t, 20*time.Second, "alice's typing to be cleared at bob", func() bool { return !typingAt(bob.rp, alicePeer) })
 	if strings.Contains(bob.out.String(), "stopped typing") {
 		t.Fatalf("a sent line should clear the indicator silently:\n%s", bob.out)
 	}
@@ -140,7 +140,7 @@ func TestChatLineArrivesAndClearsTyping(t *testing.T) {
 
 	// And back: bob answers; backspace edits the line before it is sent.
 	bob.type_(t, "hi alicd\x7fe\n")
-	exampletest.WaitFor(t, 5*time.Second, "alice to get bob's line", func() bool { return strings.Contains(alice.out.String(), "bob: hi alice\n") })
+	exampletest.WaitFor(t, 20*time.Second, "alice to get bob's line", func() bool { return strings.Contains(alice.out.String(), "bob: hi alice\n") })
 }
 
 // End of input leaves the room with a goodbye: the other side sees "left"
@@ -157,7 +157,7 @@ func TestEndOfInputLeaves(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return at end of input")
 	}
-	exampletest.WaitFor(t, 5*time.Second, "bob to see alice leave", func() bool { return strings.Contains(bob.out.String(), "* alice left\n") })
+	exampletest.WaitFor(t, 20*time.Second, "bob to see alice leave", func() bool { return strings.Contains(bob.out.String(), "* alice left\n") })
 }
 
 // Control characters from a peer are shown quoted, never sent to the
@@ -189,14 +189,14 @@ func TestTypingStopsAfterCommand(t *testing.T) {
 	alicePeer := alice.rp.Self().Peer
 
 	alice.type_(t, "/wh")
-	exampletest.WaitFor(t, 5*time.Second, "bob to see alice typing", func() bool {
+	exampletest.WaitFor(t, 20*time.Second, "bob to see alice typing", func() bool {
 		return strings.Contains(bob.out.String(), "* alice is typing…") && typingAt(bob.rp, alicePeer)
 	})
 	alice.type_(t, "o\n")
-	exampletest.WaitFor(t, 5*time.Second, "alice's member list", func() bool {
+	exampletest.WaitFor(t, 20*time.Second, "alice's member list", func() bool {
 		return strings.Contains(alice.out.String(), "* you, bob are here") || strings.Contains(alice.out.String(), "* bob, you are here")
 	})
-	exampletest.WaitFor(t, 5*time.Second, "bob to see alice stop typing", func() bool {
+	exampletest.WaitFor(t, 20*time.Second, "bob to see alice stop typing", func() bool {
 		return strings.Contains(bob.out.String(), "* alice stopped typing\n") && !typingUpAt(bob.rp, alicePeer)
 	})
 	if strings.Contains(bob.out.String(), "alice: /who") {
@@ -231,7 +231,7 @@ func TestPipedLineReachesListener(t *testing.T) {
 			t.Errorf("alice's Run: %v", err)
 		}
 	})
-	exampletest.WaitFor(t, 5*time.Second, "alice in the room", func() bool { return strings.Contains(out.String(), "only you are here") })
+	exampletest.WaitFor(t, 20*time.Second, "alice in the room", func() bool { return strings.Contains(out.String(), "only you are here") })
 
 	script := fmt.Sprintf("printf 'hello\\n' | %s --name bob --room scripted --no-store --no-mdns --listen /ip4/127.0.0.1/tcp/0 --bootstrap %s", bin, ra.Addrs()[0])
 	cmd := exec.Command("sh", "-c", script)

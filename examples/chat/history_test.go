@@ -246,6 +246,9 @@ func TestHistorySurvivesRestart(t *testing.T) {
 
 	a2 := startChat(t, "alice", data)
 	i := a2.waitLine(0, 20*time.Second, "the history header", equals(`* 2 earlier lines in "hist-messages":`))
+	if j := a2.waitLine(i, 20*time.Second, "the end of the history", equals("* end of history")); j != i+3 {
+		t.Errorf("history ends at line %d, want %d", j, i+3)
+	}
 	if got := []string{a2.line(i + 1), a2.line(i + 2), a2.line(i + 3)}; strings.Join(got, "|") != "you: first line|you: second line|* end of history" {
 		t.Errorf("history after restart = %q", got)
 	}
@@ -271,8 +274,8 @@ func TestOfflineNodeReceivesWhatItMissed(t *testing.T) {
 
 	carol2 := startChat(t, "carol", filepath.Join(dir, "c"), "--bootstrap", boot)
 	i := carol2.waitLine(0, 20*time.Second, "carol's history", equals(`* 1 earlier line in "hist-messages":`))
-	if l := carol2.line(i + 1); l != "you: carol was here" {
-		t.Errorf("carol's history starts with %q, want her own line", l)
+	if j := carol2.waitLine(i+1, 20*time.Second, "carol's own line in her history", equals("you: carol was here")); j != i+1 {
+		t.Errorf("carol's history starts with %q, want her own line", carol2.line(i+1))
 	}
 	carol2.waitLine(i, 20*time.Second, "the line carol missed", equals("alice: while you were away"))
 	carol2.quit()
