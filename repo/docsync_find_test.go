@@ -28,6 +28,8 @@ func TestFindDocNobodyHasIsUnavailableWhenEveryPeerSaidSo(t *testing.T) {
 	}
 	link(t, f, p1)
 	link(t, f, p2)
+	// Both sessions open (f's Hello sent), so both peers are asked.
+	waitUntil(t, syncWait, "two sessions", func() bool { return f.SyncStats().Sessions >= 2 })
 	start := time.Now()
 	h, err := f.FindDoc(ctx, "nobody-has-this")
 	took := time.Since(start)
