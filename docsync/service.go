@@ -391,12 +391,14 @@ func (s *Service) Find(ctx context.Context, h *doc.Handle) error {
 		return ErrClosed
 	}
 	f := s.finds[id]
+	var ask []*conn
 	if f == nil {
 		f = &find{done: make(chan struct{}), asked: make(map[peer.ID]bool)}
 		s.finds[id] = f
 		for p, c := range s.peers {
 			if c.ready() && s.cfg.Share(p, id) {
 				f.asked[p] = false
+				ask = append(ask, c)
 			}
 		}
 		f.check()
@@ -404,6 +406,14 @@ func (s *Service) Find(ctx context.Context, h *doc.Handle) error {
 	}
 	s.mu.Unlock()
 	s.Track(h)
+	// Ask again now that f is registered: if h was tracked before Find,
+	// the peers' Unavailable answers to that first Have may have come
+	// before f existed and been lost, leaving Find to the timeout.
+	if t := s.trackedDoc(id); t != nil {
+		for _, c := range ask {
+			c.offer(id, t)
+		}
+	}
 	if !h.Empty() {
 		s.settleFind(id, nil)
 	}
