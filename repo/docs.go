@@ -109,6 +109,15 @@ func (r *Repo) Doc(ctx context.Context, id string) (*doc.Handle, error) {
 // if this call opens the document and storage does not have it; nil means
 // Config.Docs.Init.
 func (r *Repo) DocWith(ctx context.Context, id string, init func(tx *doc.Tx) error) (*doc.Handle, error) {
+	return r.openDoc(ctx, id, init, true)
+}
+
+// openDoc opens document id: with init as its genesis, or, if init is nil,
+// Config.Docs.Init when defaultInit is set and no genesis at all when it
+// is not (FindDoc: the document's first change comes from the peer that
+// has it — a genesis of our own, even an empty one, would be a second
+// first change by the same fixed actor, which Automerge refuses).
+func (r *Repo) openDoc(ctx context.Context, id string, init func(tx *doc.Tx) error, defaultInit bool) (*doc.Handle, error) {
 	if err := doc.ValidateID(id); err != nil {
 		return nil, err
 	}
@@ -148,7 +157,7 @@ func (r *Repo) DocWith(ctx context.Context, id string, init func(tx *doc.Tx) err
 		d.mu.Unlock()
 
 		opts := d.opts
-		if init != nil {
+		if init != nil || !defaultInit {
 			opts.Init = init
 		}
 		h, err := doc.Open(ctx, id, opts)

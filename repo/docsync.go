@@ -55,9 +55,11 @@ func (r *Repo) SyncStats() docsync.Stats { return r.sync.Stats() }
 // FindDoc returns document id once it has data: from storage at once, else
 // from a connected peer. If no peer has it (every one asked said so, or
 // Config.DocSync.FindTimeout ran out) it returns the open, empty handle
-// with docsync.ErrUnavailable; later arrivals still fill it.
+// with docsync.ErrUnavailable; later arrivals still fill it. A document
+// FindDoc opens gets no genesis (neither Config.Docs.Init nor any other):
+// its first change is the one of the peer that has it.
 func (r *Repo) FindDoc(ctx context.Context, id string) (*doc.Handle, error) {
-	h, err := r.DocWith(ctx, id, func(*doc.Tx) error { return nil })
+	h, err := r.openDoc(ctx, id, nil, false)
 	if err != nil {
 		return nil, err
 	}
