@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"unicode"
@@ -52,27 +53,24 @@ func newCollector(r *Repo) *collector {
 		frames: prometheus.NewDesc(metricsNamespace+"_docsync_frames_total",
 			"Document sync frames by type and direction (in, out) on /convene/docsync/1.0.0 streams.", []string{"type", "dir"}, nil),
 	}
-	dt := reflect.TypeFor[docsync.Stats]()
-	for i := range dt.NumField() {
-		f := dt.Field(i)
-		if f.Type.Kind() != reflect.Uint64 {
-			continue
-		}
-		c.docsync = append(c.docsync, statDesc{field: i, desc: prometheus.NewDesc(
-			metricsNamespace+"_docsync_"+snake(f.Name)+"_total",
-			"docsync.Stats."+f.Name+" (see go doc docsync.Stats).", nil, nil)})
-	}
-	st := reflect.TypeFor[statsType]()
+	c.docsync = counterDescs(reflect.TypeFor[docsync.Stats](), "docsync", "docsync.Stats.%s (see go doc docsync.Stats).")
+	c.gossip = counterDescs(reflect.TypeFor[statsType](), "gossip", "gossip.Stats.%s, summed over every room the Repo has had (see go doc gossip.Stats).")
+	return c
+}
+
+// counterDescs describes every uint64 field of a Stats struct as the
+// counter convene_<sub>_<field in snake case>_total.
+func counterDescs(st reflect.Type, sub, help string) []statDesc {
+	var ds []statDesc
 	for i := range st.NumField() {
 		f := st.Field(i)
 		if f.Type.Kind() != reflect.Uint64 {
 			continue
 		}
-		c.gossip = append(c.gossip, statDesc{field: i, desc: prometheus.NewDesc(
-			metricsNamespace+"_gossip_"+snake(f.Name)+"_total",
-			"gossip.Stats."+f.Name+", summed over every room the Repo has had (see go doc gossip.Stats).", nil, nil)})
+		ds = append(ds, statDesc{field: i, desc: prometheus.NewDesc(
+			metricsNamespace+"_"+sub+"_"+snake(f.Name)+"_total", fmt.Sprintf(help, f.Name), nil, nil)})
 	}
-	return c
+	return ds
 }
 
 // snake turns a Go field name into a metric name part: RateLimited →
