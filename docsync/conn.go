@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -27,6 +28,7 @@ type conn struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wake    chan struct{} // cap 1
+	busy    atomic.Int32  // a frame being dispatched or a step at work (for tests' quiescence)
 
 	mu        sync.Mutex
 	out, in   network.Stream
@@ -48,7 +50,7 @@ type pair struct {
 	ss       *doc.SyncState
 	access   Access
 	snapshot bool      // send a Snapshot before the next sync message
-	snapSent bool      // one was sent on this session (owned by write)
+	snapSent bool      // one was sent (or is being sent) on this session; guarded by c.mu
 	lastIO   time.Time // last frame sent or received for it
 }
 
@@ -289,6 +291,8 @@ func (c *conn) offerAll() {
 // step sends one queued control frame or one dirty document's frames; it
 // reports whether there was anything to do.
 func (c *conn) step() (bool, error) {
+	c.busy.Add(1)
+	defer c.busy.Add(-1)
 	c.mu.Lock()
 	if len(c.ctrl) > 0 {
 		f := c.ctrl[0]
@@ -308,15 +312,24 @@ func (c *conn) step() (bool, error) {
 	p := c.pairs[id]
 	var snap bool
 	if p != nil {
-		snap, p.snapshot = p.snapshot, false
+		// Decided under c.mu: receive drops a Request that crossed a
+		// snapshot already committed to (see receive).
+		snap = p.snapshot && !p.snapSent
+		p.snapshot = false
+		p.snapSent = p.snapSent || snap
 		p.lastIO = time.Now()
 	}
 	c.mu.Unlock()
 	if p == nil {
 		return true, nil
 	}
-	if snap && !p.snapSent && !p.h.Empty() {
-		p.snapSent = true
+	if snap && p.h.Empty() {
+		c.mu.Lock()
+		p.snapSent = false // nothing to send yet
+		c.mu.Unlock()
+		snap = false
+	}
+	if snap {
 		if err := c.send(Frame{Type: Snapshot, Doc: id, Data: p.h.Save()}); err != nil {
 			return true, err
 		}
@@ -400,6 +413,8 @@ func (c *conn) read(st network.Stream) {
 	}
 	first := true
 	err := readFrames(st, s.cfg.MaxFrame, func(f Frame, n int) error {
+		c.busy.Add(1)
+		defer c.busy.Add(-1)
 		s.stats.in(f.Type, n)
 		if first {
 			first = false
@@ -515,7 +530,21 @@ func (c *conn) receive(f Frame, p *pair) {
 		// The peer has nothing: it gets a snapshot (once per session) and
 		// a fresh state's message, not an answer to its request (which
 		// would be every change: the 55× first sync of automerge 0.5.0).
-		p.ss.Reset()
+		// The state is reset by step, after the snapshot. A Request that
+		// arrives once the snapshot is committed to was written before
+		// the peer had it: the snapshot and the fresh message after it
+		// already answer it, so it is dropped. Resetting here (as before)
+		// made the state forget that message and send a second one, with
+		// its Bloom filter over every change (issue 11).
+		c.mu.Lock()
+		if !p.snapSent {
+			p.snapshot = true
+			c.markLocked(f.Doc)
+		}
+		p.lastIO = time.Now()
+		c.mu.Unlock()
+		c.poke()
+		return
 	case p.access != ReadWrite:
 		err = p.ss.ReceiveWithoutChanges(f.Data)
 	default:
@@ -531,9 +560,6 @@ func (c *conn) receive(f Frame, p *pair) {
 		s.stats.add(&s.stats.syncs, 1)
 	}
 	c.mu.Lock()
-	if f.Type == Request && !p.h.Empty() {
-		p.snapshot = true
-	}
 	p.lastIO = time.Now()
 	c.markLocked(f.Doc)
 	c.mu.Unlock()
