@@ -129,7 +129,8 @@ func TestMetricsCountDocumentSync(t *testing.T) {
 	if err := a.Connect(ctx, b.Addrs()[0].String()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Doc(ctx, "metrics-doc"); err != nil {
+	ha, err := a.Doc(ctx, "metrics-doc")
+	if err != nil {
 		t.Fatal(err)
 	}
 	hb, err := b.Doc(ctx, "metrics-doc")
@@ -141,14 +142,18 @@ func TestMetricsCountDocumentSync(t *testing.T) {
 	}
 	for {
 		m := gather(t, reg)
-		syncs, _ := value(m["convene_docsync_syncs_total"])
-		frames, _ := value(m["convene_docsync_frames_total"], "type", "sync", "dir", "in")
-		if syncs > 0 && frames > 0 {
+		bytesIn, _ := value(m["convene_docsync_bytes_in_total"])
+		// The change arrives as a snapshot (a had nothing) or a sync
+		// message, whichever the session's timing gives.
+		snap, _ := value(m["convene_docsync_frames_total"], "type", "snapshot", "dir", "in")
+		syncs, _ := value(m["convene_docsync_frames_total"], "type", "sync", "dir", "in")
+		_, arrived, _ := ha.Get(doc.Path{"k"})
+		if arrived && bytesIn > 0 && snap+syncs > 0 {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("docsync metrics did not move: syncs %v, sync frames in %v", syncs, frames)
+			t.Fatalf("docsync metrics did not move: arrived %v, bytes in %v, snapshot frames in %v, sync frames in %v", arrived, bytesIn, snap, syncs)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
