@@ -41,7 +41,10 @@ type conn struct {
 	ctrl      []Frame
 	ctrlBytes int
 	wants     map[string]bool // asked for by the peer while we had nothing
-	closed    bool
+	// emptyHaves counts our Haves with no heads the peer has not answered
+	// with Unavailable or data yet (see answeredEmptyHave).
+	emptyHaves map[string]int
+	closed     bool
 }
 
 // pair is one document synced with the peer.
@@ -58,10 +61,11 @@ func newConn(s *Service, p peer.ID) *conn {
 	ctx, cancel := context.WithCancel(s.ctx)
 	return &conn{
 		s: s, peer: p, session: newSession(), ctx: ctx, cancel: cancel,
-		wake:    make(chan struct{}, 1),
-		pairs:   make(map[string]*pair),
-		isDirty: make(map[string]bool),
-		wants:   make(map[string]bool),
+		wake:       make(chan struct{}, 1),
+		pairs:      make(map[string]*pair),
+		isDirty:    make(map[string]bool),
+		wants:      make(map[string]bool),
+		emptyHaves: make(map[string]int),
 	}
 }
 
@@ -106,17 +110,25 @@ func (c *conn) fail(retry bool) {
 
 // queue adds a control frame; beyond MaxQueuedBytes it is dropped.
 func (c *conn) queue(f Frame) {
-	n := 64 + len(f.Doc) + 32*len(f.Heads)
 	c.mu.Lock()
+	ok := c.queueLocked(f)
+	c.mu.Unlock()
+	if ok {
+		c.poke()
+	}
+}
+
+// queueLocked is queue with c.mu held (the caller pokes); it reports
+// whether the frame was queued.
+func (c *conn) queueLocked(f Frame) bool {
+	n := 64 + len(f.Doc) + 32*len(f.Heads)
 	if c.closed || c.ctrlBytes+n > c.s.cfg.MaxQueuedBytes {
-		c.mu.Unlock()
 		c.s.stats.add(&c.s.stats.dropped, 1)
-		return
+		return false
 	}
 	c.ctrl = append(c.ctrl, f)
 	c.ctrlBytes += n
-	c.mu.Unlock()
-	c.poke()
+	return true
 }
 
 // markLocked marks id dirty; c.mu is held.
@@ -162,7 +174,16 @@ func (c *conn) offer(id string, t *tracked) {
 	if len(heads) > MaxHeads {
 		heads = heads[:MaxHeads]
 	}
-	c.queue(Frame{Type: Have, Digest: t.digest, Heads: heads})
+	c.mu.Lock()
+	ok := c.queueLocked(Frame{Type: Have, Digest: t.digest, Heads: heads})
+	if ok && len(heads) == 0 {
+		c.emptyHaves[id]++
+	}
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	c.poke()
 	if len(heads) == 0 {
 		c.s.askedPeer(c.peer, id)
 	}
@@ -208,7 +229,27 @@ func (c *conn) nudge(id string, t *tracked) {
 	c.poke()
 }
 
-// drop forgets id's pair and reports whether there was one.
+// answeredEmptyHave reports whether an Unavailable for id answers a Have
+// of ours with no heads (and counts it answered). That answer only says
+// "nor do I": it was written before the peer saw anything we sent since,
+// so it must not end the pair or the want the peer's own Have made. It
+// did, and the first change made after two empty peers met was never sent
+// when the answer arrived after the change (issue 11). Any other
+// Unavailable refuses the document: the pair and the want end.
+func (c *conn) answeredEmptyHave(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.emptyHaves[id] == 0 {
+		return false
+	}
+	c.emptyHaves[id]--
+	if c.emptyHaves[id] == 0 {
+		delete(c.emptyHaves, id)
+	}
+	return true
+}
+
+// drop forgets id's pair and want and reports whether there was a pair.
 func (c *conn) drop(id string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -448,6 +489,7 @@ func (c *conn) dispatch(f Frame) error {
 			// A new session of the peer: every state starts afresh.
 			clear(c.pairs)
 			clear(c.wants)
+			clear(c.emptyHaves)
 			c.dirty, c.isDirty = nil, map[string]bool{}
 		}
 		c.mu.Unlock()
@@ -507,7 +549,9 @@ func (c *conn) dispatch(f Frame) error {
 			id, ok = s.resolve(f.Digest)
 		}
 		if ok {
-			c.drop(id)
+			if f.Type == Delete || !c.answeredEmptyHave(id) {
+				c.drop(id)
+			}
 			if f.Type == Unavailable {
 				s.stats.add(&s.stats.unavailableIn, 1)
 			}
@@ -520,6 +564,9 @@ func (c *conn) dispatch(f Frame) error {
 // receive applies a Request, Sync or Snapshot for pair p.
 func (c *conn) receive(f Frame, p *pair) {
 	s := c.s
+	c.mu.Lock()
+	delete(c.emptyHaves, f.Doc) // the peer answered with data
+	c.mu.Unlock()
 	var err error
 	switch {
 	case f.Type == Snapshot && p.access != ReadWrite:

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -54,14 +53,6 @@ func lastHeads(p *proc, id string) []string {
 // author's peer ID as origin), both ways, and both end with the same
 // content and heads.
 func TestProcessDocumentSyncsBothWays(t *testing.T) {
-	if os.Getenv("CONVENE_DOCSYNC_BUG") != "1" {
-		// Known docsync bug (issue 11, open): when both peers opened the
-		// document empty before they connected, a first change is
-		// sometimes never delivered (2 of 12 runs with -race; also on the
-		// code before the first-fetch fix). Run with CONVENE_DOCSYNC_BUG=1
-		// to reproduce.
-		t.Skip("known docsync bug: a first change between two peers that both opened the document empty is sometimes never delivered; CONVENE_DOCSYNC_BUG=1 runs it")
-	}
 	const wait = 20 * time.Second
 	dir := t.TempDir()
 	alice := startPeer(t, "alice", "--key", filepath.Join(dir, "ka"), "--data", filepath.Join(dir, "a"), "--doc", "notes")

@@ -282,14 +282,22 @@ func (p *Proc) Output() string {
 // Find returns the first event at index >= from matching pred, without
 // waiting.
 func (p *Proc) Find(from int, pred func(Event) bool) (Event, int, bool) {
+	ev, i, _ := p.find(from, pred)
+	return ev, i, i >= 0
+}
+
+// find is Find that also returns how many events it looked through, read
+// under the same lock: a waiter resumes from there, never skipping an
+// event that arrived between its look and its next one.
+func (p *Proc) find(from int, pred func(Event) bool) (Event, int, int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i := from; i < len(p.events); i++ {
 		if pred(p.events[i]) {
-			return p.events[i], i, true
+			return p.events[i], i, i
 		}
 	}
-	return nil, -1, false
+	return nil, -1, max(from, len(p.events))
 }
 
 // WaitFrom waits until an event at index >= from satisfies pred and returns
@@ -316,11 +324,11 @@ func (p *Proc) Await(from int, timeout time.Duration, pred func(Event) bool) (Ev
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
-		ev, i, ok := p.Find(from, pred)
-		if ok {
+		ev, i, seen := p.find(from, pred)
+		if i >= 0 {
 			return ev, i, nil
 		}
-		from = max(from, p.Mark())
+		from = seen
 		select {
 		case <-p.notify:
 		case <-p.done:
