@@ -29,6 +29,7 @@ type conn struct {
 	cancel  context.CancelFunc
 	wake    chan struct{} // cap 1
 	busy    atomic.Int32  // a frame being dispatched or a step at work (for tests' quiescence)
+	dead    atomic.Bool   // closed (read without c.mu, under Service.mu)
 
 	mu        sync.Mutex
 	out, in   network.Stream
@@ -90,6 +91,7 @@ func (c *conn) close() {
 		return
 	}
 	c.closed = true
+	c.dead.Store(true)
 	out, in := c.out, c.in
 	c.pairs = map[string]*pair{}
 	c.mu.Unlock()

@@ -563,7 +563,13 @@ func (s *Service) connect(p peer.ID) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.peers[p] != nil {
+	if s.closed {
+		return
+	}
+	// A session that just failed is replaced at once: its ended (which
+	// forgets it) may not have run yet, and a stream the peer opens
+	// meanwhile would meet a closed session and be reset unread.
+	if old := s.peers[p]; old != nil && !old.dead.Load() {
 		return
 	}
 	c := newConn(s, p)
