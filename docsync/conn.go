@@ -29,7 +29,6 @@ type conn struct {
 	cancel  context.CancelFunc
 	wake    chan struct{} // cap 1
 	busy    atomic.Int32  // a frame being dispatched or a step at work (for tests' quiescence)
-	dead    atomic.Bool   // closed (read without c.mu, under Service.mu)
 
 	mu        sync.Mutex
 	out, in   network.Stream
@@ -91,11 +90,10 @@ func (c *conn) close() {
 		return
 	}
 	c.closed = true
-	c.dead.Store(true)
+	c.cancel() // with closed, so ctx tells a closed session without c.mu
 	out, in := c.out, c.in
 	c.pairs = map[string]*pair{}
 	c.mu.Unlock()
-	c.cancel()
 	if out != nil {
 		_ = out.Reset()
 	}

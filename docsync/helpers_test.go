@@ -107,15 +107,25 @@ func connect(t testing.TB, a, b *node) {
 	}
 }
 
-// eventually waits for cond (polling every 5 ms) up to d.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
+// until polls cond every 5 ms until it holds (true) or d has passed
+// (false): the one deadline wait of this package's tests (the sleep is the
+// polling interval, not synchronisation).
+func until(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
+// eventually waits for cond up to d and fails the test if it never holds.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !until(d, cond) {
+		t.Fatalf("timed out after %v waiting for %s", d, what)
 	}
 }
 

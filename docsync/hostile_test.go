@@ -179,24 +179,16 @@ func (w *world) honestEdit() {
 func (w *world) waitHonest(what string) {
 	w.t.Helper()
 	want := w.honest.doc.Heads()
-	deadline := time.Now().Add(20 * time.Second)
-	for !w.victim.doc.Contains(want) {
-		if time.Now().After(deadline) {
-			w.t.Fatalf("timed out waiting for %s: victim at %v, honest at %v; victim stats %+v", what, w.victim.doc.Heads(), want, w.victim.svc.Stats())
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
+	if !docsync.Until(20*time.Second, func() bool { return w.victim.doc.Contains(want) }) {
+		w.t.Fatalf("timed out waiting for %s: victim at %v, honest at %v; victim stats %+v", what, w.victim.doc.Heads(), want, w.victim.svc.Stats())
 	}
 }
 
 // waitFor waits until the victim has every change in heads.
 func (w *world) waitFor(heads doc.Heads) {
 	w.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !w.victim.doc.Contains(heads) {
-		if time.Now().After(deadline) {
-			w.t.Fatalf("timed out waiting for the victim to reach %v", heads)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !docsync.Until(20*time.Second, func() bool { return w.victim.doc.Contains(heads) }) {
+		w.t.Fatalf("timed out waiting for the victim to reach %v", heads)
 	}
 }
 
@@ -367,12 +359,9 @@ func TestHostileGarbageFrames(t *testing.T) {
 	// Every malformed attack was counted as a bad frame (the ones with an
 	// unknown type are skipped, as the protocol says, until the bad ID
 	// length that follows them).
-	deadline := time.Now().Add(10 * time.Second)
-	for w.victim.svc.Stats().BadFrames-before < uint64(5*(len(attacks)-1)) {
-		if time.Now().After(deadline) {
-			t.Fatalf("BadFrames grew by %d, want >= %d: malformed frames went uncounted", w.victim.svc.Stats().BadFrames-before, 5*(len(attacks)-1))
-		}
-		time.Sleep(5 * time.Millisecond)
+	want := uint64(5 * (len(attacks) - 1))
+	if !docsync.Until(10*time.Second, func() bool { return w.victim.svc.Stats().BadFrames-before >= want }) {
+		t.Fatalf("BadFrames grew by %d, want >= %d: malformed frames went uncounted", w.victim.svc.Stats().BadFrames-before, want)
 	}
 	w.waitHonest("honest edits during the garbage")
 	close(stop)
@@ -607,17 +596,11 @@ func TestHostileBogusChanges(t *testing.T) {
 			t.Fatalf("the victim ended the stream on a well-framed message: %v", err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := w.victim.svc.Stats()
-		if st.FramesIn[docsync.Sync]+st.FramesIn[docsync.Snapshot]+st.FramesIn[docsync.Request] >=
-			before.FramesIn[docsync.Sync]+before.FramesIn[docsync.Snapshot]+before.FramesIn[docsync.Request]+6 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the victim did not read the bogus frames: %+v", st)
-		}
-		time.Sleep(5 * time.Millisecond)
+	data := func(st docsync.Stats) uint64 {
+		return st.FramesIn[docsync.Sync] + st.FramesIn[docsync.Snapshot] + st.FramesIn[docsync.Request]
+	}
+	if !docsync.Until(10*time.Second, func() bool { return data(w.victim.svc.Stats()) >= data(before)+6 }) {
+		t.Fatalf("the victim did not read the bogus frames: %+v", w.victim.svc.Stats())
 	}
 	if _, ok, _ := w.victim.doc.Get(doc.Path{"evil"}); ok {
 		t.Fatal("a bogus change was applied: the victim's document has the key \"evil\"")
@@ -678,12 +661,10 @@ func TestHostilePeerRefusedByPermissionHook(t *testing.T) {
 				}
 			}
 			// The victim read the snapshot (frames are handled in order).
-			deadline := time.Now().Add(10 * time.Second)
-			for w.victim.svc.Stats().FramesIn[docsync.Snapshot] == before.FramesIn[docsync.Snapshot] {
-				if time.Now().After(deadline) {
-					t.Fatalf("the victim did not read the refused peer's snapshot: %+v", w.victim.svc.Stats())
-				}
-				time.Sleep(5 * time.Millisecond)
+			if !docsync.Until(10*time.Second, func() bool {
+				return w.victim.svc.Stats().FramesIn[docsync.Snapshot] != before.FramesIn[docsync.Snapshot]
+			}) {
+				t.Fatalf("the victim did not read the refused peer's snapshot: %+v", w.victim.svc.Stats())
 			}
 			if _, ok, _ := w.victim.doc.Get(doc.Path{"evil"}); ok {
 				t.Fatal("the refused peer's change was applied")
@@ -697,12 +678,8 @@ func TestHostilePeerRefusedByPermissionHook(t *testing.T) {
 			case docsync.Deny:
 				// Give the victim's answers time to reach the hostile
 				// peer: an Unavailable for its request comes back.
-				deadline := time.Now().Add(10 * time.Second)
-				for w.fromBad.count(docsync.Unavailable) == 0 {
-					if time.Now().After(deadline) {
-						t.Fatal("the denied peer got no Unavailable")
-					}
-					time.Sleep(5 * time.Millisecond)
+				if !docsync.Until(10*time.Second, func() bool { return w.fromBad.count(docsync.Unavailable) > 0 }) {
+					t.Fatal("the denied peer got no Unavailable")
 				}
 				w.fromBad.mu.Lock()
 				data, snaps, syncs := w.fromBad.data, w.fromBad.counts[docsync.Snapshot], w.fromBad.counts[docsync.Sync]
@@ -711,12 +688,10 @@ func TestHostilePeerRefusedByPermissionHook(t *testing.T) {
 					t.Fatalf("the denied peer received %d frames with data (%d snapshots, %d syncs)", data, snaps, syncs)
 				}
 			case docsync.ReadOnly:
-				deadline := time.Now().Add(10 * time.Second)
-				for w.fromBad.count(docsync.Snapshot)+w.fromBad.count(docsync.Sync) == 0 {
-					if time.Now().After(deadline) {
-						t.Fatal("the read-only peer never received the document")
-					}
-					time.Sleep(5 * time.Millisecond)
+				if !docsync.Until(10*time.Second, func() bool {
+					return w.fromBad.count(docsync.Snapshot)+w.fromBad.count(docsync.Sync) > 0
+				}) {
+					t.Fatal("the read-only peer never received the document")
 				}
 			}
 			close(stop)

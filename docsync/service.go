@@ -569,7 +569,7 @@ func (s *Service) connect(p peer.ID) {
 	// A session that just failed is replaced at once: its ended (which
 	// forgets it) may not have run yet, and a stream the peer opens
 	// meanwhile would meet a closed session and be reset unread.
-	if old := s.peers[p]; old != nil && !old.dead.Load() {
+	if old := s.peers[p]; old != nil && old.ctx.Err() == nil {
 		return
 	}
 	c := newConn(s, p)
