@@ -19,14 +19,17 @@ type statsType = gossip.Stats
 const metricsNamespace = "convene"
 
 // collector exports a Repo's state to Prometheus: every counter of
-// gossip.Stats (as convene_gossip_<name>_total), the GossipSub peer scores,
-// and gauges of the rooms (by status), their members and presence keys.
+// gossip.Stats (as convene_gossip_<name>_total) and docsync.Stats, the
+// GossipSub peer scores, gauges of the rooms (by status), their members and
+// presence keys, and every counter of room.Stats per room
+// (convene_room_<name>_total{room}).
 // Values are read at scrape time; nothing is kept between scrapes.
 type collector struct {
 	r *Repo
 
 	gossip  []statDesc
 	docsync []statDesc
+	room    []statDesc // per room, labelled room
 	frames  *prometheus.Desc
 	score   *prometheus.Desc
 	rooms   *prometheus.Desc
@@ -54,13 +57,14 @@ func newCollector(r *Repo) *collector {
 			"Document sync frames by type and direction (in, out) on /convene/docsync/1.0.0 streams.", []string{"type", "dir"}, nil),
 	}
 	c.docsync = counterDescs(reflect.TypeFor[docsync.Stats](), "docsync", "docsync.Stats.%s (see go doc docsync.Stats).")
+	c.room = counterDescs(reflect.TypeFor[room.Stats](), "room", "room.Stats.%s of a room this Repo holds (see go doc room.Stats).", "room")
 	c.gossip = counterDescs(reflect.TypeFor[statsType](), "gossip", "gossip.Stats.%s, summed over every room the Repo has had (see go doc gossip.Stats).")
 	return c
 }
 
 // counterDescs describes every uint64 field of a Stats struct as the
 // counter convene_<sub>_<field in snake case>_total.
-func counterDescs(st reflect.Type, sub, help string) []statDesc {
+func counterDescs(st reflect.Type, sub, help string, labels ...string) []statDesc {
 	var ds []statDesc
 	for i := range st.NumField() {
 		f := st.Field(i)
@@ -68,7 +72,7 @@ func counterDescs(st reflect.Type, sub, help string) []statDesc {
 			continue
 		}
 		ds = append(ds, statDesc{field: i, desc: prometheus.NewDesc(
-			metricsNamespace+"_"+sub+"_"+snake(f.Name)+"_total", fmt.Sprintf(help, f.Name), nil, nil)})
+			metricsNamespace+"_"+sub+"_"+snake(f.Name)+"_total", fmt.Sprintf(help, f.Name), labels, nil)})
 	}
 	return ds
 }
@@ -95,6 +99,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- g.desc
 	}
 	for _, g := range c.docsync {
+		ch <- g.desc
+	}
+	for _, g := range c.room {
 		ch <- g.desc
 	}
 	ch <- c.frames
@@ -136,6 +143,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			keys += len(kv)
 		}
 		ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(keys), rm.ID())
+		rv := reflect.ValueOf(rm.Stats())
+		for _, g := range c.room {
+			ch <- prometheus.MustNewConstMetric(g.desc, prometheus.CounterValue, float64(rv.Field(g.field).Uint()), rm.ID())
+		}
 	}
 	for status, n := range byStatus {
 		ch <- prometheus.MustNewConstMetric(c.rooms, prometheus.GaugeValue, float64(n), status.String())

@@ -87,6 +87,12 @@ func TestMetricsMoveWhenPresenceFlowsAndGoAtClose(t *testing.T) {
 		}
 	}
 	m := gather(t, reg)
+	if n, _ := value(m["convene_room_joined_total"], "room", "m"); n != 1 {
+		t.Errorf("convene_room_joined_total{room=m} = %v, want 1 (b)", n)
+	}
+	if n, _ := value(m["convene_room_fetches_total"], "room", "m"); n < 1 {
+		t.Errorf("convene_room_fetches_total{room=m} = %v, want >= 1 (b's join snapshot)", n)
+	}
 	if n, ok := value(m["convene_rooms"], "status", "joined"); !ok || n != 1 {
 		t.Errorf("convene_rooms{status=joined} = %v, %v; want 1", n, ok)
 	}

@@ -173,6 +173,8 @@ type machine struct {
 	dirtyStatus  bool
 
 	out output
+
+	stats *counters // read by Room.Stats from any goroutine
 }
 
 // newMachine creates a joined room machine at now: it publishes the hello
@@ -199,6 +201,7 @@ func newMachine(now time.Time, id string, self Identity, cfg Config, epoch, seed
 		fetching:   make(map[PeerID]fetchPurpose),
 		retries:    make(map[PeerID]retry),
 		dirtyPeers: make(map[PeerID]struct{}),
+		stats:      new(counters),
 	}
 	m.join(now)
 	return m, nil
@@ -293,6 +296,9 @@ func (m *machine) publishFull(now time.Time, kind MessageKind) {
 		msg.View = m.digest
 	}
 	msg.Refute = m.takeRefute() && kind == KindHeartbeat
+	if msg.Refute {
+		m.stats.refutations.Add(1)
+	}
 	m.publish(msg)
 	m.lastHeartbeat = now
 	if !m.repeatAt.IsZero() && !now.Before(m.repeatAt.Add(-m.cfg.PublishInterval)) {
@@ -525,6 +531,7 @@ func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, sig
 		m.digest ^= peerHash(p)
 		m.dirtyMembers = true
 		m.dirtyPeers[p] = struct{}{}
+		m.stats.joined.Add(1)
 		m.emit(Event{Type: MemberJoined, Member: cloneIdentity(mem.id)})
 	} else {
 		if alive && heard.After(mem.heard) {
@@ -722,6 +729,11 @@ func (m *machine) removeMember(now time.Time, p PeerID, reason LeaveReason, epoc
 		c := m.store.Remove(p, cause)
 		ch = &c
 	}
+	if reason == ReasonLeft {
+		m.stats.leftGoodbye.Add(1)
+	} else {
+		m.stats.leftTimeout.Add(1)
+	}
 	m.emitChange(*ch)
 	m.emit(Event{Type: MemberLeft, Member: cloneIdentity(mem.id), Reason: reason})
 	m.remember(now, p, gone{epoch: max(epoch, mem.epoch), reason: reason, at: now, probed: probed})
@@ -799,6 +811,7 @@ func (m *machine) requestFetch(now time.Time, p PeerID, purpose fetchPurpose) {
 		return
 	}
 	m.fetching[p] |= purpose
+	m.stats.fetches.Add(1)
 	m.out.fetches = append(m.out.fetches, fetchRequest{peer: p, purpose: purpose, started: now})
 }
 
@@ -817,6 +830,7 @@ func (m *machine) fetched(now time.Time, req fetchRequest, reply FetchReply, err
 		return
 	}
 	if err != nil {
+		m.stats.fetchesFailed.Add(1)
 		if req.purpose == fetchSnapshot {
 			m.scheduleRetry(now, req.peer)
 			return
@@ -837,6 +851,7 @@ func (m *machine) fetched(now time.Time, req fetchRequest, reply FetchReply, err
 			// Dropped after the restart grace, unless a new incarnation
 			// (or a successful fetch) shows up first.
 			epoch := mem.epoch
+			m.stats.probesFailed.Add(1)
 			m.holdFailing(now, req.peer, epoch)
 			if m.status == Joined {
 				// Members not connected to it got no PeerDown: tell them.
@@ -857,6 +872,7 @@ func (m *machine) fetched(now time.Time, req fetchRequest, reply FetchReply, err
 		}
 		switch ev.Msg.Kind {
 		case KindHello, KindHeartbeat, KindDelta:
+			m.stats.relaysUsed.Add(1)
 			m.announce(now, ev.From, ev.Msg, fromRelay, ev.Signed)
 		}
 	}

@@ -35,7 +35,8 @@ type Room struct {
 	log   *slog.Logger
 	hub   *hub
 
-	view atomic.Pointer[view]
+	view  atomic.Pointer[view]
+	stats *counters // the machine's, read by Stats
 
 	reqs     chan request
 	inbound  chan NetEvent // nil with a Poller network
@@ -128,6 +129,7 @@ func New(id string, self Identity, cfg Config, net Network, opts ...Option) (*Ro
 		cancel:   cancel,
 		send:     newSender(),
 		done:     make(chan struct{}),
+		stats:    m.stats,
 	}
 	r.view.Store(m.view(nil))
 	net.Serve(r.serve)

@@ -247,6 +247,9 @@ func TestRoomLaggedOnSlowWatcher(t *testing.T) {
 		if ev, _ := fast.Next(ctx); ev.Type != Lagged || ev.Dropped != 6 {
 			t.Errorf("fast watcher after its buffer: %+v", ev)
 		}
+		if st := a.Stats(); st.WatchDropped != 16+6 || st.WatchLags != 2 {
+			t.Errorf("Stats: WatchDropped %d, WatchLags %d; want 22 and 2", st.WatchDropped, st.WatchLags)
+		}
 		// After the gap, events flow again.
 		if err := a.Set("after", []byte("v")); err != nil {
 			t.Fatal(err)
@@ -337,6 +340,9 @@ func TestRoomLeaveThenDoneAfterLinger(t *testing.T) {
 		if ev.Reason != ReasonLeft {
 			t.Errorf("reason %v", ev.Reason)
 		}
+		if st := c.Stats(); st.LeftGoodbye != 1 || st.LeftTimeout != 0 {
+			t.Errorf("c's Stats: LeftGoodbye %d, LeftTimeout %d; want 1 and 0", st.LeftGoodbye, st.LeftTimeout)
+		}
 		if _, ok := c.Get("a", "k"); ok {
 			t.Error("a's presence survived its goodbye")
 		}
@@ -421,6 +427,13 @@ func TestRoomKilledPeerGoneWithinASecond(t *testing.T) {
 		}
 		if took := time.Since(start); took >= time.Second {
 			t.Errorf("gone after %v", took)
+		}
+		st := a.Stats()
+		if st.Joined != 1 || st.LeftTimeout != 1 || st.LeftGoodbye != 0 || st.ProbesFailed != 1 {
+			t.Errorf("Stats: Joined %d, LeftTimeout %d, LeftGoodbye %d, ProbesFailed %d; want 1, 1, 0, 1", st.Joined, st.LeftTimeout, st.LeftGoodbye, st.ProbesFailed)
+		}
+		if st.Fetches < 2 || st.FetchesFailed < 1 { // k's join snapshot, then the failed probe
+			t.Errorf("Stats: Fetches %d, FetchesFailed %d; want >= 2 and >= 1", st.Fetches, st.FetchesFailed)
 		}
 	})
 }

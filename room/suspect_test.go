@@ -69,6 +69,9 @@ func TestMachineSuspectedMemberDroppedAfterRefutationWindow(t *testing.T) {
 		t.Fatalf("c removed at %v, want at the end of the refutation window %v", removed.Sub(t0), want.Sub(t0))
 	}
 	eq(t, "members", a.memberIDs(), []string{"a", "b"})
+	if st := a.stats.snapshot(); st.Suspected != 1 || st.SuspectDrops != 1 || st.Refuted != 0 || st.LeftTimeout != 1 {
+		t.Errorf("stats %+v: want Suspected 1, SuspectDrops 1, Refuted 0, LeftTimeout 1", st)
+	}
 	// c's messages later (a partition healed, say) bring it back.
 	a.deliver(at.Add(2*time.Second), c, c.heartbeat())
 	a.tick(at.Add(2*time.Second + a.cfg.readmitHold()))
@@ -110,6 +113,12 @@ func TestMachineSuspectRefutedBySubject(t *testing.T) {
 		}
 	}
 	eq(t, "members", a.memberIDs(), []string{"a", "b", "c"})
+	if st := a.stats.snapshot(); st.Suspected != 1 || st.Refuted != 1 || st.SuspectDrops != 0 {
+		t.Errorf("a's stats %+v: want Suspected 1, Refuted 1, SuspectDrops 0", st)
+	}
+	if st := c.stats.snapshot(); st.Refutations != 1 {
+		t.Errorf("c's stats: Refutations %d, want 1", st.Refutations)
+	}
 }
 
 // Only a current member can accuse, only the subject's current
@@ -225,7 +234,7 @@ func TestMachineSuspectBurstsAroundARefutationNeverDropALiveMember(t *testing.T)
 			outs = append(outs, more...)
 			eq(t, "dropped", left(outs), nil)
 			eq(t, "members", a.memberIDs(), []string{"a", "b", "c", "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9"})
-			if a.acc.voided == 0 {
+			if a.stats.suspectsVoid.Load() == 0 {
 				t.Errorf("no suspect was voided")
 			}
 		})

@@ -56,7 +56,6 @@ type accusations struct {
 	baseless map[PeerID]time.Time
 	sweepAt  time.Time
 	owed     bool // the next heartbeat is a refutation (Message.Refute)
-	voided   int  // suspects ignored by the rules above (for tests and logs)
 }
 
 // hold is a refutation of one incarnation, valid until until.
@@ -91,11 +90,11 @@ func (m *machine) suspect(now time.Time, from PeerID, msg Message) {
 		return
 	}
 	if until, ok := m.acc.baseless[from]; ok && now.Before(until) {
-		m.acc.voided++
+		m.voidSuspect()
 		return
 	}
 	if h, ok := m.acc.refuted[msg.Subject]; ok && h.epoch == mem.epoch && now.Before(h.until) {
-		m.acc.voided++
+		m.voidSuspect()
 		return
 	}
 	if s, ok := m.suspects[msg.Subject]; ok {
@@ -112,9 +111,10 @@ func (m *machine) suspect(now time.Time, from PeerID, msg Message) {
 		}
 	}
 	if open >= maxSuspectsPerAccuser {
-		m.acc.voided++
+		m.voidSuspect()
 		return
 	}
+	m.stats.suspected.Add(1)
 	m.suspects[msg.Subject] = suspicion{since: now, due: now.Add(min(refuteWindow, m.cfg.Timeout/2)), accusers: []PeerID{from}}
 }
 
@@ -131,6 +131,7 @@ func (m *machine) refutation(now time.Time, p PeerID, msg Message) {
 	}
 	m.acc.refuted[p] = hold{epoch: mem.epoch, until: now.Add(suspectHold)}
 	if s, ok := m.suspects[p]; ok {
+		m.stats.refuted.Add(1)
 		m.baselessAccusers(now, s)
 		delete(m.suspects, p)
 	}
@@ -158,6 +159,7 @@ func (m *machine) expireSuspects(now time.Time) {
 			case mem == nil:
 				delete(m.suspects, p) // gone already
 			case mem.heard.After(s.since):
+				m.stats.refuted.Add(1)
 				m.baselessAccusers(now, s)
 				delete(m.suspects, p) // refuted
 			case !now.Before(s.due):
@@ -166,6 +168,7 @@ func (m *machine) expireSuspects(now time.Time) {
 		}
 		slices.Sort(due)
 		for _, p := range due {
+			m.stats.suspectDrops.Add(1)
 			m.removeMember(now, p, ReasonTimeout, m.members[p].epoch, false, nil)
 		}
 	}
@@ -191,3 +194,6 @@ func (m *machine) takeRefute() bool {
 	m.acc.owed = false
 	return owed
 }
+
+// voidSuspect counts a suspect ignored by the rules above.
+func (m *machine) voidSuspect() { m.stats.suspectsVoid.Add(1) }

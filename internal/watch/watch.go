@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 )
 
 // ErrClosed is returned by Next once the broker or the watcher is closed and
@@ -24,6 +25,8 @@ type Broker[T any] struct {
 	mu     sync.Mutex
 	subs   map[*Watcher[T]]struct{}
 	closed bool
+
+	dropped, lags atomic.Uint64 // over every watcher, for Stats
 }
 
 // New returns a broker whose watchers buffer up to size events each (at
@@ -57,6 +60,10 @@ func (b *Broker[T]) Publish(ev T) {
 		w.push(ev, b.size)
 	}
 }
+
+// Stats returns how many events were dropped for lagging watchers so far
+// (one per watcher per event) and how many lagged reports were delivered.
+func (b *Broker[T]) Stats() (dropped, lags uint64) { return b.dropped.Load(), b.lags.Load() }
 
 // Close ends every watcher: Next returns the buffered events, then ErrClosed.
 // It is idempotent.
@@ -104,6 +111,7 @@ func (w *Watcher[T]) push(ev T, size int) {
 	// the buffer, so the lagged report sits exactly where the gap is.
 	if w.dropped > 0 || len(w.buf) >= size {
 		w.dropped++
+		w.b.dropped.Add(1)
 	} else {
 		w.buf = append(w.buf, ev)
 	}
@@ -148,6 +156,7 @@ func (w *Watcher[T]) Next(ctx context.Context) (T, error) {
 			n := w.dropped
 			w.dropped = 0
 			w.mu.Unlock()
+			w.b.lags.Add(1)
 			return w.b.lagged(n), nil
 		}
 		if w.final != nil {
