@@ -107,9 +107,14 @@ func killWhileSyncing(t *testing.T, n int, wait time.Duration) {
 		})
 		from = i + 1
 	}
+	// Each command's ok is waited for from the mark before it is sent:
+	// the get's ok follows its doc-value, so a mark taken after the
+	// doc-value would take the get's ok for the flush's and kill the
+	// reader before it flushed (the store was then found empty).
 	m := b.Mark()
 	b.Send("doc get log")
 	before := docList(t, waitEvent(t, b, m, wait, "doc-value"))
+	b.WaitFrom(m, wait, "get ok", isDocOK)
 	m = b.Mark()
 	b.Send("doc flush")
 	b.WaitFrom(m, wait, "flush ok", isDocOK)
@@ -139,9 +144,14 @@ func killWhileSyncing(t *testing.T, n int, wait time.Duration) {
 	if err != nil {
 		t.Fatalf("load after kill -9: %v", err)
 	}
-	v, _, _ := h.Get(doc.Path{"log"})
+	v, _, err := h.Get(doc.Path{"log"})
+	l, ok := v.([]any)
+	if err != nil || !ok {
+		t.Fatalf("after kill -9 the store has no list at log (%v, %v; heads %v, %d chunks skipped); %d values were held and flushed before; reader output:\n%s",
+			v, err, h.Heads(), h.Skipped(), len(before), b.Output())
+	}
 	stored := make([]int, 0)
-	for _, x := range v.([]any) {
+	for _, x := range l {
 		stored = append(stored, int(x.(int64)))
 	}
 	if len(stored) < len(before) || !isPrefixOfNaturals(stored) || h.Skipped() != 0 {
