@@ -64,9 +64,6 @@ func headsOf(ev proc.Event) []string {
 // to the writer, it ends with exactly the writer's document and heads.
 // A few rounds always; CONVENE_LONG=1 runs 20.
 func TestKill9WhileSyncingResumesAndCatchesUp(t *testing.T) {
-	if os.Getenv("CONVENE_RESTART_WIP") != "1" {
-		t.Skip("not finished: the first round passes, a later round in the same run fails (cause not yet found); CONVENE_RESTART_WIP=1 runs it")
-	}
 	reps := 3
 	if os.Getenv("CONVENE_LONG") == "1" {
 		reps = 20
@@ -89,24 +86,27 @@ func killWhileSyncing(t *testing.T, n int, wait time.Duration) {
 	b := proc.Start(t, "reader", proc.Options{}, append(bArgs, "--bootstrap", boot)...)
 	b.Wait(wait, "connected", proc.Type("connected"))
 
-	// The writer appends 0..n-1, one change each, as fast as it reads them.
+	// The writer appends 0..n-1, one change each: the first j at once,
+	// the rest once the reader holds some of them, while the reader is
+	// read, flushed and killed. (Waiting for the k-th change event
+	// instead hung: sync batches changes, and one event may carry all
+	// n, so a second one never came.)
+	j := 1 + rand.IntN(n-1)
+	for i := range j {
+		a.Send(fmt.Sprintf("doc append log %d", i))
+	}
+	b.Wait(wait, "a change from the writer", func(e proc.Event) bool {
+		return e.Str("type") == "doc-changed" && e.Str("origin") == writerID
+	})
 	go func() {
-		for i := range n {
+		for i := j; i < n; i++ {
 			a.Send(fmt.Sprintf("doc append log %d", i))
 		}
 	}()
 
-	// Kill the reader after a random number of changes arrived, while the
-	// writer is still writing: first read what it holds, flush (Flush
-	// makes at least that durable), then kill -9 at once.
-	k := 1 + rand.IntN(2) // sync batches changes: a few events may carry them all
-	from := 0
-	for range k {
-		_, i := b.WaitFrom(from, wait, "a change from the writer", func(e proc.Event) bool {
-			return e.Str("type") == "doc-changed" && e.Str("origin") == writerID
-		})
-		from = i + 1
-	}
+	// Kill the reader while the writer is still writing: first read what
+	// it holds, flush (Flush makes at least that durable), then kill -9
+	// at once.
 	// Each command's ok is waited for from the mark before it is sent:
 	// the get's ok follows its doc-value, so a mark taken after the
 	// doc-value would take the get's ok for the flush's and kill the
@@ -125,7 +125,7 @@ func killWhileSyncing(t *testing.T, n int, wait time.Duration) {
 
 	// The writer finishes (an ok for each append); its final heads are
 	// the target.
-	from = 0
+	from := 0
 	for range n {
 		_, i := a.WaitFrom(from, wait, "the writer's appends", isDocOK)
 		from = i + 1
@@ -181,7 +181,7 @@ func killWhileSyncing(t *testing.T, n int, wait time.Duration) {
 	if len(got) != n || !isPrefixOfNaturals(got) {
 		t.Fatalf("the restarted reader holds %d values (prefix ok: %v), want 0..%d", len(got), isPrefixOfNaturals(got), n-1)
 	}
-	t.Logf("killed after %d of %d changes arrived (held %d, stored %d); caught up to %d", k, n, len(before), len(stored), len(got))
+	t.Logf("killed after %d of %d changes were sent (held %d, stored %d); caught up to %d", j, n, len(before), len(stored), len(got))
 	b2.CloseStdin()
 	a.CloseStdin()
 	b2.WaitExit(wait)
