@@ -2,11 +2,13 @@ package docsync
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/automerge/automerge-go"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -44,7 +46,11 @@ type conn struct {
 	// emptyHaves counts our Haves with no heads the peer has not answered
 	// with Unavailable or data yet (see answeredEmptyHave).
 	emptyHaves map[string]int
-	closed     bool
+	// behindSnaps counts the snapshots sent to the peer while it was
+	// behind, per document, over the whole connection (a fresh Hello does
+	// not clear it): a peer cannot trigger more than maxBehindSnapshots.
+	behindSnaps map[string]int
+	closed      bool
 }
 
 // pair is one document synced with the peer.
@@ -52,20 +58,25 @@ type pair struct {
 	h        *doc.Handle
 	ss       *doc.SyncState
 	access   Access
-	snapshot bool      // send a Snapshot before the next sync message
-	snapSent bool      // one was sent (or is being sent) on this session; guarded by c.mu
-	lastIO   time.Time // last frame sent or received for it
+	snapshot bool // send a Snapshot before the next sync message
+	snapSent bool // one was sent (or is being sent) on this session; guarded by c.mu
+	// stale counts the peer's sync messages still to drop as written
+	// before it had the snapshot we sent to it while it was behind (see
+	// receive); guarded by c.mu.
+	stale  int
+	lastIO time.Time // last frame sent or received for it
 }
 
 func newConn(s *Service, p peer.ID) *conn {
 	ctx, cancel := context.WithCancel(s.ctx)
 	return &conn{
 		s: s, peer: p, session: newSession(), ctx: ctx, cancel: cancel,
-		wake:       make(chan struct{}, 1),
-		pairs:      make(map[string]*pair),
-		isDirty:    make(map[string]bool),
-		wants:      make(map[string]bool),
-		emptyHaves: make(map[string]int),
+		wake:        make(chan struct{}, 1),
+		pairs:       make(map[string]*pair),
+		isDirty:     make(map[string]bool),
+		wants:       make(map[string]bool),
+		emptyHaves:  make(map[string]int),
+		behindSnaps: make(map[string]int),
 	}
 }
 
@@ -520,9 +531,16 @@ func (c *conn) dispatch(f Frame) error {
 			c.unavailable(f.Digest)
 			return nil
 		}
+		behind := len(f.Heads) > 0 && c.behind(id, p, f.Heads)
 		c.mu.Lock()
 		if len(f.Heads) == 0 {
 			p.snapshot = true
+		}
+		if behind {
+			p.snapshot = true
+			p.stale = maxStale
+			c.behindSnaps[id]++
+			s.stats.add(&s.stats.behindSnapshots, 1)
 		}
 		c.markLocked(id)
 		c.mu.Unlock()
@@ -592,6 +610,13 @@ func (c *conn) receive(f Frame, p *pair) {
 		c.mu.Unlock()
 		c.poke()
 		return
+	case f.Type == Sync && c.staleSync(f, p):
+		// Written before the peer had the snapshot we sent it because it
+		// was behind: answering it would send every change after its old
+		// heads (the plain first sync the snapshot replaces). The
+		// snapshot and our fresh message after it answer it.
+		c.s.stats.add(&c.s.stats.staleSyncs, 1)
+		return
 	case p.access != ReadWrite:
 		err = p.ss.ReceiveWithoutChanges(f.Data)
 	default:
@@ -615,6 +640,101 @@ func (c *conn) receive(f Frame, p *pair) {
 }
 
 var errRefused = errors.New("docsync: refused by policy")
+
+const (
+	// SnapshotBehind is how many changes beyond a peer's advertised heads
+	// make us send it the snapshot instead of the plain Automerge sync,
+	// when every head it advertises is in our document (it is behind, not
+	// diverged). Automerge 0.5.0 sends each missing change whole (about
+	// 130 B for a small change: 129 KB for 1000 changes, DOCUMENTS.md
+	// §1.3), while Save() compresses the whole history (2.3 KB for those
+	// 1000) and the fresh message after it carries a Bloom filter of about
+	// 1.25 B per change. A few dozen changes already cost more than a
+	// small document's snapshot; below this the sync is kept, as it is for
+	// a peer only slightly behind a large document.
+	SnapshotBehind = 64
+	// maxBehindSnapshots bounds the snapshots one connection's peer gets
+	// for one document by advertising heads we hold: after that it gets
+	// the plain sync, so a hostile peer repeating Hello and Have cannot
+	// make us save and send the document over and over.
+	maxBehindSnapshots = 2
+	// maxStale bounds the peer's sync messages dropped as written before
+	// it had our snapshot (normally one: its first message).
+	maxStale = 2
+)
+
+// behind reports whether a peer advertising heads is behind us by at least
+// SnapshotBehind changes on id, with every head of it in our document, and
+// may still get a snapshot for it (once per session, maxBehindSnapshots
+// per connection).
+func (c *conn) behind(id string, p *pair, heads doc.Heads) bool {
+	c.mu.Lock()
+	done := p.snapSent || c.behindSnaps[id] >= maxBehindSnapshots
+	c.mu.Unlock()
+	if done || !p.h.Contains(heads) {
+		return false
+	}
+	since := make([]automerge.ChangeHash, len(heads))
+	for i, x := range heads {
+		since[i] = automerge.ChangeHash(x)
+	}
+	n := 0
+	_ = p.h.Read(func(tx *doc.Tx) error {
+		chs, err := tx.Automerge().Changes(since...)
+		n = len(chs)
+		return err
+	})
+	return n >= SnapshotBehind
+}
+
+// syncHeads decodes the sender's heads at the start of an Automerge sync
+// message (type byte 0x42, a ULEB128 count, then 32-byte hashes); the
+// pinned automerge-go does not export its decoder.
+func syncHeads(b []byte) (doc.Heads, error) {
+	if len(b) < 2 || b[0] != 0x42 {
+		return nil, ErrMalformed
+	}
+	n, k := binary.Uvarint(b[1:])
+	if k <= 0 || n > MaxHeads || uint64(len(b)-1-k) < n*32 {
+		return nil, ErrMalformed
+	}
+	b = b[1+k:]
+	hs := make(doc.Heads, n)
+	for i := range hs {
+		copy(hs[i][:], b[32*i:])
+	}
+	return hs, nil
+}
+
+// staleSync reports whether f, a sync message from the peer, was written
+// before it had the snapshot we sent it while it was behind, and counts it
+// dropped. After loading the snapshot the peer has every change we had
+// then, so a message whose heads are all ours but not our heads predates
+// it. At most maxStale are dropped per snapshot, so a peer whose load
+// failed is not ignored for good.
+func (c *conn) staleSync(f Frame, p *pair) bool {
+	c.mu.Lock()
+	if p.stale == 0 || !p.snapSent {
+		c.mu.Unlock()
+		return false
+	}
+	c.mu.Unlock()
+	their, err := syncHeads(f.Data)
+	if err != nil || len(their) == 0 || their.Equal(p.h.Heads()) || !p.h.Contains(their) {
+		c.mu.Lock()
+		p.stale = 0 // the peer has caught up (or the message is not for us to judge)
+		c.mu.Unlock()
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p.stale == 0 {
+		return false
+	}
+	p.stale--
+	p.lastIO = time.Now()
+	return true
+}
 
 func (c *conn) unavailable(d Digest) {
 	c.s.stats.add(&c.s.stats.unavailableOut, 1)
