@@ -46,11 +46,12 @@ type conn struct {
 	// emptyHaves counts our Haves with no heads the peer has not answered
 	// with Unavailable or data yet (see answeredEmptyHave).
 	emptyHaves map[string]int
-	// behindSnaps counts the snapshots sent to the peer while it was
+	closed     bool
+
+	// behindN counts the snapshots sent to the peer while it was
 	// behind, per document, over the whole connection (a fresh Hello does
 	// not clear it): a peer cannot trigger more than maxBehindSnapshots.
-	behindSnaps map[string]int
-	closed      bool
+	behindN map[string]int
 }
 
 // pair is one document synced with the peer.
@@ -58,25 +59,29 @@ type pair struct {
 	h        *doc.Handle
 	ss       *doc.SyncState
 	access   Access
-	snapshot bool // send a Snapshot before the next sync message
-	snapSent bool // one was sent (or is being sent) on this session; guarded by c.mu
+	snapshot bool      // send a Snapshot before the next sync message
+	snapSent bool      // one was sent (or is being sent) on this session; guarded by c.mu
+	lastIO   time.Time // last frame sent or received for it
+
 	// stale counts the peer's sync messages still to drop as written
 	// before it had the snapshot we sent to it while it was behind (see
 	// receive); guarded by c.mu.
-	stale  int
-	lastIO time.Time // last frame sent or received for it
+	stale int
+	// behind: the snapshot asked for is for a peer behind, not empty
+	// (counted against maxBehindSnapshots when sent); guarded by c.mu.
+	behind bool
 }
 
 func newConn(s *Service, p peer.ID) *conn {
 	ctx, cancel := context.WithCancel(s.ctx)
 	return &conn{
 		s: s, peer: p, session: newSession(), ctx: ctx, cancel: cancel,
-		wake:        make(chan struct{}, 1),
-		pairs:       make(map[string]*pair),
-		isDirty:     make(map[string]bool),
-		wants:       make(map[string]bool),
-		emptyHaves:  make(map[string]int),
-		behindSnaps: make(map[string]int),
+		wake:       make(chan struct{}, 1),
+		pairs:      make(map[string]*pair),
+		isDirty:    make(map[string]bool),
+		wants:      make(map[string]bool),
+		emptyHaves: make(map[string]int),
+		behindN:    make(map[string]int),
 	}
 }
 
@@ -152,9 +157,20 @@ func (c *conn) markLocked(id string) {
 
 // pairFor returns id's pair, made if the policy and the limit allow.
 func (c *conn) pairFor(id string, h *doc.Handle) (*pair, bool) {
+	return c.pairWith(id, h, nil)
+}
+
+// pairWith is pairFor running set (if not nil) on the pair under the same
+// hold of c.mu that found or made it, so no step sees the pair before set
+// ran (a step that did sent a sync message before the snapshot a Have
+// asked for).
+func (c *conn) pairWith(id string, h *doc.Handle, set func(*pair)) (*pair, bool) {
 	c.mu.Lock()
 	p := c.pairs[id]
 	n := len(c.pairs)
+	if p != nil && set != nil {
+		set(p)
+	}
 	c.mu.Unlock()
 	if p != nil {
 		return p, true
@@ -172,6 +188,9 @@ func (c *conn) pairFor(id string, h *doc.Handle) (*pair, bool) {
 	if p = c.pairs[id]; p == nil {
 		p = &pair{h: h, ss: h.NewSyncState(origin(c.peer)), access: acc}
 		c.pairs[id] = p
+	}
+	if set != nil {
+		set(p)
 	}
 	return p, true
 }
@@ -367,7 +386,18 @@ func (c *conn) step() (bool, error) {
 		// Decided under c.mu: receive drops a Request that crossed a
 		// snapshot already committed to (see receive).
 		snap = p.snapshot && !p.snapSent
-		p.snapshot = false
+		if snap && p.behind {
+			// Counted when sent, so Haves superseded by a fresh Hello
+			// before any snapshot went out do not use the bound up.
+			if c.behindN[id] >= maxBehindSnapshots {
+				snap = false
+			} else {
+				c.behindN[id]++
+				p.stale = maxStale
+				c.s.stats.add(&c.s.stats.behindSnapshots, 1)
+			}
+		}
+		p.snapshot, p.behind = false, false
 		p.snapSent = p.snapSent || snap
 		p.lastIO = time.Now()
 	}
@@ -526,24 +556,20 @@ func (c *conn) dispatch(f Frame) error {
 			c.unavailable(f.Digest)
 			return nil
 		}
-		p, ok := c.pairFor(id, h)
+		behind := len(f.Heads) > 0 && c.behind(id, h, f.Heads)
+		_, ok = c.pairWith(id, h, func(p *pair) {
+			if len(f.Heads) == 0 {
+				p.snapshot = true
+			}
+			if behind && !p.snapSent {
+				p.snapshot, p.behind = true, true
+			}
+			c.markLocked(id)
+		})
 		if !ok {
 			c.unavailable(f.Digest)
 			return nil
 		}
-		behind := len(f.Heads) > 0 && c.behind(id, p, f.Heads)
-		c.mu.Lock()
-		if len(f.Heads) == 0 {
-			p.snapshot = true
-		}
-		if behind {
-			p.snapshot = true
-			p.stale = maxStale
-			c.behindSnaps[id]++
-			s.stats.add(&s.stats.behindSnapshots, 1)
-		}
-		c.markLocked(id)
-		c.mu.Unlock()
 		c.poke()
 	case Request, Sync, Snapshot:
 		h, deleted, err := s.lookup(f.Doc)
@@ -667,11 +693,12 @@ const (
 // SnapshotBehind changes on id, with every head of it in our document, and
 // may still get a snapshot for it (once per session, maxBehindSnapshots
 // per connection).
-func (c *conn) behind(id string, p *pair, heads doc.Heads) bool {
+func (c *conn) behind(id string, h *doc.Handle, heads doc.Heads) bool {
 	c.mu.Lock()
-	done := p.snapSent || c.behindSnaps[id] >= maxBehindSnapshots
+	p := c.pairs[id]
+	done := p != nil && p.snapSent || c.behindN[id] >= maxBehindSnapshots
 	c.mu.Unlock()
-	if done || !p.h.Contains(heads) {
+	if done || !h.Contains(heads) {
 		return false
 	}
 	since := make([]automerge.ChangeHash, len(heads))
@@ -679,7 +706,7 @@ func (c *conn) behind(id string, p *pair, heads doc.Heads) bool {
 		since[i] = automerge.ChangeHash(x)
 	}
 	n := 0
-	_ = p.h.Read(func(tx *doc.Tx) error {
+	_ = h.Read(func(tx *doc.Tx) error {
 		chs, err := tx.Automerge().Changes(since...)
 		n = len(chs)
 		return err
