@@ -177,3 +177,27 @@ func TestHostileBehindHavesGetBoundedSnapshots(t *testing.T) {
 		t.Fatal("no snapshot sent: a behind peer should get one")
 	}
 }
+
+// A peer the Allow policy denies a document is not told we hold it: no
+// Have (its digest and heads) goes to it, though Share allows every peer.
+func TestDeniedPeerGetsNoHave(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	var bID peer.ID
+	a := newNode(t, mn, Config{Allow: func(p peer.ID, _ string) Access {
+		if p == bID {
+			return Deny
+		}
+		return ReadWrite
+	}})
+	b := newNode(t, mn, Config{})
+	bID = b.h.ID()
+	ha := a.open(t, "secret")
+	mustChange(t, ha, func(tx *doc.Tx) error { return tx.Set(doc.Path{"k"}, "v") })
+	connect(t, a, b)
+	eventually(t, wait, "b heard a's hello", func() bool { return b.svc.Stats().FramesIn[Hello] >= 1 })
+	eventually(t, wait, "the link is quiet", func() bool { return quiet(a, b) })
+	if n := b.svc.Stats().FramesIn[Have]; n != 0 {
+		t.Fatalf("the denied peer received %d have frames", n)
+	}
+}

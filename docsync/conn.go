@@ -195,9 +195,10 @@ func (c *conn) pairWith(id string, h *doc.Handle, set func(*pair)) (*pair, bool)
 	return p, true
 }
 
-// offer tells the peer we hold id (a Have), if the policy allows.
+// offer tells the peer we hold id (a Have), if the policy allows: Share,
+// and Allow not Deny (a denied peer is not told we hold it, issue 11).
 func (c *conn) offer(id string, t *tracked) {
-	if !c.ready() || !c.s.cfg.Share(c.peer, id) {
+	if !c.ready() || !c.s.cfg.Share(c.peer, id) || c.s.cfg.Allow(c.peer, id) == Deny {
 		return
 	}
 	heads := t.h.Heads()
