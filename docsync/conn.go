@@ -2,11 +2,13 @@ package docsync
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/automerge/automerge-go"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -45,6 +47,11 @@ type conn struct {
 	// with Unavailable or data yet (see answeredEmptyHave).
 	emptyHaves map[string]int
 	closed     bool
+
+	// behindN counts the snapshots sent to the peer while it was
+	// behind, per document, over the whole connection (a fresh Hello does
+	// not clear it): a peer cannot trigger more than maxBehindSnapshots.
+	behindN map[string]int
 }
 
 // pair is one document synced with the peer.
@@ -55,6 +62,14 @@ type pair struct {
 	snapshot bool      // send a Snapshot before the next sync message
 	snapSent bool      // one was sent (or is being sent) on this session; guarded by c.mu
 	lastIO   time.Time // last frame sent or received for it
+
+	// stale counts the peer's sync messages still to drop as written
+	// before it had the snapshot we sent to it while it was behind (see
+	// receive); guarded by c.mu.
+	stale int
+	// behind: the snapshot asked for is for a peer behind, not empty
+	// (counted against maxBehindSnapshots when sent); guarded by c.mu.
+	behind bool
 }
 
 func newConn(s *Service, p peer.ID) *conn {
@@ -66,6 +81,7 @@ func newConn(s *Service, p peer.ID) *conn {
 		isDirty:    make(map[string]bool),
 		wants:      make(map[string]bool),
 		emptyHaves: make(map[string]int),
+		behindN:    make(map[string]int),
 	}
 }
 
@@ -141,9 +157,20 @@ func (c *conn) markLocked(id string) {
 
 // pairFor returns id's pair, made if the policy and the limit allow.
 func (c *conn) pairFor(id string, h *doc.Handle) (*pair, bool) {
+	return c.pairWith(id, h, nil)
+}
+
+// pairWith is pairFor running set (if not nil) on the pair under the same
+// hold of c.mu that found or made it, so no step sees the pair before set
+// ran (a step that did sent a sync message before the snapshot a Have
+// asked for).
+func (c *conn) pairWith(id string, h *doc.Handle, set func(*pair)) (*pair, bool) {
 	c.mu.Lock()
 	p := c.pairs[id]
 	n := len(c.pairs)
+	if p != nil && set != nil {
+		set(p)
+	}
 	c.mu.Unlock()
 	if p != nil {
 		return p, true
@@ -162,12 +189,16 @@ func (c *conn) pairFor(id string, h *doc.Handle) (*pair, bool) {
 		p = &pair{h: h, ss: h.NewSyncState(origin(c.peer)), access: acc}
 		c.pairs[id] = p
 	}
+	if set != nil {
+		set(p)
+	}
 	return p, true
 }
 
-// offer tells the peer we hold id (a Have), if the policy allows.
+// offer tells the peer we hold id (a Have), if the policy allows: Share,
+// and Allow not Deny (a denied peer is not told we hold it, issue 11).
 func (c *conn) offer(id string, t *tracked) {
-	if !c.ready() || !c.s.cfg.Share(c.peer, id) {
+	if !c.ready() || !c.s.cfg.Share(c.peer, id) || c.s.cfg.Allow(c.peer, id) == Deny {
 		return
 	}
 	heads := t.h.Heads()
@@ -356,7 +387,18 @@ func (c *conn) step() (bool, error) {
 		// Decided under c.mu: receive drops a Request that crossed a
 		// snapshot already committed to (see receive).
 		snap = p.snapshot && !p.snapSent
-		p.snapshot = false
+		if snap && p.behind {
+			// Counted when sent, so Haves superseded by a fresh Hello
+			// before any snapshot went out do not use the bound up.
+			if c.behindN[id] >= maxBehindSnapshots {
+				snap = false
+			} else {
+				c.behindN[id]++
+				p.stale = maxStale
+				c.s.stats.add(&c.s.stats.behindSnapshots, 1)
+			}
+		}
+		p.snapshot, p.behind = false, false
 		p.snapSent = p.snapSent || snap
 		p.lastIO = time.Now()
 	}
@@ -515,17 +557,20 @@ func (c *conn) dispatch(f Frame) error {
 			c.unavailable(f.Digest)
 			return nil
 		}
-		p, ok := c.pairFor(id, h)
+		behind := len(f.Heads) > 0 && c.behind(id, h, f.Heads)
+		_, ok = c.pairWith(id, h, func(p *pair) {
+			if len(f.Heads) == 0 {
+				p.snapshot = true
+			}
+			if behind && !p.snapSent {
+				p.snapshot, p.behind = true, true
+			}
+			c.markLocked(id)
+		})
 		if !ok {
 			c.unavailable(f.Digest)
 			return nil
 		}
-		c.mu.Lock()
-		if len(f.Heads) == 0 {
-			p.snapshot = true
-		}
-		c.markLocked(id)
-		c.mu.Unlock()
 		c.poke()
 	case Request, Sync, Snapshot:
 		h, deleted, err := s.lookup(f.Doc)
@@ -592,6 +637,13 @@ func (c *conn) receive(f Frame, p *pair) {
 		c.mu.Unlock()
 		c.poke()
 		return
+	case f.Type == Sync && c.staleSync(f, p):
+		// Written before the peer had the snapshot we sent it because it
+		// was behind: answering it would send every change after its old
+		// heads (the plain first sync the snapshot replaces). The
+		// snapshot and our fresh message after it answer it.
+		c.s.stats.add(&c.s.stats.staleSyncs, 1)
+		return
 	case p.access != ReadWrite:
 		err = p.ss.ReceiveWithoutChanges(f.Data)
 	default:
@@ -615,6 +667,102 @@ func (c *conn) receive(f Frame, p *pair) {
 }
 
 var errRefused = errors.New("docsync: refused by policy")
+
+const (
+	// SnapshotBehind is how many changes beyond a peer's advertised heads
+	// make us send it the snapshot instead of the plain Automerge sync,
+	// when every head it advertises is in our document (it is behind, not
+	// diverged). Automerge 0.5.0 sends each missing change whole (about
+	// 130 B for a small change: 129 KB for 1000 changes, DOCUMENTS.md
+	// §1.3), while Save() compresses the whole history (2.3 KB for those
+	// 1000) and the fresh message after it carries a Bloom filter of about
+	// 1.25 B per change. A few dozen changes already cost more than a
+	// small document's snapshot; below this the sync is kept, as it is for
+	// a peer only slightly behind a large document.
+	SnapshotBehind = 64
+	// maxBehindSnapshots bounds the snapshots one connection's peer gets
+	// for one document by advertising heads we hold: after that it gets
+	// the plain sync, so a hostile peer repeating Hello and Have cannot
+	// make us save and send the document over and over.
+	maxBehindSnapshots = 2
+	// maxStale bounds the peer's sync messages dropped as written before
+	// it had our snapshot (normally one: its first message).
+	maxStale = 2
+)
+
+// behind reports whether a peer advertising heads is behind us by at least
+// SnapshotBehind changes on id, with every head of it in our document, and
+// may still get a snapshot for it (once per session, maxBehindSnapshots
+// per connection).
+func (c *conn) behind(id string, h *doc.Handle, heads doc.Heads) bool {
+	c.mu.Lock()
+	p := c.pairs[id]
+	done := p != nil && p.snapSent || c.behindN[id] >= maxBehindSnapshots
+	c.mu.Unlock()
+	if done || !h.Contains(heads) {
+		return false
+	}
+	since := make([]automerge.ChangeHash, len(heads))
+	for i, x := range heads {
+		since[i] = automerge.ChangeHash(x)
+	}
+	n := 0
+	_ = h.Read(func(tx *doc.Tx) error {
+		chs, err := tx.Automerge().Changes(since...)
+		n = len(chs)
+		return err
+	})
+	return n >= SnapshotBehind
+}
+
+// syncHeads decodes the sender's heads at the start of an Automerge sync
+// message (type byte 0x42, a ULEB128 count, then 32-byte hashes); the
+// pinned automerge-go does not export its decoder.
+func syncHeads(b []byte) (doc.Heads, error) {
+	if len(b) < 2 || b[0] != 0x42 {
+		return nil, ErrMalformed
+	}
+	n, k := binary.Uvarint(b[1:])
+	if k <= 0 || n > MaxHeads || uint64(len(b)-1-k) < n*32 {
+		return nil, ErrMalformed
+	}
+	b = b[1+k:]
+	hs := make(doc.Heads, n)
+	for i := range hs {
+		copy(hs[i][:], b[32*i:])
+	}
+	return hs, nil
+}
+
+// staleSync reports whether f, a sync message from the peer, was written
+// before it had the snapshot we sent it while it was behind, and counts it
+// dropped. After loading the snapshot the peer has every change we had
+// then, so a message whose heads are all ours but not our heads predates
+// it. At most maxStale are dropped per snapshot, so a peer whose load
+// failed is not ignored for good.
+func (c *conn) staleSync(f Frame, p *pair) bool {
+	c.mu.Lock()
+	if p.stale == 0 || !p.snapSent {
+		c.mu.Unlock()
+		return false
+	}
+	c.mu.Unlock()
+	their, err := syncHeads(f.Data)
+	if err != nil || len(their) == 0 || their.Equal(p.h.Heads()) || !p.h.Contains(their) {
+		c.mu.Lock()
+		p.stale = 0 // the peer has caught up (or the message is not for us to judge)
+		c.mu.Unlock()
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p.stale == 0 {
+		return false
+	}
+	p.stale--
+	p.lastIO = time.Now()
+	return true
+}
 
 func (c *conn) unavailable(d Digest) {
 	c.s.stats.add(&c.s.stats.unavailableOut, 1)

@@ -3,6 +3,7 @@ package docsync
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"testing"
@@ -194,6 +195,29 @@ func FuzzDecodeAnnouncement(f *testing.F) {
 		again, err := EncodeAnnouncement(a)
 		if err != nil || !bytes.Equal(again, b) {
 			t.Fatalf("not canonical: %x vs %x (%v)", b, again, err)
+		}
+	})
+}
+
+// syncHeads never panics on network input, and the heads it accepts are
+// the 32-byte hashes after the message type and count.
+func FuzzSyncHeads(f *testing.F) {
+	f.Add([]byte{0x42, 0})
+	f.Add(append([]byte{0x42, 1}, make([]byte, 32)...))
+	f.Add([]byte{0x42, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		hs, err := syncHeads(b)
+		if err != nil {
+			return
+		}
+		n, k := binary.Uvarint(b[1:])
+		if b[0] != 0x42 || k <= 0 || n != uint64(len(hs)) {
+			t.Fatalf("accepted %x as %d heads", b, len(hs))
+		}
+		for i, h := range hs {
+			if !bytes.Equal(h[:], b[1+k+32*i:1+k+32*(i+1)]) {
+				t.Fatalf("head %d of %x is %x", i, b, h)
+			}
 		}
 	})
 }

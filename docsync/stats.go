@@ -22,6 +22,10 @@ type Stats struct {
 	// BadFrames: malformed or oversized frames (the session was reset);
 	// BadSync: sync messages or snapshots the document refused.
 	BadFrames, BadSync uint64
+	// BehindSnapshots: snapshots sent to a peer that was behind (not
+	// empty); StaleSyncs: its sync messages dropped as written before it
+	// had that snapshot.
+	BehindSnapshots, StaleSyncs uint64
 	// Dropped: control frames dropped because a peer's queue was full.
 	Dropped uint64
 	// AnnouncementsIn/Out: head announcements received and published;
@@ -38,6 +42,7 @@ type stats struct {
 	badFrames, badSync, dropped            atomic.Uint64
 	announcementsIn, announcementsOut      atomic.Uint64
 	badAnnouncements                       atomic.Uint64
+	behindSnapshots, staleSyncs            atomic.Uint64
 }
 
 func (s *stats) add(c *atomic.Uint64, n uint64) { c.Add(n) }
@@ -67,6 +72,7 @@ func (s *stats) snapshot() Stats {
 		BadFrames: s.badFrames.Load(), BadSync: s.badSync.Load(), Dropped: s.dropped.Load(),
 		AnnouncementsIn: s.announcementsIn.Load(), AnnouncementsOut: s.announcementsOut.Load(),
 		BadAnnouncements: s.badAnnouncements.Load(),
+		BehindSnapshots:  s.behindSnapshots.Load(), StaleSyncs: s.staleSyncs.Load(),
 	}
 	for i := range maxType {
 		if n := s.framesIn[i].Load(); n > 0 {

@@ -15,6 +15,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
@@ -50,10 +53,43 @@ func genesis(tx *doc.Tx) error { return tx.Set(doc.Path{"t"}, doc.Text("")) }
 
 func letter(x uint32) string { return string(rune('a' + (x>>16)%26)) }
 
+// dialGate lets the host dial only the addresses given to connect.
+type dialGate struct {
+	mu sync.Mutex
+	ok map[string]bool
+}
+
+func (g *dialGate) allow(addr string) {
+	a, err := multiaddr.NewMultiaddr(addr)
+	if err != nil {
+		return
+	}
+	t, _ := peer.SplitAddr(a)
+	if t == nil {
+		return
+	}
+	g.mu.Lock()
+	g.ok[t.String()] = true
+	g.mu.Unlock()
+}
+
+func (g *dialGate) InterceptPeerDial(peer.ID) bool { return true }
+func (g *dialGate) InterceptAddrDial(_ peer.ID, a multiaddr.Multiaddr) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.ok[a.String()]
+}
+func (g *dialGate) InterceptAccept(network.ConnMultiaddrs) bool { return true }
+func (g *dialGate) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
+	return true
+}
+func (g *dialGate) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
+
 // goPeer is one Convene peer: a Repo on loopback TCP (repo.LocalConfig).
 type goPeer struct {
-	ctx context.Context
-	r   *repo.Repo
+	ctx  context.Context
+	r    *repo.Repo
+	gate *dialGate
 
 	mu      sync.Mutex
 	watches map[string]*watchState
@@ -73,12 +109,17 @@ func runPeer(in io.Reader, out io.Writer) error {
 	ctx := context.Background()
 	cfg := repo.LocalConfig()
 	cfg.Docs.Init = genesis
+	// Dial only what the harness named in a connect: a peer that learned
+	// the other's direct listen address (identify) and redialled it would
+	// bypass the counting proxy (the 0 B convergence of the last run).
+	gate := &dialGate{ok: map[string]bool{}}
+	cfg.Host.Options = append(cfg.Host.Options, libp2p.ConnectionGater(gate))
 	r, err := repo.New(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	p := &goPeer{ctx: ctx, r: r, watches: make(map[string]*watchState)}
+	p := &goPeer{ctx: ctx, r: r, gate: gate, watches: make(map[string]*watchState)}
 	var outMu sync.Mutex
 	enc := json.NewEncoder(out)
 	reply := func(id int, v map[string]any, err error) {
@@ -136,12 +177,19 @@ func (p *goPeer) serve(q request) (map[string]any, error) {
 		}
 		return nil, errors.New("no loopback TCP address")
 	case "connect":
+		p.gate.allow(q.Addr)
 		if err := p.r.Connect(ctx, q.Addr); err != nil {
 			return nil, err
 		}
 		return map[string]any{}, nil
 	case "disconnect":
+		// Forget the peers' addresses first: identify taught us their
+		// direct listen addresses, and anything that redials (a stream
+		// opened while apart, healing) would reconnect past the proxy,
+		// which then counts nothing (the 0 B convergence of the last run).
+		// The harness's connect names the proxy's address again.
 		for _, id := range p.r.Host().Network().Peers() {
+			p.r.Host().Peerstore().ClearAddrs(id)
 			_ = p.r.Host().Network().ClosePeer(id)
 		}
 		return map[string]any{}, nil

@@ -343,6 +343,16 @@ func convergeRun(s side, o options, offline int) (ns, bytes float64, err error) 
 	if err := sameDoc(id, 1+2*offline, p.a, p.b); err != nil {
 		return 0, 0, err
 	}
+	// Each side's offline changes crossed the link: the proxy must have
+	// seen them, or the peers met past it and the figure would be 0 B.
+	if s.name == "Convene" {
+		if err := p.throughProxy(); err != nil {
+			return 0, 0, err
+		}
+	}
+	if nb == 0 {
+		return 0, 0, fmt.Errorf("%s: converged but the proxy carried 0 B (%d connections through it): the peers reconnected past it", s.name, p.px.Open())
+	}
 	return float64(max(wa.At, wb.At) - t0), float64(nb), nil
 }
 
