@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -57,13 +60,56 @@ func TestProcessDocumentSyncsBothWays(t *testing.T) {
 	dir := t.TempDir()
 	alice := startPeer(t, "alice", "--key", filepath.Join(dir, "ka"), "--data", filepath.Join(dir, "a"), "--doc", "notes")
 	ready := alice.wait(wait, "alice ready", isType("ready"))
-	aliceID, boot := ready["peer"].(string), tcpAddr(t, ready)
-	alice.wait(wait, "alice opened notes", isType("doc-opened"))
-
+	boot := tcpAddr(t, ready)
 	bob := startPeer(t, "bob", "--key", filepath.Join(dir, "kb"), "--data", filepath.Join(dir, "b"), "--doc", "notes", "--bootstrap", boot)
+	bob.wait(wait, "bob connected", isType("connected"))
+	docBothWays(t, alice, bob, wait)
+}
+
+// The same over mDNS: two peer processes in a network namespace of their
+// own, no bootstrap address, no DHT: they find each other by mDNS and
+// share the document both ways.
+func TestProcessDocumentSyncsBothWaysOverMDNS(t *testing.T) {
+	const wait = 20 * time.Second
+	bin := peerBinary(t)
+	if os.Geteuid() != 0 {
+		skipUnlessCI(t, "needs root to create a network namespace")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		skipUnlessCI(t, "needs iproute2's ip")
+	}
+	ns := fmt.Sprintf("cvdocmdns-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	for _, args := range [][]string{{"link", "set", "lo", "multicast", "on"}, {"link", "set", "lo", "up"}} {
+		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	dir := t.TempDir()
+	start := func(name, key, data string) *proc {
+		cmd := exec.Command("ip", "netns", "exec", ns, bin, "run", "--json", "--dht", "off",
+			"--timeout", "3s", "--name", name, "--key", filepath.Join(dir, key), "--data", filepath.Join(dir, data), "--doc", "notes")
+		cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir(), "GOLOG_LOG_LEVEL=")
+		return startCmd(t, name, cmd)
+	}
+	alice := start("alice", "ka", "a")
+	alice.wait(wait, "alice ready", isType("ready"))
+	bob := start("bob", "kb", "b")
+	docBothWays(t, alice, bob, wait)
+}
+
+// docBothWays: alice (started) and bob (started, connecting to alice
+// by bootstrap or mDNS: a change reaches the other only once they are) have both opened "notes"; a change on each reaches the other,
+// both end with the same content and heads, and both exit cleanly.
+func docBothWays(t *testing.T, alice, bob *proc, wait time.Duration) {
+	t.Helper()
+	aliceID := alice.wait(wait, "alice ready", isType("ready"))["peer"].(string)
+	alice.wait(wait, "alice opened notes", isType("doc-opened"))
 	bobID := bob.wait(wait, "bob ready", isType("ready"))["peer"].(string)
 	bob.wait(wait, "bob opened notes", isType("doc-opened"))
-	bob.wait(wait, "bob connected", isType("connected"))
 
 	// alice → bob.
 	mB := bob.mark()
