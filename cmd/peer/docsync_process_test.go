@@ -72,22 +72,7 @@ func TestProcessDocumentSyncsBothWays(t *testing.T) {
 func TestProcessDocumentSyncsBothWaysOverMDNS(t *testing.T) {
 	const wait = 20 * time.Second
 	bin := peerBinary(t)
-	if os.Geteuid() != 0 {
-		skipUnlessCI(t, "needs root to create a network namespace")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		skipUnlessCI(t, "needs iproute2's ip")
-	}
-	ns := fmt.Sprintf("cvdocmdns-%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	for _, args := range [][]string{{"link", "set", "lo", "multicast", "on"}, {"link", "set", "lo", "up"}} {
-		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v: %s", args, err, out)
-		}
-	}
+	ns := netns(t, "cvdocmdns", true)
 	dir := t.TempDir()
 	start := func(name, key, data string) *proc {
 		cmd := exec.Command("ip", "netns", "exec", ns, bin, "run", "--json", "--dht", "off",
@@ -148,4 +133,32 @@ func docBothWays(t *testing.T, alice, bob *proc, wait time.Duration) {
 		}
 		p.checkOutput()
 	}
+}
+
+// netns creates a network namespace named prefix-<pid> for the test (lo up;
+// with multicast, mDNS works on it) and deletes it at cleanup. It skips
+// unless root with iproute2's ip (CI fails instead: skipUnlessCI).
+func netns(t *testing.T, prefix string, multicast bool) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		skipUnlessCI(t, "needs root to create a network namespace")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		skipUnlessCI(t, "needs iproute2's ip")
+	}
+	ns := fmt.Sprintf("%s-%d", prefix, os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	steps := [][]string{{"link", "set", "lo", "up"}}
+	if multicast {
+		steps = [][]string{{"link", "set", "lo", "multicast", "on"}, {"link", "set", "lo", "up"}}
+	}
+	for _, args := range steps {
+		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	return ns
 }

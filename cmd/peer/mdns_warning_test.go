@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -17,20 +16,7 @@ import (
 // say so in one error event right after ready.
 func TestProcessWarnsWhenMDNSCannotStart(t *testing.T) {
 	bin := peerBinary(t)
-	if os.Geteuid() != 0 {
-		skipUnlessCI(t, "needs root to create a network namespace")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		skipUnlessCI(t, "needs iproute2's ip")
-	}
-	ns := fmt.Sprintf("cvpeer-%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	if out, err := exec.Command("ip", "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("lo up: %v: %s", err, out)
-	}
+	ns := netns(t, "cvpeer", false) // lo without MULTICAST: mDNS cannot start
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -8,7 +8,6 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -244,22 +243,7 @@ func TestProcessWaitMembersFlag(t *testing.T) {
 func TestProcessDocumentedScriptOverMDNS(t *testing.T) {
 	const wait = 20 * time.Second
 	bin := peerBinary(t)
-	if os.Geteuid() != 0 {
-		skipUnlessCI(t, "needs root to create a network namespace")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		skipUnlessCI(t, "needs iproute2's ip")
-	}
-	ns := fmt.Sprintf("cvscript-%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	for _, args := range [][]string{{"link", "set", "lo", "multicast", "on"}, {"link", "set", "lo", "up"}} {
-		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v: %s", args, err, out)
-		}
-	}
+	ns := netns(t, "cvscript", true)
 	line := documentedScript(t)
 
 	cmd := exec.Command("ip", "netns", "exec", ns, bin, "run", "--json", "--ephemeral", "--name", "alice", "--room", "lobby")
