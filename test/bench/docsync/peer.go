@@ -183,13 +183,11 @@ func (p *goPeer) serve(q request) (map[string]any, error) {
 		}
 		return map[string]any{}, nil
 	case "disconnect":
-		// Forget the peers' addresses first: identify taught us their
-		// direct listen addresses, and anything that redials (a stream
-		// opened while apart, healing) would reconnect past the proxy,
-		// which then counts nothing (the 0 B convergence of the last run).
-		// The harness's connect names the proxy's address again.
+		// A redial (healing, a stream opened while apart) reaches only the
+		// addresses the harness named: the gate refuses the direct listen
+		// addresses identify taught us, so the peers meet again through
+		// the counting proxy (clearing the peerstore alone did not do it).
 		for _, id := range p.r.Host().Network().Peers() {
-			p.r.Host().Peerstore().ClearAddrs(id)
 			_ = p.r.Host().Network().ClosePeer(id)
 		}
 		return map[string]any{}, nil
