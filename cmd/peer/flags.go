@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/convene-p2p/convene/p2p"
 	golog "github.com/ipfs/go-log/v2"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
@@ -77,16 +78,6 @@ func (f durationFlag) Set(v string) error {
 	return nil
 }
 
-// dhtMode is the --dht value.
-type dhtMode string
-
-const (
-	dhtAuto   dhtMode = "auto"
-	dhtOff    dhtMode = "off"
-	dhtClient dhtMode = "client"
-	dhtServer dhtMode = "server"
-)
-
 // runOptions is everything `peer run` was asked to do, validated.
 type runOptions struct {
 	Name      string
@@ -98,7 +89,7 @@ type runOptions struct {
 	KeyFile   string   // "" with Ephemeral
 	Ephemeral bool
 	MDNS      bool
-	DHT       dhtMode
+	DHT       p2p.DHTMode
 	Timeout   time.Duration // 0 = library default
 	JSON      bool
 	Stay      bool
@@ -168,7 +159,7 @@ func parseRunFlags(args []string, configDir func() (string, error)) (runOptions,
 	fs.BoolVar(&o.Ephemeral, "ephemeral", false, "")
 	fs.Var(switchFlag{&o.MDNS, true}, "mdns", "")
 	fs.Var(switchFlag{&o.MDNS, false}, "no-mdns", "")
-	fs.StringVar(&dht, "dht", string(dhtAuto), "")
+	fs.StringVar(&dht, "dht", p2p.DHTAuto.String(), "")
 	fs.Var(durationFlag{&o.Timeout}, "timeout", "")
 	o.WaitTimeout = defaultWaitTimeout
 	fs.IntVar(&o.WaitMembers, "wait-members", 0, "")
@@ -217,12 +208,12 @@ func parseRunFlags(args []string, configDir func() (string, error)) (runOptions,
 		o.Bootstrap = append(o.Bootstrap, ai)
 		o.BootStr = append(o.BootStr, s)
 	}
-	switch m := dhtMode(dht); m {
-	case dhtAuto, dhtOff, dhtClient, dhtServer:
-		o.DHT = m
-	default:
+	m, err := p2p.ParseDHTMode(dht)
+	if err != nil || strings.TrimSpace(dht) == "" {
+		// The empty value parses as auto; on a command line it is a mistake.
 		return o, usagef("peer run: --dht %q: want off, client, server or auto", dht)
 	}
+	o.DHT = m
 	if o.Timeout < 0 {
 		return o, usagef("peer run: --timeout %v: must be positive", o.Timeout)
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/convene-p2p/convene/p2p"
 )
 
 func fixedConfigDir(dir string) func() (string, error) {
@@ -21,7 +23,7 @@ func TestParseRunFlagsDefaults(t *testing.T) {
 	if !o.MDNS {
 		t.Error("mDNS should be on by default")
 	}
-	if o.DHT != dhtAuto {
+	if o.DHT != p2p.DHTAuto {
 		t.Errorf("DHT = %q, want auto", o.DHT)
 	}
 	if want := filepath.Join("/cfg", "convene", "key"); o.KeyFile != want {
@@ -72,7 +74,7 @@ func TestParseRunFlagsAll(t *testing.T) {
 	if len(o.Bootstrap) != 1 || o.Bootstrap[0].ID.String() != "12D3KooWRC2BWwa8DgLjKea1bHvVPciWr4wLpE3Z3hcDUXtkkdkR" || o.BootStr[0] != testPeerAddr {
 		t.Errorf("bootstrap = %v %v", o.Bootstrap, o.BootStr)
 	}
-	if o.MDNS || o.DHT != dhtOff || o.Timeout != 3*time.Second || !o.JSON || !o.Stay {
+	if o.MDNS || o.DHT != p2p.DHTOff || o.Timeout != 3*time.Second || !o.JSON || !o.Stay {
 		t.Errorf("options: %+v", o)
 	}
 	if o.LogLevel != "warn,convene/room=debug" {

@@ -98,17 +98,8 @@ func runNode(ctx context.Context, o runOptions, stdin io.Reader, stdout, stderr 
 	for _, a := range o.Listen {
 		cfg.Host.ListenAddrs = append(cfg.Host.ListenAddrs, a.String())
 	}
-	switch o.DHT {
-	case dhtOff:
-		cfg.Host.DHT = p2p.DHTOff
-	case dhtClient:
-		cfg.Host.DHT = p2p.DHTClient
-	case dhtServer:
-		cfg.Host.DHT = p2p.DHTServer
-	default:
-		cfg.Host.DHT = p2p.DHTAuto
-	}
-	if o.DHT != dhtOff {
+	cfg.Host.DHT = o.DHT
+	if o.DHT != p2p.DHTOff {
 		// The DHT bootstraps from these peers (and keeps retrying);
 		// with the DHT off they are only dialled below.
 		cfg.Host.Bootstrap = o.BootStr
