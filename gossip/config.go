@@ -126,8 +126,10 @@ type Config struct {
 // GossipSubParams returns the GossipSub parameters Convene uses for presence
 // (docs/PROTOCOL.md explains each choice): a 250 ms heartbeat, so meshes form
 // within a quarter second of a subscription; a smaller mesh (D=4, Dlo=3,
-// Dhi=8), because flood publishing already gives every directly connected
-// member its first copy and mesh forwarding mostly adds duplicates; lighter
+// Dhi=5), because flood publishing already gives every directly connected
+// member its first copy and mesh forwarding mostly adds duplicates (a mesh
+// is pruned back to D once it grows past Dhi, so Dhi bounds the copies a
+// member forwards); lighter
 // gossip (IHAVE to max(3, 10% of non-mesh peers), each message advertised in
 // one heartbeat only), because presence heals with the next heartbeat; and a
 // 2 s unsubscribe backoff, because rooms are left and rejoined often.
@@ -135,7 +137,7 @@ func GossipSubParams() pubsub.GossipSubParams {
 	p := pubsub.DefaultGossipSubParams()
 	p.HeartbeatInterval = 250 * time.Millisecond
 	p.HeartbeatInitialDelay = 50 * time.Millisecond
-	p.D, p.Dlo, p.Dhi, p.Dscore, p.Dout = 4, 3, 8, 2, 1
+	p.D, p.Dlo, p.Dhi, p.Dscore, p.Dout = 4, 3, 5, 2, 1
 	p.Dlazy, p.GossipFactor, p.HistoryGossip = 3, 0.1, 1
 	p.UnsubscribeBackoff = 2 * time.Second
 	return p

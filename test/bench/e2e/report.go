@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/convene-p2p/convene/gossip"
 )
 
 // notes is the hand-written analysis appended to every report: the causes
@@ -57,12 +59,13 @@ func Report(w io.Writer, res *Results, command, imgDir string) error {
 		"hosts, in the same process, interleaved in time.\n\n")
 
 	f("## What is measured\n\n")
+	gp := gossip.GossipSubParams() // of this build, not of the run when re-rendering a -json file
 	f("- **Hosts**: `p2p.LocalConfig()` (loopback TCP, TLS 1.3, yamux), one process. Each host dials %d random others (seed %d); "+
 		"the graph is redrawn until connected. A bandwidth reporter (`libp2p.BandwidthReporter`) counts the bytes every stream writes, by protocol ID.\n", res.Opts.Degree, res.Opts.Seed)
-	f("- **Convene**: on every host a `gossip.Router` with the zero `gossip.Config` (so `gossip.GossipSubParams()`: 250 ms heartbeat, D=6; "+
+	f("- **Convene**: on every host a `gossip.Router` with the zero `gossip.Config` (so `gossip.GossipSubParams()`: %v heartbeat, D/Dlo/Dhi %d/%d/%d; "+
 		"flood publish, StrictSign, validator, peer scoring) and one `room.Room` (`Router.Join` + `room.New`, exactly what `repo.JoinRoom` does, "+
 		"minus the Repo's event-forwarding goroutine). Room config: Timeout %v, HeartbeatInterval %v, PublishInterval %v.\n",
-		rc.Timeout, rc.HeartbeatInterval, rc.PublishInterval)
+		gp.HeartbeatInterval, gp.D, gp.Dlo, gp.Dhi, rc.Timeout, rc.HeartbeatInterval, rc.PublishInterval)
 	f("- **Raw GossipSub** (the floor): a second GossipSub router on the same hosts and connections, with the same parameters and router options "+
 		"(`gossip.GossipSubParams()`, flood publish, no PX, 30 s seen cache, queue sizes, StrictSign) but no validator, no scoring, "+
 		"its own protocol ID (`%s`) so the two never mix and every byte is attributed, and the same topic name as the room. "+
