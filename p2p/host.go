@@ -261,8 +261,12 @@ func (h *Host) ID() peer.ID { return h.h.ID() }
 
 // Addrs returns the host's addresses, each ending in /p2p/<ID>, ready to
 // give to another peer's Connect or Config.Bootstrap.
-func (h *Host) Addrs() []ma.Multiaddr {
-	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: h.h.ID(), Addrs: h.h.Addrs()})
+func (h *Host) Addrs() []ma.Multiaddr { return Addrs(h.h) }
+
+// Addrs returns h's addresses, each ending in /p2p/<ID>: what Host.Addrs
+// returns, for any libp2p host (for example one an app built itself).
+func Addrs(h host.Host) []ma.Multiaddr {
+	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()})
 	if err != nil { // only for an empty peer ID, which a running host never has
 		return nil
 	}
@@ -278,17 +282,23 @@ func (h *Host) MDNSError() error { return h.mdnsErr }
 
 // Connect dials the peer at addr, a multiaddr ending in /p2p/<peer ID>.
 func (h *Host) Connect(ctx context.Context, addr string) error {
+	if h.isClosed() {
+		return ErrClosed
+	}
+	return Connect(ctx, h.h, addr)
+}
+
+// Connect dials the peer at addr, a multiaddr ending in /p2p/<peer ID>,
+// from any libp2p host: what Host.Connect does, without its closed check.
+func Connect(ctx context.Context, h host.Host, addr string) error {
 	info, err := peer.AddrInfoFromString(addr)
 	if err != nil {
 		return fmt.Errorf("p2p: connect: address %q (want a multiaddr ending in /p2p/<peer ID>): %w", addr, err)
 	}
-	if info.ID == h.h.ID() {
+	if info.ID == h.ID() {
 		return fmt.Errorf("p2p: connect: %s is this host", info.ID)
 	}
-	if h.isClosed() {
-		return ErrClosed
-	}
-	if err := h.h.Connect(ctx, *info); err != nil {
+	if err := h.Connect(ctx, *info); err != nil {
 		return fmt.Errorf("p2p: connect %s: %w", info.ID, err)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -244,7 +245,7 @@ func New(ctx context.Context, cfg Config) (*Repo, error) {
 		_ = r.closeDocs()
 		return nil, fmt.Errorf("repo: %w", err)
 	}
-	r.self = room.Identity{Peer: room.PeerID(r.host.ID()), Name: cfg.Name, Meta: maps(cfg.Meta)}
+	r.self = room.Identity{Peer: room.PeerID(r.host.ID()), Name: cfg.Name, Meta: maps.Clone(cfg.Meta)}
 	if cfg.Metrics != nil {
 		r.metrics = newCollector(r)
 		if err := cfg.Metrics.Register(r.metrics); err != nil {
@@ -255,21 +256,10 @@ func New(ctx context.Context, cfg Config) (*Repo, error) {
 	return r, nil
 }
 
-func maps(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
 // Self is the local peer's identity in every room.
 func (r *Repo) Self() room.Identity {
 	id := r.self
-	id.Meta = maps(id.Meta)
+	id.Meta = maps.Clone(id.Meta)
 	return id
 }
 
@@ -282,18 +272,7 @@ func (r *Repo) Host() host.Host { return r.host }
 // Addrs are the local listen addresses, each ending in /p2p/<peer ID>, in a
 // form another node can dial (for example as a bootstrap peer).
 func (r *Repo) Addrs() []multiaddr.Multiaddr {
-	if r.p2p != nil {
-		return r.p2p.Addrs()
-	}
-	return p2pAddrs(r.host)
-}
-
-func p2pAddrs(h host.Host) []multiaddr.Multiaddr {
-	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()})
-	if err != nil {
-		return nil
-	}
-	return addrs
+	return p2p.Addrs(r.host)
 }
 
 // Stats returns the counters of the Repo's GossipSub layer, summed over
@@ -316,20 +295,13 @@ func (r *Repo) MDNSError() error {
 	return r.p2p.MDNSError()
 }
 
-// Connect dials a peer given as a multiaddr ending in /p2p/<peer ID>.
+// Connect dials a peer given as a multiaddr ending in /p2p/<peer ID>
+// (p2p.Connect: the same parsing and errors as p2p.Host.Connect).
 func (r *Repo) Connect(ctx context.Context, addr string) error {
-	ma, err := multiaddr.NewMultiaddr(addr)
-	if err != nil {
-		return fmt.Errorf("repo: bad address %q: %w", addr, err)
+	if r.p2p != nil {
+		return r.p2p.Connect(ctx, addr)
 	}
-	info, err := peer.AddrInfoFromP2pAddr(ma)
-	if err != nil {
-		return fmt.Errorf("repo: address %q needs /p2p/<peer ID>: %w", addr, err)
-	}
-	if err := r.host.Connect(ctx, *info); err != nil {
-		return fmt.Errorf("repo: connect %s: %w", info.ID, err)
-	}
-	return nil
+	return p2p.Connect(ctx, r.host, addr)
 }
 
 // JoinRoom joins room id and returns its handle. A room already joined is
