@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,6 +79,56 @@ func TestAnnouncementBringsAChangeAcrossAPeerWithoutTheDoc(t *testing.T) {
 	}
 	if n := b.SyncStats().AnnouncementsIn; n == 0 {
 		t.Error("B never received an announcement (it relays them)")
+	}
+}
+
+// Two connected default Repos whose session has no pair for a document
+// both hold: C refused it to A (its Allow policy said Deny when A offered
+// it) and has allowed it since. Nothing on the session brings A's next
+// change to C: A's offer was answered Unavailable, so A stopped syncing the
+// document with C, and C does not offer what it has. A's announcement does:
+// C still lacks the heads after the grace and nudges its session with A,
+// whose fresh pair syncs. (Before announcements were on in a default Repo,
+// or with them off, C stays behind until the peers reconnect: checked by
+// running this test with them off.)
+func TestAnnouncementNudgesASessionWithNoPairForTheDoc(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*syncWait)
+	defer cancel()
+	var allow atomic.Bool
+	a := newRepo(t, nil)
+	c := newRepo(t, func(cfg *repo.Config) {
+		cfg.DocSync.Allow = func(peer.ID, string) docsync.Access {
+			if allow.Load() {
+				return docsync.ReadWrite
+			}
+			return docsync.Deny
+		}
+	})
+	ha, err := a.DocWith(ctx, "ledger", linesInit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := c.DocWith(ctx, "ledger", linesInit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link(t, a, c)
+	waitUntil(t, syncWait, "C refuses A's offer", func() bool { return c.SyncStats().Refused > 0 })
+	allow.Store(true)
+
+	// Same genesis (linesInit): equal heads until A changes.
+	for i := 0; i == 0 || !hc.Heads().Equal(ha.Heads()); i++ {
+		if i == 20 {
+			t.Fatalf("C still behind after %d announced changes (C: %+v)", i, c.SyncStats())
+		}
+		appendLine(t, ha, "entry")
+		deadline := time.Now().Add(2 * time.Second) // grace (1 s) + recheck tick + a sync
+		for !hc.Heads().Equal(ha.Heads()) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if n := c.SyncStats().AnnounceNudges; n == 0 {
+		t.Error("C caught up, but no announcement nudged its session")
 	}
 }
 
