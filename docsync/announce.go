@@ -308,7 +308,8 @@ func (s *Service) chase(p peer.ID, id string, t *tracked) {
 		defer s.wg.Done()
 		ctx, cancel := context.WithTimeout(s.ctx, dialTimeout)
 		defer cancel()
-		// The peerstore's addresses (a routed host also asks its DHT).
+		// At the peerstore's addresses (a routed host would also ask its
+		// DHT; p2p's host is not one).
 		err := s.host.Connect(ctx, peer.AddrInfo{ID: p})
 		s.mu.Lock()
 		s.dials--
