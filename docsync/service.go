@@ -84,8 +84,9 @@ type Config struct {
 	Allow func(p peer.ID, id string) Access
 	// Share decides whether the service tells peer p about document id
 	// unprompted: a Have frame (its digest and heads, never its ID) when p
-	// connects and when the document opens here, and the announcements.
-	// Nil: every connected peer (a digest reveals the ID to no one who
+	// connects and when the document opens here, and the announcements
+	// (asked with p empty: an announcement reaches every peer on the
+	// topic). Nil: every connected peer (a digest reveals the ID to no one who
 	// does not know it already).
 	Share func(p peer.ID, id string) bool
 	// PubSub, if set, carries head announcements on the topic
