@@ -18,7 +18,8 @@ import (
 // publishes, on its namespace's announce topic, the AnnounceDigest and
 // heads of every document it changes (local changes only: a peer that got
 // the change by sync does not repeat it), coalesced to one per document per
-// announceInterval. A peer that tracks the document and, announceGrace
+// announceInterval, unless every peer it reaches on the topic syncs the
+// document with it already. A peer that tracks the document and, announceGrace
 // later, still lacks those heads nudges its session with the announcer
 // (a fresh sync state, so a quiet or stalled pair speaks), or, with no
 // connection to the announcer, dials it: the new connection's session
@@ -184,6 +185,10 @@ func (s *Service) announce(t *tracked) {
 	if !s.cfg.Share("", t.h.ID()) {
 		return
 	}
+	if !s.someoneLacksPair(t.h.ID()) {
+		s.stats.add(&s.stats.announcementsSkipped, 1)
+		return
+	}
 	heads := t.h.Heads()
 	if len(heads) > MaxHeads {
 		heads = heads[:MaxHeads]
@@ -195,6 +200,30 @@ func (s *Service) announce(t *tracked) {
 	if err := s.topic.Publish(s.ctx, b); err == nil {
 		s.stats.add(&s.stats.announcementsOut, 1)
 	}
+}
+
+// someoneLacksPair reports whether a peer we reach directly on the
+// announce topic has no open pair for document id with us. If every one
+// has, each gets the change over its session anyway, and so does every
+// peer beyond them that syncs it with one of them: the announcement would
+// only cost its copies (in a full mesh of peers sharing the document,
+// announcements are then never sent).
+func (s *Service) someoneLacksPair(id string) bool {
+	for _, p := range s.topic.ListPeers() {
+		s.mu.Lock()
+		c := s.peers[p]
+		s.mu.Unlock()
+		if c == nil || !c.ready() {
+			return true
+		}
+		c.mu.Lock()
+		_, ok := c.pairs[id]
+		c.mu.Unlock()
+		if !ok {
+			return true
+		}
+	}
+	return false
 }
 
 // announcements reads the announce topic: an announcement of a tracked

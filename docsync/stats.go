@@ -32,6 +32,9 @@ type Stats struct {
 	// BadAnnouncements: ones that did not decode or were too large
 	// (rejected by the topic validator, never forwarded).
 	AnnouncementsIn, AnnouncementsOut, BadAnnouncements uint64
+	// AnnouncementsSkipped: announcements not sent because every peer
+	// reached on the topic syncs the document with this one already.
+	AnnouncementsSkipped uint64
 	// AnnounceNudges: sessions nudged, and AnnounceDials: announcers
 	// connected to, because an announcement showed heads still missing
 	// here after its grace.
@@ -48,6 +51,7 @@ type stats struct {
 	announcementsIn, announcementsOut      atomic.Uint64
 	badAnnouncements                       atomic.Uint64
 	announceNudges, announceDials          atomic.Uint64
+	announcementsSkipped                   atomic.Uint64
 	behindSnapshots, staleSyncs            atomic.Uint64
 }
 
@@ -79,7 +83,8 @@ func (s *stats) snapshot() Stats {
 		AnnouncementsIn: s.announcementsIn.Load(), AnnouncementsOut: s.announcementsOut.Load(),
 		BadAnnouncements: s.badAnnouncements.Load(),
 		AnnounceNudges:   s.announceNudges.Load(), AnnounceDials: s.announceDials.Load(),
-		BehindSnapshots: s.behindSnapshots.Load(), StaleSyncs: s.staleSyncs.Load(),
+		AnnouncementsSkipped: s.announcementsSkipped.Load(),
+		BehindSnapshots:      s.behindSnapshots.Load(), StaleSyncs: s.staleSyncs.Load(),
 	}
 	for i := range maxType {
 		if n := s.framesIn[i].Load(); n > 0 {
