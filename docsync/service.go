@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -76,7 +75,7 @@ type Docs interface {
 // Config configures a Service. The zero value (with Host and Docs set by
 // New's arguments) is usable: every peer that names a document may read
 // and write it, the stall check runs after 2 s of quiet, and there are no
-// announcements.
+// announcements (a repo.Repo sets PubSub: its documents announce).
 type Config struct {
 	// Allow decides per (peer, document) what the peer may do. It is asked
 	// when the peer first names the document (or matches its digest) on a
@@ -85,14 +84,18 @@ type Config struct {
 	Allow func(p peer.ID, id string) Access
 	// Share decides whether the service tells peer p about document id
 	// unprompted: a Have frame (its digest and heads, never its ID) when p
-	// connects and when the document opens here, and the announcements.
-	// Nil: every connected peer (a digest reveals the ID to no one who
+	// connects and when the document opens here, and the announcements
+	// (asked with p empty: an announcement reaches every peer on the
+	// topic). Nil: every connected peer (a digest reveals the ID to no one who
 	// does not know it already).
 	Share func(p peer.ID, id string) bool
 	// PubSub, if set, carries head announcements on the topic
-	// AnnounceTopic(Namespace). It must admit that topic (a router whose
-	// subscription filter refuses it gets no announcements).
-	PubSub    *pubsub.PubSub
+	// AnnounceTopic(Namespace) (see Announcements in docs/PROTOCOL.md
+	// part 4): an app's *pubsub.PubSub, or the Extra topics of a
+	// gossip.Router started with that topic (what a default repo.Repo
+	// does). Its subscription filter must admit the topic. Nil: no
+	// announcements.
+	PubSub    PubSub
 	Namespace string
 	// MaxFrame bounds a frame's body, in and out. Zero: DefaultMaxFrame.
 	MaxFrame int
@@ -163,7 +166,15 @@ type Service struct {
 	wg    sync.WaitGroup
 	topic *pubsub.Topic
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// Announcements (see announce, announcements, recheck).
+	toAnnounce map[string]bool // documents changed here since the last announce round
+	annWake    chan struct{}   // cap 1
+	adigests   map[Digest]string
+	pending    map[pendKey]*pendingAnn
+	dialed     map[peer.ID]time.Time
+	dials      int
+
 	closed  bool
 	peers   map[peer.ID]*conn
 	tracked map[string]*tracked
@@ -173,9 +184,10 @@ type Service struct {
 
 // tracked is one document open here.
 type tracked struct {
-	h      *doc.Handle
-	digest Digest
-	w      *doc.Watcher
+	h       *doc.Handle
+	digest  Digest
+	adigest Digest // AnnounceDigest
+	w       *doc.Watcher
 }
 
 // New starts the service on h: it serves ProtocolID and syncs with every
@@ -194,22 +206,18 @@ func New(h host.Host, docs Docs, cfg Config) (*Service, error) {
 		tracked: make(map[string]*tracked),
 		digests: make(map[Digest]string),
 		finds:   make(map[string]*find),
+
+		toAnnounce: make(map[string]bool),
+		annWake:    make(chan struct{}, 1),
+		adigests:   make(map[Digest]string),
+		pending:    make(map[pendKey]*pendingAnn),
+		dialed:     make(map[peer.ID]time.Time),
 	}
 	if cfg.PubSub != nil {
-		t, err := cfg.PubSub.Join(AnnounceTopic(cfg.Namespace))
-		if err != nil {
+		if err := s.joinAnnounce(); err != nil {
 			stop()
-			return nil, fmt.Errorf("docsync: join %s: %w", AnnounceTopic(cfg.Namespace), err)
+			return nil, err
 		}
-		sub, err := t.Subscribe()
-		if err != nil {
-			_ = t.Close()
-			stop()
-			return nil, fmt.Errorf("docsync: subscribe %s: %w", AnnounceTopic(cfg.Namespace), err)
-		}
-		s.topic = t
-		s.wg.Add(1)
-		go s.announcements(sub)
 	}
 	h.SetStreamHandler(protocol.ID(ProtocolID), s.handle)
 	h.Network().Notify((*notifiee)(s))
@@ -252,6 +260,7 @@ func (s *Service) Close() error {
 	s.wg.Wait()
 	if s.topic != nil {
 		_ = s.topic.Close()
+		_ = s.cfg.PubSub.UnregisterTopicValidator(AnnounceTopic(s.cfg.Namespace))
 	}
 	return nil
 }
@@ -267,9 +276,10 @@ func (s *Service) Track(h *doc.Handle) {
 		s.mu.Unlock()
 		return
 	}
-	t := &tracked{h: h, digest: DocDigest(id), w: h.Watch()}
+	t := &tracked{h: h, digest: DocDigest(id), adigest: AnnounceDigest(id), w: h.Watch()}
 	s.tracked[id] = t
 	s.digests[t.digest] = id
+	s.adigests[t.adigest] = id
 	conns := s.connsLocked()
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -286,6 +296,8 @@ func (s *Service) Untrack(id string) {
 	t := s.tracked[id]
 	delete(s.tracked, id)
 	delete(s.digests, DocDigest(id))
+	delete(s.adigests, AnnounceDigest(id))
+	delete(s.toAnnounce, id)
 	conns := s.connsLocked()
 	s.mu.Unlock()
 	if t != nil {
@@ -323,55 +335,10 @@ func (s *Service) watch(t *tracked) {
 		for _, c := range conns {
 			c.changed(t.h.ID())
 		}
-		s.announce(t)
+		if ev.Type != doc.Changed || ev.Origin.Local() {
+			s.queueAnnounce(t.h.ID()) // a lag may hide a local change
+		}
 		s.settle(t.h.ID(), t.h)
-	}
-}
-
-func (s *Service) announce(t *tracked) {
-	if s.topic == nil || !s.cfg.Share("", t.h.ID()) {
-		return
-	}
-	b, err := EncodeAnnouncement(Announcement{Digest: t.digest, Heads: t.h.Heads()})
-	if err != nil {
-		return
-	}
-	if err := s.topic.Publish(s.ctx, b); err == nil {
-		s.stats.add(&s.stats.announcementsOut, 1)
-	}
-}
-
-// announcements reads the announce topic: a peer announcing heads of a
-// tracked document that this peer lacks is synced with again (its state
-// soft-reset, so a quiet state speaks).
-func (s *Service) announcements(sub *pubsub.Subscription) {
-	defer s.wg.Done()
-	defer sub.Cancel()
-	for {
-		m, err := sub.Next(s.ctx)
-		if err != nil {
-			return
-		}
-		from := m.GetFrom()
-		if from == s.host.ID() {
-			continue
-		}
-		a, err := DecodeAnnouncement(m.Data)
-		if err != nil {
-			s.stats.add(&s.stats.badAnnouncements, 1)
-			continue
-		}
-		s.stats.add(&s.stats.announcementsIn, 1)
-		s.mu.Lock()
-		t := s.tracked[s.digests[a.Digest]]
-		c := s.peers[from]
-		s.mu.Unlock()
-		if t == nil || t.h.Contains(a.Heads) {
-			continue
-		}
-		if c != nil {
-			c.nudge(t.h.ID(), t)
-		}
 	}
 }
 

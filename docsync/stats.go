@@ -29,8 +29,16 @@ type Stats struct {
 	// Dropped: control frames dropped because a peer's queue was full.
 	Dropped uint64
 	// AnnouncementsIn/Out: head announcements received and published;
-	// BadAnnouncements: ones that did not decode.
+	// BadAnnouncements: ones that did not decode or were too large
+	// (rejected by the topic validator, never forwarded).
 	AnnouncementsIn, AnnouncementsOut, BadAnnouncements uint64
+	// AnnouncementsSkipped: announcements not sent because every peer
+	// reached on the topic syncs the document with this one already.
+	AnnouncementsSkipped uint64
+	// AnnounceNudges: sessions nudged, and AnnounceDials: announcers
+	// connected to, because an announcement showed heads still missing
+	// here after its grace.
+	AnnounceNudges, AnnounceDials uint64
 }
 
 const maxType = 8
@@ -42,6 +50,8 @@ type stats struct {
 	badFrames, badSync, dropped            atomic.Uint64
 	announcementsIn, announcementsOut      atomic.Uint64
 	badAnnouncements                       atomic.Uint64
+	announceNudges, announceDials          atomic.Uint64
+	announcementsSkipped                   atomic.Uint64
 	behindSnapshots, staleSyncs            atomic.Uint64
 }
 
@@ -72,7 +82,9 @@ func (s *stats) snapshot() Stats {
 		BadFrames: s.badFrames.Load(), BadSync: s.badSync.Load(), Dropped: s.dropped.Load(),
 		AnnouncementsIn: s.announcementsIn.Load(), AnnouncementsOut: s.announcementsOut.Load(),
 		BadAnnouncements: s.badAnnouncements.Load(),
-		BehindSnapshots:  s.behindSnapshots.Load(), StaleSyncs: s.staleSyncs.Load(),
+		AnnounceNudges:   s.announceNudges.Load(), AnnounceDials: s.announceDials.Load(),
+		AnnouncementsSkipped: s.announcementsSkipped.Load(),
+		BehindSnapshots:      s.behindSnapshots.Load(), StaleSyncs: s.staleSyncs.Load(),
 	}
 	for i := range maxType {
 		if n := s.framesIn[i].Load(); n > 0 {

@@ -103,7 +103,7 @@ func hexHeads(hs doc.Heads) []string {
 }
 
 func buildVectors(t *testing.T) vectorFile {
-	vf := vectorFile{Comment: "docsync frame test vectors (docs/PROTOCOL.md part 4). hex is the whole frame: uvarint body length, type byte, body. Regenerate with: go test ./docsync/ -run TestVectors -update"}
+	vf := vectorFile{Comment: "docsync frame test vectors (docs/PROTOCOL.md part 4). hex is the whole frame: uvarint body length, type byte, body. An announcement's digest is AnnounceDigest(digest_of), a frame's DocDigest(digest_of). Regenerate with: go test ./docsync/ -run TestVectors -update"}
 	for _, v := range vectorFrames() {
 		b, err := AppendFrame(nil, v.f, 0)
 		if err != nil {
@@ -128,7 +128,7 @@ func buildVectors(t *testing.T) vectorFile {
 		name, of string
 		heads    doc.Heads
 	}{{"one head", "notes", doc.Heads{h}}, {"no heads", "notes", nil}} {
-		an := Announcement{Digest: DocDigest(a.of), Heads: a.heads}
+		an := Announcement{Digest: AnnounceDigest(a.of), Heads: a.heads}
 		b, err := EncodeAnnouncement(an)
 		if err != nil {
 			t.Fatal(err)
@@ -244,8 +244,8 @@ func TestVectors(t *testing.T) {
 	for _, v := range vf.Announcements {
 		a := Announcement{}
 		copy(a.Digest[:], mustHex(t, v.Digest))
-		if DocDigest(v.DigestOf) != a.Digest {
-			t.Errorf("%s: digest is not DocDigest(%q)", v.Name, v.DigestOf)
+		if AnnounceDigest(v.DigestOf) != a.Digest {
+			t.Errorf("%s: digest is not AnnounceDigest(%q)", v.Name, v.DigestOf)
 		}
 		for _, h := range v.Heads {
 			var x doc.Hash

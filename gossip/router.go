@@ -52,6 +52,7 @@ type Router struct {
 	sent     *sendTracker
 	conns    *connWatch
 	live     *liveness
+	extra    *extraTopics // nil: none (extra.go)
 
 	scoreMu sync.Mutex
 	scores  map[peer.ID]float64
@@ -78,6 +79,15 @@ type Router struct {
 // router would take over the first one's streams; use Attach with the
 // app's *pubsub.PubSub instead.
 func New(ctx context.Context, h host.Host, cfg Config) (*Router, error) {
+	return NewWithTopics(ctx, h, cfg)
+}
+
+// NewWithTopics is New with extra topics: besides room topics, its
+// subscription filter admits exactly the topics named in extra (at most
+// 16; none may be empty or a room topic), which are joined through
+// Router.Extra with a validator of the caller's (see ExtraTopics). The repo
+// names its document announcement topic here.
+func NewWithTopics(ctx context.Context, h host.Host, cfg Config, extra ...string) (*Router, error) {
 	if h == nil {
 		return nil, errors.New("gossip: nil host")
 	}
@@ -86,6 +96,9 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Router, error) {
 	}
 	r, err := newRouter(h, cfg)
 	if err != nil {
+		return nil, err
+	}
+	if r.extra, err = newExtraTopics(extra, r.rateViol, &r.stats); err != nil {
 		return nil, err
 	}
 	if err := r.start(ctx); err != nil {
@@ -179,7 +192,7 @@ func (r *Router) start(ctx context.Context) error {
 		pubsub.WithValidateQueueSize(validateQueueSize),
 		pubsub.WithAppSpecificRpcInspector(r.inspectRPC),
 		pubsub.WithPeerOutboundQueueSize(128),
-		pubsub.WithSubscriptionFilter(pubsub.WrapLimitSubscriptionFilter(roomFilter{}, maxSubscriptionsPerRPC)),
+		pubsub.WithSubscriptionFilter(pubsub.WrapLimitSubscriptionFilter(roomFilter{extra: r.extra}, maxSubscriptionsPerRPC)),
 		pubsub.WithPeerScore(scoreParams, thresholds),
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(r.inspectScores), scoreInspectInterval),
 		pubsub.WithLogger(psLog),
@@ -211,6 +224,7 @@ func (r *Router) setHandlers() {
 // sender (liveness.go); then the pre-check.
 func (r *Router) inspectRPC(from peer.ID, rpc *pubsub.RPC) error {
 	r.live.alive(from)
+	r.extra.inspect(from, rpc)
 	return r.pre.inspect(from, rpc)
 }
 
@@ -376,14 +390,15 @@ func (r *Router) untrackStream(s network.Stream) {
 	r.handlers.Done()
 }
 
-// roomFilter accepts subscriptions to valid room topics only, local and
-// remote. Remote subscriptions to rooms we have not joined are kept so that
-// a later Join knows its peers at once.
-type roomFilter struct{}
+// roomFilter accepts subscriptions to valid room topics and to the
+// Router's extra topics (NewWithTopics) only, local and remote. Remote
+// subscriptions to rooms we have not joined are kept so that a later Join
+// knows its peers at once.
+type roomFilter struct{ extra *extraTopics }
 
-func (roomFilter) CanSubscribe(topic string) bool {
+func (f roomFilter) CanSubscribe(topic string) bool {
 	_, ok := roomIDFromTopic(topic)
-	return ok
+	return ok || f.extra.admits(topic)
 }
 
 func (f roomFilter) FilterIncomingSubscriptions(_ peer.ID, subs []*pb.RPC_SubOpts) ([]*pb.RPC_SubOpts, error) {

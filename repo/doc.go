@@ -110,6 +110,18 @@
 // its deterministic genesis, so peers that create the same document share
 // its containers. docs/STORAGE.md states what is durable when.
 //
+// Documents sync with every connected peer (package docsync), and every
+// local change is announced on the namespace's GossipSub topic
+// (docsync.AnnounceTopic(Config.DocSync.Namespace): a digest and the
+// heads, never the ID), on by default: a peer holding the document that
+// still lacks those heads a second later nudges its session with the
+// announcer, or dials the announcer if it has no connection to it (at
+// the addresses its peerstore has for it: from an earlier connection,
+// mDNS or the DHT; with none it stays behind). So a change reaches a peer
+// that is connected only through peers without the document.
+// Config.DisableAnnouncements turns them off. docs/PROTOCOL.md part 4
+// ("Announcements") is the specification.
+//
 // # Hosts
 //
 // By default New builds the libp2p host from Config.Host (package p2p:

@@ -38,8 +38,12 @@ func (s docSource) Resolve(g docsync.Digest) (string, bool) {
 // startSync starts document sync on the Repo's host (New).
 func (r *Repo) startSync() error {
 	cfg := r.cfg.DocSync
-	if cfg.PubSub == nil {
-		cfg.PubSub = r.cfg.PubSub // a router Convene starts admits room topics only
+	switch {
+	case cfg.PubSub != nil, r.cfg.DisableAnnouncements:
+	case r.cfg.PubSub != nil:
+		cfg.PubSub = r.cfg.PubSub // the app's filter must admit the topic
+	default:
+		cfg.PubSub = r.router.Extra() // admitted by announceTopics
 	}
 	svc, err := docsync.New(r.host, docSource{r}, cfg)
 	if err != nil {
@@ -47,6 +51,16 @@ func (r *Repo) startSync() error {
 	}
 	r.sync = svc
 	return nil
+}
+
+// announceTopics are the extra topics of the router the Repo starts: the
+// namespace's announcement topic, unless announcements are off or go
+// elsewhere (DocSync.PubSub).
+func (r *Repo) announceTopics() []string {
+	if r.cfg.DisableAnnouncements || r.cfg.DocSync.PubSub != nil {
+		return nil
+	}
+	return []string{docsync.AnnounceTopic(r.cfg.DocSync.Namespace)}
 }
 
 // SyncStats returns the document sync counters (docsync.Stats).

@@ -101,9 +101,20 @@ type Config struct {
 	// docLogger is Logger for documents when Docs.Logger is nil.
 	docLogger *slog.Logger
 	// DocSync configures document sync with peers (docsync.Config: the
-	// Allow and Share policies, limits). Documents open here sync with
-	// every connected peer as soon as it connects.
+	// Allow and Share policies, limits, the namespace). Documents open
+	// here sync with every connected peer as soon as it connects, and
+	// their changes are announced (digest and heads, never the ID) on the
+	// namespace's GossipSub topic, docsync.AnnounceTopic(DocSync.Namespace):
+	// on the router the Repo starts, which admits that one topic besides
+	// rooms, or on the app's Config.PubSub if set. DocSync.PubSub, if set,
+	// replaces either.
 	DocSync docsync.Config
+	// DisableAnnouncements turns the head announcements off (they are on
+	// by default): documents then sync only over the sessions with
+	// connected peers, and a change reaches a peer with no session to a
+	// holder of it only once one opens. It may not be set with
+	// DocSync.PubSub.
+	DisableAnnouncements bool
 }
 
 // LocalConfig is the preset for tests and demos on one machine: a host on
@@ -137,6 +148,9 @@ func (c *Config) validate() error {
 	}
 	if c.PubSub != nil && c.Libp2pHost == nil {
 		return errors.New("repo: config: PubSub needs the Libp2pHost it runs on")
+	}
+	if c.DisableAnnouncements && c.DocSync.PubSub != nil {
+		return errors.New("repo: config: DisableAnnouncements with DocSync.PubSub set")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(golog.SlogHandler()).With("logger", "convene/repo")
@@ -227,7 +241,7 @@ func New(ctx context.Context, cfg Config) (*Repo, error) {
 	if cfg.PubSub != nil {
 		router, err = gossip.Attach(r.host, cfg.PubSub, cfg.Gossip)
 	} else {
-		router, err = gossip.New(ctx, r.host, cfg.Gossip)
+		router, err = gossip.NewWithTopics(ctx, r.host, cfg.Gossip, r.announceTopics()...)
 	}
 	if err != nil {
 		if r.p2p != nil {

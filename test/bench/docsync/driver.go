@@ -173,9 +173,17 @@ type side struct {
 	dial  func(port int, peer string) (string, error)
 }
 
-func goSide() side {
+func goSide() side { return goSideWith(true) }
+
+// goSideWith is goSide with document head announcements on or off in its
+// peers (repo.Config.DisableAnnouncements, through noAnnounceEnv).
+func goSideWith(announce bool) side {
+	name := "Convene"
+	if !announce {
+		name = "Convene, announcements off"
+	}
 	return side{
-		name: "Convene",
+		name: name,
 		start: func(name string) (*proc, error) {
 			exe, err := os.Executable()
 			if err != nil {
@@ -183,6 +191,9 @@ func goSide() side {
 			}
 			cmd := exec.Command(exe)
 			cmd.Env = append(os.Environ(), peerEnv+"=1")
+			if !announce {
+				cmd.Env = append(cmd.Env, noAnnounceEnv+"=1")
+			}
 			return startProc("convene "+name, cmd)
 		},
 		dial: dialAddr,

@@ -58,6 +58,7 @@ type options struct {
 	progress    io.Writer
 	skipMesh    bool
 	skipConvene bool
+	announceAB  bool
 }
 
 func defaults() options {
@@ -81,6 +82,7 @@ func main() {
 	flag.BoolVar(&o.js, "js", o.js, "run the automerge-repo side (needs node and npm)")
 	convene := flag.Bool("convene", true, "run the Convene side")
 	flag.BoolVar(&o.skipMesh, "nomesh", false, "skip the N-peer workload")
+	flag.BoolVar(&o.announceAB, "announceab", false, "run the N-peer workload also with head announcements off, alternating, and report on ÷ off")
 	flag.Parse()
 	o.skipConvene = !*convene
 	o.progress = os.Stderr
@@ -157,17 +159,30 @@ func run(o options, out io.Writer) error {
 			f.ConvNs, f.ConvB = append(f.ConvNs, ns), append(f.ConvB, b)
 		}
 		if !o.skipConvene && !o.skipMesh {
-			logf("round %d: Convene, %d peers × %d changes at %v changes/s", r+1, o.meshN, o.meshK, o.meshRate)
-			m, err := meshRun(goSide(), o, o.meshN, o.meshK, o.warm, o.meshRate)
-			if err != nil {
-				return fmt.Errorf("Convene %d peers: %w", o.meshN, err)
+			mesh := []side{goSide()}
+			if o.announceAB {
+				mesh = append(mesh, goSideWith(false))
+				if r%2 == 1 {
+					slices.Reverse(mesh)
+				}
 			}
-			f := figs["Convene"]
-			f.MeshRan = true
-			f.Mesh.Delivered += m.Delivered
-			f.Mesh.Expected += m.Expected
-			f.Mesh.Lat = append(f.Mesh.Lat, m.Lat...)
-			f.Mesh.CPU = append(f.Mesh.CPU, m.CPU...)
+			for _, s := range mesh {
+				logf("round %d: %s, %d peers × %d changes at %v changes/s", r+1, s.name, o.meshN, o.meshK, o.meshRate)
+				m, err := meshRun(s, o, o.meshN, o.meshK, o.warm, o.meshRate)
+				if err != nil {
+					return fmt.Errorf("%s %d peers: %w", s.name, o.meshN, err)
+				}
+				f := figs[s.name]
+				if f == nil {
+					f = &sideFigures{Lat: map[float64][]float64{}}
+					figs[s.name] = f
+				}
+				f.MeshRan = true
+				f.Mesh.Delivered += m.Delivered
+				f.Mesh.Expected += m.Expected
+				f.Mesh.Lat = append(f.Mesh.Lat, m.Lat...)
+				f.Mesh.CPU = append(f.Mesh.CPU, m.CPU...)
+			}
 		}
 	}
 	report(out, o, info, figs)
@@ -272,6 +287,20 @@ func report(w io.Writer, o options, info *jsInfo, figs map[string]*sideFigures) 
 		fmt.Fprintf(w, "| delivered to every other peer | %d of %d (%.2f %%) |\n", m.Delivered, m.Expected, 100*float64(m.Delivered)/float64(max(m.Expected, 1)))
 		fmt.Fprintf(w, "| latency p50 / p99 | %s / %s |\n", ms(quantile(m.Lat, 0.5)), ms(quantile(m.Lat, 0.99)))
 		fmt.Fprintf(w, "| CPU per change per peer (getrusage), median / max over peers and rounds | %.1f µs / %.1f µs |\n", median(m.CPU)/1e3, quantile(m.CPU, 1)/1e3)
+	}
+	if off := figs["Convene, announcements off"]; g != nil && g.MeshRan && off != nil && off.MeshRan {
+		on, of := g.Mesh, off.Mesh
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "The same N-peer workload with head announcements on (the default) and off, alternating, same run:\n\n")
+		fmt.Fprintln(w, "| N-peer figure | on | off | on ÷ off |")
+		fmt.Fprintln(w, "|---|---|---|---|")
+		fmt.Fprintf(w, "| delivered | %d of %d | %d of %d | |\n", on.Delivered, on.Expected, of.Delivered, of.Expected)
+		for _, q := range []float64{0.5, 0.99} {
+			a, b := quantile(on.Lat, q), quantile(of.Lat, q)
+			fmt.Fprintf(w, "| latency p%g | %s | %s | %.2f× |\n", 100*q, ms(a), ms(b), a/b)
+		}
+		a, b := median(on.CPU), median(of.CPU)
+		fmt.Fprintf(w, "| CPU per change per peer, median | %.1f µs | %.1f µs | %.2f× |\n", a/1e3, b/1e3, a/b)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Ratios are Convene ÷ automerge-repo (< 1: Convene lower). Latency: from the change on a (send time read there) to the change event on b; bytes: TCP payload through the counting proxy, both directions, from b's connect request to b holding the document (Convene: libp2p Noise + yamux framing included; automerge-repo: WebSocket framing).")

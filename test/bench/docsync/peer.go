@@ -30,6 +30,10 @@ import (
 // instead of the command: the command starts itself again with it.
 const peerEnv = "CONVENE_DOCSYNC_PEER"
 
+// noAnnounceEnv, set to 1, turns the peer's head announcements off
+// (-announceab).
+const noAnnounceEnv = "CONVENE_DOCSYNC_NO_ANNOUNCE"
+
 // request is one line the command sends to a peer (Go or JS, the same
 // protocol: see peer.mjs).
 type request struct {
@@ -109,6 +113,7 @@ func runPeer(in io.Reader, out io.Writer) error {
 	ctx := context.Background()
 	cfg := repo.LocalConfig()
 	cfg.Docs.Init = genesis
+	cfg.DisableAnnouncements = os.Getenv(noAnnounceEnv) == "1"
 	// Dial only what the harness named in a connect: a peer that learned
 	// the other's direct listen address (identify) and redialled it would
 	// bypass the counting proxy (the 0 B convergence of the last run).
