@@ -67,14 +67,16 @@ func TestAnnouncementsSkippedWhenEveryTopicPeerSyncsTheDoc(t *testing.T) {
 	eventually(t, 10*time.Second, "b on a's announce topic", func() bool {
 		return slices.Contains(a.svc.topic.ListPeers(), b.h.ID())
 	})
-	skipped := a.svc.Stats().AnnouncementsSkipped
+	// The first change may have been announced while b's pair was still
+	// opening; what counts is that the next one is not.
+	skipped, out := a.svc.Stats().AnnouncementsSkipped, a.svc.Stats().AnnouncementsOut
 	mustChange(t, ha, func(tx *doc.Tx) error { return tx.Set(doc.Path{"k"}, "v1") })
 	eventually(t, 10*time.Second, "a's announcer skips the change", func() bool {
 		return a.svc.Stats().AnnouncementsSkipped > skipped
 	})
 	eventually(t, 10*time.Second, "b has it by sync", func() bool { return hb.Heads().Equal(ha.Heads()) })
-	if n := a.svc.Stats().AnnouncementsOut; n != 0 {
-		t.Errorf("a announced %d times to a peer that syncs the document with it", n)
+	if n := a.svc.Stats().AnnouncementsOut - out; n != 0 {
+		t.Errorf("a announced its second change %d times to a peer that syncs the document with it", n)
 	}
 
 	// A plain GossipSub peer on the topic: it has no session with a.
