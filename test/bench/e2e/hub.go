@@ -733,14 +733,15 @@ func hubRunN(ctx context.Context, o HubOptions, env *hubEnv, N, procs int) (*Hub
 	r.Period = max(time.Duration(float64(N)/o.Rate*float64(time.Second)), minPeriod)
 	r.Rounds = o.rounds(N)
 	o.logf("N=%d: latency run, %d rounds per mode, period %v", N, r.Rounds, r.Period)
-	kind := map[[2]uint32]string{}
+	// Which mode each (sender, seq) of each side was sent in.
+	kinds := map[string]map[[2]uint32]string{"hub": {}, "convene": {}}
 	for _, mode := range modes {
 		r.Modes[mode] = &HubMode{}
 	}
 	for k := range r.Rounds {
 		for j := range modes {
 			mode := modes[(j+k)%len(modes)]
-			if _, err := round(mode, r.Period, 3*time.Second, r.Modes[mode], kind); err != nil {
+			if _, err := round(mode, r.Period, 3*time.Second, r.Modes[mode], kinds[sideOf(mode).name]); err != nil {
 				return nil, err
 			}
 			if err := ctx.Err(); err != nil {
@@ -753,6 +754,7 @@ func hubRunN(ctx context.Context, o HubOptions, env *hubEnv, N, procs int) (*Hub
 		if err != nil {
 			return nil, err
 		}
+		kind := kinds[name]
 		lr := map[string]*latRec{}
 		for _, mode := range modes {
 			if sideOf(mode).name == name {
@@ -800,8 +802,9 @@ func hubRunN(ctx context.Context, o HubOptions, env *hubEnv, N, procs int) (*Hub
 		if err := victimTrials(ctx, o, s, N, rng, &visitor, o.KillTrials, syscall.SIGKILL, &r.Sides[name].Kill); err != nil {
 			return nil, fmt.Errorf("%s kill: %w", name, err)
 		}
-		o.logf("N=%d %s: leave max %.1f ms, join p50 %.1f ms, kill -9 everywhere max %.0f ms", N, name,
-			r.Sides[name].Leave.Everywhere.Max, r.Sides[name].Join.FromConnect.P50, r.Sides[name].Kill.Everywhere.Max)
+		sd := r.Sides[name]
+		o.logf("N=%d %s: leave max %.1f ms, join p50 %.1f ms, kill -9 per member min %.0f p50 %.0f, everywhere max %.0f ms", N, name,
+			sd.Leave.Everywhere.Max, sd.Join.FromConnect.P50, sd.Kill.PerMember.Min, sd.Kill.PerMember.P50, sd.Kill.Everywhere.Max)
 	}
 	if o.StopTrials > 0 && procs == 2 {
 		// Both sides at once: each waits tens of seconds for a timeout.
@@ -873,7 +876,22 @@ func leaveTrials(ctx context.Context, o HubOptions, s *hubSide, N int, seq []uin
 		if err := s.of[k].call(map[string]any{"op": "rejoin", "i": k, "seq": seq[k]}, nil); err != nil {
 			return err
 		}
-		if err := s.await(nil, [][2]uint32{{uint32(k), seq[k]}}, wait); err != nil {
+		// Everyone moves once more: a y-websocket client that reconnects
+		// gets the server's states but keeps dropping those whose clock it
+		// has already seen (y-protocols applyAwarenessUpdate) until each
+		// member's next update, so without this the rejoiner would not hold
+		// (nor later drop) the others.
+		want := make([][2]uint32, N)
+		for i := range N {
+			if i != k {
+				seq[i]++
+				if err := s.of[i].call(map[string]any{"op": "set", "i": i, "mode": s.name, "seq": seq[i]}, nil); err != nil {
+					return err
+				}
+			}
+			want[i] = [2]uint32{uint32(i), seq[i]}
+		}
+		if err := s.await(nil, want, wait); err != nil {
 			return fmt.Errorf("after a rejoin: %w", err)
 		}
 		sleepCtx(ctx, o.Settle)
