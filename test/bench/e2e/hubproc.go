@@ -291,8 +291,9 @@ func (p *gproc) newNode(i int, withRaw bool) (*node, error) {
 	p.mu.Lock()
 	p.nodes[i] = n
 	p.last[i] = map[int]uint32{}
+	cfg := p.c.roomCfg
 	p.mu.Unlock()
-	if err := n.joinRoom(p.c.roomCfg); err != nil {
+	if err := n.joinRoom(cfg); err != nil {
 		return nil, err
 	}
 	return n, nil
