@@ -867,7 +867,10 @@ func leaveTrials(ctx context.Context, o HubOptions, s *hubSide, N int, seq []uin
 		s.setWatch(w)
 		var r struct{ T int64 }
 		if err := s.of[k].call(map[string]any{"op": "leave", "i": k}, &r); err != nil {
-			return err
+			// An overloaded machine can time the leave's ack out; the
+			// goodbye may still go out. Counted as an incomplete trial.
+			o.logf("%s leave trial: %v", s.name, err)
+			r.T = mono()
 		}
 		at, ok := w.wait(ctx, 10*time.Second)
 		s.setWatch(nil)

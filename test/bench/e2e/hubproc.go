@@ -235,7 +235,7 @@ func (p *gproc) handle(req hubReq) (map[string]any, error) {
 		if err != nil {
 			return nil, err
 		}
-		ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+		ctx, cancel := context.WithTimeout(p.ctx, wait)
 		defer cancel()
 		t := mono()
 		return map[string]any{"t": t}, n.room.Leave(ctx)
@@ -244,7 +244,7 @@ func (p *gproc) handle(req hubReq) (map[string]any, error) {
 		if err != nil {
 			return nil, err
 		}
-		ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+		ctx, cancel := context.WithTimeout(p.ctx, wait)
 		defer cancel()
 		if err := n.room.Rejoin(ctx); err != nil {
 			return nil, err
