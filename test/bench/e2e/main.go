@@ -6,6 +6,7 @@
 //	go run ./test/bench/e2e                 # N = 2,10,30,50, 10 s load run
 //	go run ./test/bench/e2e -full           # the run documented in docs/BENCHMARKS.md
 //	go run ./test/bench/e2e -n 2,10 -load-nodes 10 -rooms 100 -out /tmp/e2e.md -plots /tmp/img
+//	go run ./test/bench/e2e hub -full       # Convene beside the y-websocket hub (hub.go)
 //
 // For each room size N it builds N hosts (each dials a few random others),
 // then measures publish→apply latency, delivery ratio and bytes per
@@ -35,6 +36,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "hub" {
+		return runHub(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("e2e", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (

@@ -33,24 +33,37 @@ func cdfPoints(samples []float64) plotter.XYs {
 
 // plotCDF writes the latency CDF of both modes at one N as a PNG.
 func plotCDF(path string, N int, raw, convene []float64) error {
+	return plotCDFSeries(path, fmt.Sprintf("Publish → apply latency, N = %d (loopback TCP, one process)", N),
+		[]cdfSeries{{name: "raw GossipSub", samples: raw}, {name: "Convene room", samples: convene}})
+}
+
+// cdfSeries is one line of a CDF plot.
+type cdfSeries struct {
+	name    string
+	samples []float64
+}
+
+// plotStyles are the lines' colours and dashes, in order.
+var plotStyles = []struct {
+	color  color.Color
+	dashes []vg.Length
+}{
+	{color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, []vg.Length{vg.Points(5), vg.Points(3)}},
+	{color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}, nil},
+	{color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}, []vg.Length{vg.Points(2), vg.Points(2)}},
+}
+
+// plotCDFSeries writes the latency CDFs of up to three series as a PNG.
+func plotCDFSeries(path, title string, series []cdfSeries) error {
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("Publish → apply latency, N = %d (loopback TCP, one process)", N)
+	p.Title.Text = title
 	p.X.Label.Text = "latency (ms, log scale)"
 	p.Y.Label.Text = "fraction of deliveries ≤ x"
 	p.X.Scale = plot.LogScale{}
 	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
 	p.Y.Min, p.Y.Max = 0, 1
 	p.Add(plotter.NewGrid())
-	series := []struct {
-		name    string
-		samples []float64
-		color   color.Color
-		dashes  []vg.Length
-	}{
-		{"raw GossipSub", raw, color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, []vg.Length{vg.Points(5), vg.Points(3)}},
-		{"Convene room", convene, color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}, nil},
-	}
-	for _, s := range series {
+	for k, s := range series {
 		pts := cdfPoints(s.samples)
 		if len(pts) == 0 {
 			continue
@@ -59,9 +72,10 @@ func plotCDF(path string, N int, raw, convene []float64) error {
 		if err != nil {
 			return err
 		}
-		l.Color = s.color
+		st := plotStyles[k%len(plotStyles)]
+		l.Color = st.color
 		l.Width = vg.Points(1.8)
-		l.Dashes = s.dashes
+		l.Dashes = st.dashes
 		p.Add(l)
 		p.Legend.Add(fmt.Sprintf("%s (%d samples)", s.name, len(s.samples)), l)
 	}
