@@ -312,10 +312,16 @@ func (r *Repo) MDNSError() error {
 // Connect dials a peer given as a multiaddr ending in /p2p/<peer ID>
 // (p2p.Connect: the same parsing and errors as p2p.Host.Connect).
 func (r *Repo) Connect(ctx context.Context, addr string) error {
+	var err error
 	if r.p2p != nil {
-		return r.p2p.Connect(ctx, addr)
+		err = r.p2p.Connect(ctx, addr)
+	} else {
+		err = p2p.Connect(ctx, r.host, addr)
 	}
-	return p2p.Connect(ctx, r.host, addr)
+	if err != nil {
+		return fmt.Errorf("repo: %w", err)
+	}
+	return nil
 }
 
 // JoinRoom joins room id and returns its handle. A room already joined is
