@@ -65,10 +65,8 @@ func TestAnnouncementBringsAChangeAcrossAPeerWithoutTheDoc(t *testing.T) {
 			t.Fatalf("C never dialled A after %d announced changes (C: %+v)", i, c.SyncStats())
 		}
 		appendLine(t, ha, "more")
-		deadline := time.Now().Add(2 * time.Second) // grace (1 s) + recheck tick + a dial
-		for c.Host().Network().Connectedness(a.ID()) != network.Connected && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
+		// grace (1 s) + recheck tick + a dial; the loop condition decides
+		holdsWithin(2*time.Second, func() bool { return c.Host().Network().Connectedness(a.ID()) == network.Connected })
 	}
 	waitUntil(t, syncWait, "C has A's changes", func() bool { return hc.Heads().Equal(ha.Heads()) })
 	if got := c.SyncStats().AnnounceDials; got == 0 {
@@ -122,10 +120,8 @@ func TestAnnouncementNudgesASessionWithNoPairForTheDoc(t *testing.T) {
 			t.Fatalf("C still behind after %d announced changes (C: %+v)", i, c.SyncStats())
 		}
 		appendLine(t, ha, "entry")
-		deadline := time.Now().Add(2 * time.Second) // grace (1 s) + recheck tick + a sync
-		for !hc.Heads().Equal(ha.Heads()) && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
+		// grace (1 s) + recheck tick + a sync; the loop condition decides
+		holdsWithin(2*time.Second, func() bool { return hc.Heads().Equal(ha.Heads()) })
 	}
 	if n := c.SyncStats().AnnounceNudges; n == 0 {
 		t.Error("C caught up, but no announcement nudged its session")

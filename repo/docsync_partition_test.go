@@ -21,13 +21,22 @@ const syncWait = 30 * time.Second
 // waitUntil polls cond (every 10 ms) until it holds or d runs out.
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !holdsWithin(d, cond) {
+		t.Fatalf("timed out after %v waiting for %s", d, what)
+	}
+}
+
+// holdsWithin polls cond every 10 ms until it holds (true) or d has
+// passed (false): waitUntil for a caller that acts on the timeout itself.
+func holdsWithin(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
+			return false
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return true
 }
 
 // link connects a to b and waits until both see the connection.
