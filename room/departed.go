@@ -3,6 +3,8 @@ package room
 import (
 	"slices"
 	"time"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // restartGraceMax bounds how long a member whose probe failed keeps its
@@ -118,7 +120,7 @@ type readmit struct {
 }
 
 type heldMsg struct {
-	msg    Message
+	msg    roomnet.Message
 	signed []byte
 }
 
@@ -130,7 +132,7 @@ type heldMsg struct {
 // the other side, then its goodbye. Admitting it on the first heartbeat
 // would show it joining and leaving again within milliseconds; held, its
 // goodbye (remoteLeave) cancels the readmission and it never reappears.
-func (m *machine) holdReadmit(now time.Time, p PeerID, msg Message, signed []byte) bool {
+func (m *machine) holdReadmit(now time.Time, p PeerID, msg roomnet.Message, signed []byte) bool {
 	if m.members[p] != nil {
 		return false
 	}
@@ -151,7 +153,7 @@ func (m *machine) holdReadmit(now time.Time, p PeerID, msg Message, signed []byt
 	} else if msg.Epoch < r.epoch {
 		return true // older than what is held: drop
 	}
-	if msg.Kind == KindHello || msg.Kind == KindHeartbeat {
+	if msg.Kind == roomnet.KindHello || msg.Kind == roomnet.KindHeartbeat {
 		clear(r.msgs)
 		r.msgs = r.msgs[:0]
 	}
@@ -159,7 +161,7 @@ func (m *machine) holdReadmit(now time.Time, p PeerID, msg Message, signed []byt
 		// Keep the identity message (if first) and the newest deltas; a
 		// heartbeat after the readmission heals what is lost.
 		i := 0
-		if k := r.msgs[0].msg.Kind; k == KindHello || k == KindHeartbeat {
+		if k := r.msgs[0].msg.Kind; k == roomnet.KindHello || k == roomnet.KindHeartbeat {
 			i = 1
 		}
 		r.msgs = append(r.msgs[:i], r.msgs[i+1:]...)

@@ -1,7 +1,7 @@
 // Package room runs one Convene room: who is here, what each member's
 // presence is, and what happens when peers join, leave, crash or restart.
 //
-// A Room is created with New over a Network (the gossip package implements
+// A Room is created with New over a roomnet.Network (the gossip package implements
 // it on a GossipSub topic; this package has no libp2p import). The user
 // holds the *Room: Set/Delete the local presence, read anyone's with
 // Get/State/States, list Members, Broadcast, Watch events, and finally
@@ -19,9 +19,9 @@
 //
 // One goroutine per room (the loop) owns the machine:
 //
-//	API call ──request──▶ ┌──────┐ ──publish──▶ sender goroutine ──▶ Network.Publish
-//	Network.Next ─reader─▶ │ loop │ ──events───▶ watchers (bounded buffers)
-//	Fetch results ───────▶ │      │ ──fetch────▶ fetch goroutines (≤ 8) ──▶ Network.Fetch
+//	API call ──request──▶ ┌──────┐ ──publish──▶ sender goroutine ──▶ roomnet.Network.Publish
+//	roomnet.Network.Next ─reader─▶ │ loop │ ──events───▶ watchers (bounded buffers)
+//	Fetch results ───────▶ │      │ ──fetch────▶ fetch goroutines (≤ 8) ──▶ roomnet.Network.Fetch
 //	Clock timer ─────────▶ └──────┘ ──view─────▶ atomic snapshot ◀── Get/State/States/Members, Serve
 //
 // Reads never go through the loop: after every input the loop publishes an
@@ -44,8 +44,8 @@
 // restarted peer's state replaces its old state at once.
 //
 //   - Join: publish a hello (identity, epoch, full own state). On every
-//     EventPeerUp the room fetches that peer's state over a direct stream
-//     (Network.Fetch) and treats the reply as a heartbeat: a newcomer sees
+//     roomnet.EventPeerUp the room fetches that peer's state over a direct stream
+//     (roomnet.Network.Fetch) and treats the reply as a heartbeat: a newcomer sees
 //     each directly connected member without depending on any publish
 //     arriving. A failed fetch of a peer that is not a member yet is
 //     retried after 100, 200 and 400ms (it may have subscribed a moment
@@ -54,9 +54,9 @@
 //     again (after PublishInterval, so a burst of connections costs one),
 //     for members that are not directly connected.
 //   - Relayed join snapshot: a member keeps, per remote member, that
-//     member's own signed messages as received (NetEvent.Signed): its
+//     member's own signed messages as received (roomnet.Event.Signed): its
 //     latest hello or heartbeat, and each later delta that still holds the
-//     newest value of some key. Its Fetch reply (Served) carries them; the
+//     newest value of some key. Its Fetch reply (roomnet.Served) carries them; the
 //     network verifies each against its author's signature, and the
 //     newcomer applies them as messages of their authors. So a newcomer
 //     connected to one member sees every member that member knows, with
@@ -74,7 +74,7 @@
 //     everywhere within Timeout of its last message, however many
 //     newcomers relay it to each other.
 //   - Answering newcomers: a hello carries the digest of the members its
-//     author knows (Message.View, ViewDigest). A member answers a hello
+//     author knows (roomnet.Message.View, roomnet.ViewDigest). A member answers a hello
 //     whose digest differs from its own, and a heartbeat or delta that
 //     reveals a new peer (or a new epoch of a known one), with an early
 //     heartbeat after a random 0–50ms, at most one per PublishInterval;
@@ -94,7 +94,7 @@
 //     once, a slow fetch, or a hello at join that reached members because
 //     the newcomer was already connected to them.
 //   - Suspicion: a member whose probe of another failed publishes a
-//     suspect (KindSuspect) naming it and its epoch. Members hold that
+//     suspect (roomnet.KindSuspect) naming it and its epoch. Members hold that
 //     incarnation for a refutation window (500ms, at most Timeout/2) and
 //     then drop it with ReasonTimeout unless they heard from it; the
 //     subject refutes a suspect about itself with an early heartbeat
@@ -137,8 +137,8 @@
 //     relayed, makes the peer join again.
 //   - Silence: a member not heard from for Timeout (on the local clock) is
 //     dropped with ReasonTimeout, exactly at the deadline.
-//   - EventPeerDown is only a hint: the room probes the peer (Fetch,
-//     timeout min(1s, Timeout)). A probe that fails after an EventPeerUp of
+//   - roomnet.EventPeerDown is only a hint: the room probes the peer (Fetch,
+//     timeout min(1s, Timeout)). A probe that fails after an roomnet.EventPeerUp of
 //     the same peer (a restarted peer whose old connection closed under
 //     the probe) is started again. If the probe fails, the peer is held
 //     for the restart grace (500ms, at most Timeout/4: listed, presence

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/convene-p2p/convene/ephemeral"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // maxAnswerJitter bounds the random delay before an early heartbeat that
@@ -29,7 +31,7 @@ const maxAnswerJitter = 50 * time.Millisecond
 const answerRepeatDelay = 600 * time.Millisecond
 
 // refuteWindow is how long a member suspected by another member's failed
-// probe (KindSuspect) has to show a sign of life before it is dropped
+// probe (roomnet.KindSuspect) has to show a sign of life before it is dropped
 // (capped at Timeout/2). The subject refutes within milliseconds when it
 // is alive and reachable: it answers a suspect about itself with a
 // heartbeat at once.
@@ -75,10 +77,10 @@ type fetchRequest struct {
 
 // output is what the machine asks the shell to do after an input.
 type output struct {
-	publish []Message      // in order
-	events  []Event        // in order
-	fetches []fetchRequest // to start
-	destroy bool           // tear down: close the network, close Done
+	publish []roomnet.Message // in order
+	events  []Event           // in order
+	fetches []fetchRequest    // to start
+	destroy bool              // tear down: close the network, close Done
 }
 
 // member is a remote member as the machine knows it.
@@ -86,7 +88,7 @@ type member struct {
 	id    Identity
 	epoch uint64
 	heard time.Time // receiver's clock
-	up    time.Time // last EventPeerUp (receiver's clock); zero if none
+	up    time.Time // last roomnet.EventPeerUp (receiver's clock); zero if none
 	named bool      // identity came from a hello/heartbeat (not only a delta)
 }
 
@@ -140,7 +142,7 @@ type machine struct {
 	store  *ephemeral.Store
 
 	members      map[PeerID]*member // remote members only
-	digest       uint64             // ViewDigest of the members and self
+	digest       uint64             // roomnet.ViewDigest of the members and self
 	relays       map[PeerID]relays  // members' signed messages to relay
 	memberExpiry time.Time          // lower bound of the earliest member deadline
 	gone         map[PeerID]gone
@@ -211,9 +213,9 @@ func newMachine(now time.Time, id string, self Identity, cfg Config, epoch, seed
 // first heartbeat after a jittered interval.
 func (m *machine) join(now time.Time) {
 	m.status = Joined
-	m.digest = peerHash(m.self.Peer)
+	m.digest = roomnet.PeerHash(m.self.Peer)
 	for p := range m.members {
-		m.digest ^= peerHash(p)
+		m.digest ^= roomnet.PeerHash(p)
 	}
 	m.dirtyStatus, m.dirtyMembers = true, true
 	m.dirtyPeers[m.self.Peer] = struct{}{}
@@ -248,7 +250,7 @@ func (m *machine) emitChange(ch ephemeral.Change) {
 	m.emit(Event{Type: PresenceChanged, Change: ch})
 }
 
-func (m *machine) publish(msg Message) { m.out.publish = append(m.out.publish, msg) }
+func (m *machine) publish(msg roomnet.Message) { m.out.publish = append(m.out.publish, msg) }
 
 func (m *machine) epoch() uint64 { return m.store.Epoch() }
 
@@ -271,16 +273,16 @@ func (m *machine) selfSnapshot() []byte {
 	return m.selfSnap
 }
 
-func (m *machine) selfMessage(kind MessageKind) Message {
-	return Message{Kind: kind, Epoch: m.epoch(), Name: m.self.Name, Meta: m.self.Meta, State: m.selfSnapshot()}
+func (m *machine) selfMessage(kind roomnet.MessageKind) roomnet.Message {
+	return roomnet.Message{Kind: kind, Epoch: m.epoch(), Name: m.self.Name, Meta: m.self.Meta, State: m.selfSnapshot()}
 }
 
 func (m *machine) publishHello(now time.Time) {
-	m.publishFull(now, KindHello)
+	m.publishFull(now, roomnet.KindHello)
 }
 
 func (m *machine) publishHeartbeat(now time.Time) {
-	m.publishFull(now, KindHeartbeat)
+	m.publishFull(now, roomnet.KindHeartbeat)
 }
 
 // publishFull publishes a hello or heartbeat (identity, epoch, full own
@@ -288,14 +290,14 @@ func (m *machine) publishHeartbeat(now time.Time) {
 // the heartbeat period. If it answers newcomers (an early answer was
 // pending), it schedules its repeat; a pending repeat is done if this
 // message goes out at most PublishInterval before the repeat was due.
-func (m *machine) publishFull(now time.Time, kind MessageKind) {
+func (m *machine) publishFull(now time.Time, kind roomnet.MessageKind) {
 	m.store.EncodeDelta() // the full state supersedes the pending delta
 	m.deltaDirty, m.deltaAt = false, time.Time{}
 	msg := m.selfMessage(kind)
-	if kind == KindHello {
+	if kind == roomnet.KindHello {
 		msg.View = m.digest
 	}
-	msg.Refute = m.takeRefute() && kind == KindHeartbeat
+	msg.Refute = m.takeRefute() && kind == roomnet.KindHeartbeat
 	if msg.Refute {
 		m.stats.refutations.Add(1)
 	}
@@ -413,28 +415,28 @@ func (m *machine) publishDelta(now time.Time) {
 	}
 	m.deltaTAT = m.deltaTAT.Add(m.cfg.PublishInterval)
 	if d := m.store.EncodeDelta(); len(d) > 0 {
-		m.publish(Message{Kind: KindDelta, Epoch: m.epoch(), State: d})
+		m.publish(roomnet.Message{Kind: roomnet.KindDelta, Epoch: m.epoch(), State: d})
 	}
 }
 
 // ---- network input
 
 // receive handles one validated message authored by from; signed is its
-// signed form for relaying (NetEvent.Signed), or nil.
-func (m *machine) receive(now time.Time, from PeerID, msg Message, signed []byte) {
+// signed form for relaying (roomnet.Event.Signed), or nil.
+func (m *machine) receive(now time.Time, from PeerID, msg roomnet.Message, signed []byte) {
 	m.advance(now)
 	if m.status == Closed || from == m.self.Peer || from == "" {
 		return
 	}
 	switch msg.Kind {
-	case KindHello, KindHeartbeat, KindDelta:
+	case roomnet.KindHello, roomnet.KindHeartbeat, roomnet.KindDelta:
 		m.announce(now, from, msg, fromGossip, signed)
 		m.refutation(now, from, msg)
-	case KindLeave:
+	case roomnet.KindLeave:
 		m.remoteLeave(now, from, msg.Epoch)
-	case KindBroadcast:
+	case roomnet.KindBroadcast:
 		m.broadcast(now, from, msg)
-	case KindSuspect:
+	case roomnet.KindSuspect:
 		m.suspect(now, from, msg)
 	}
 }
@@ -472,7 +474,7 @@ func (m *machine) stale(now time.Time, p PeerID, e uint64, src source) (stale, c
 // admits p as a member if needed, applies its state and refreshes its
 // liveness. signed is the message's signed form to keep for relaying (nil
 // for a fetch reply, which is not signed by its author's pubsub key).
-func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, signed []byte) {
+func (m *machine) announce(now time.Time, p PeerID, msg roomnet.Message, src source, signed []byte) {
 	if src == fromGossip && m.holdReadmit(now, p, msg, signed) {
 		return
 	}
@@ -518,7 +520,7 @@ func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, sig
 	} else if !isNew {
 		_ = m.store.Heard(now, p)
 	}
-	full := msg.Kind == KindHello || msg.Kind == KindHeartbeat
+	full := msg.Kind == roomnet.KindHello || msg.Kind == roomnet.KindHeartbeat
 	if isNew {
 		delete(m.gone, p)
 		delete(m.readmits, p)
@@ -528,7 +530,7 @@ func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, sig
 			mem.id.Name, mem.id.Meta, mem.named = msg.Name, cloneMeta(msg.Meta), true
 		}
 		m.members[p] = mem
-		m.digest ^= peerHash(p)
+		m.digest ^= roomnet.PeerHash(p)
 		m.dirtyMembers = true
 		m.dirtyPeers[p] = struct{}{}
 		m.stats.joined.Add(1)
@@ -576,8 +578,8 @@ func (m *machine) announce(now time.Time, p PeerID, msg Message, src source, sig
 // digests agree and nobody answers: a join costs O(N) messages, not
 // O(N²). Anything else is answered iff it revealed a new peer or a new
 // incarnation.
-func (m *machine) shouldAnswer(msg Message, fresh bool) bool {
-	if msg.Kind == KindHello && msg.View != 0 {
+func (m *machine) shouldAnswer(msg roomnet.Message, fresh bool) bool {
+	if msg.Kind == roomnet.KindHello && msg.View != 0 {
 		return msg.View != m.digest
 	}
 	return fresh
@@ -587,12 +589,12 @@ func (m *machine) shouldAnswer(msg Message, fresh bool) bool {
 // hello/heartbeat (its identity) or holds p's newest value of some key
 // (changes: what applying it changed), and drops p's older records that
 // no longer hold anything.
-func (m *machine) keepRelay(p PeerID, msg Message, signed []byte, changes []ephemeral.Change) {
+func (m *machine) keepRelay(p PeerID, msg roomnet.Message, signed []byte, changes []ephemeral.Change) {
 	mem := m.members[p]
 	if mem == nil || msg.Epoch != mem.epoch {
 		return
 	}
-	full := msg.Kind == KindHello || msg.Kind == KindHeartbeat
+	full := msg.Kind == roomnet.KindHello || msg.Kind == roomnet.KindHeartbeat
 	var keys []string
 	for _, ch := range changes {
 		if ch.Peer == p {
@@ -625,12 +627,12 @@ func (m *machine) keepRelay(p PeerID, msg Message, signed []byte, changes []ephe
 // first. Only members heard from directly within relayMaxAge are relayed,
 // and none that this peer is about to drop (a failed probe, a pending
 // suspicion): a relay vouches for no more than its server heard lately.
-func (m *machine) served(now time.Time) (Served, bool) {
+func (m *machine) served(now time.Time) (roomnet.Served, bool) {
 	m.advance(now)
 	if m.status != Joined {
-		return Served{}, false
+		return roomnet.Served{}, false
 	}
-	s := Served{State: m.selfMessage(KindHeartbeat)}
+	s := roomnet.Served{State: m.selfMessage(roomnet.KindHeartbeat)}
 	oldest := now.Add(-m.cfg.relayMaxAge())
 	for _, p := range slices.Sorted(maps.Keys(m.relays)) {
 		if !m.relayable(p, oldest) {
@@ -692,7 +694,7 @@ func (m *machine) remoteLeave(now time.Time, p PeerID, e uint64) {
 // yet included (issue 15, 3: a broadcast right after Join often arrives
 // before the author's hello); a broadcast does not make its author a
 // member (it carries no identity), but it proves a member alive.
-func (m *machine) broadcast(now time.Time, p PeerID, msg Message) {
+func (m *machine) broadcast(now time.Time, p PeerID, msg roomnet.Message) {
 	if stale, _ := m.stale(now, p, msg.Epoch, fromFetch); stale {
 		return
 	}
@@ -715,7 +717,7 @@ func (m *machine) removeMember(now time.Time, p PeerID, reason LeaveReason, epoc
 		return
 	}
 	delete(m.members, p)
-	m.digest ^= peerHash(p)
+	m.digest ^= roomnet.PeerHash(p)
 	delete(m.relays, p)
 	delete(m.suspects, p)
 	delete(m.failing, p)
@@ -785,7 +787,7 @@ func (m *machine) peerUp(now time.Time, p PeerID) {
 		// the goodbye (it was published before its subscription was
 		// known, so it reached nobody): say it again. A peer that already
 		// had it ignores the copy.
-		m.publish(Message{Kind: KindLeave, Epoch: m.epoch()})
+		m.publish(roomnet.Message{Kind: roomnet.KindLeave, Epoch: m.epoch()})
 	}
 	if m.status == Joined && !m.helloDone {
 		m.helloDone = true
@@ -819,7 +821,7 @@ func (m *machine) requestFetch(now time.Time, p PeerID, purpose fetchPurpose) {
 // relayed messages are applied for a snapshot fetch (the join snapshot):
 // each as a message of its signer, admitting members this peer is not
 // connected to without waiting for their answers to its hello.
-func (m *machine) fetched(now time.Time, req fetchRequest, reply FetchReply, err error) {
+func (m *machine) fetched(now time.Time, req fetchRequest, reply roomnet.FetchReply, err error) {
 	m.advance(now)
 	if f := m.fetching[req.peer] &^ req.purpose; f == 0 {
 		delete(m.fetching, req.peer)
@@ -855,23 +857,23 @@ func (m *machine) fetched(now time.Time, req fetchRequest, reply FetchReply, err
 			m.holdFailing(now, req.peer, epoch)
 			if m.status == Joined {
 				// Members not connected to it got no PeerDown: tell them.
-				m.publish(Message{Kind: KindSuspect, Epoch: m.epoch(), Subject: req.peer, SubjectEpoch: epoch})
+				m.publish(roomnet.Message{Kind: roomnet.KindSuspect, Epoch: m.epoch(), Subject: req.peer, SubjectEpoch: epoch})
 			}
 		}
 		return
 	}
-	if msg := reply.State; msg.Kind == KindHeartbeat || msg.Kind == KindHello {
+	if msg := reply.State; msg.Kind == roomnet.KindHeartbeat || msg.Kind == roomnet.KindHello {
 		m.announce(now, req.peer, msg, fromFetch, nil)
 	}
 	if req.purpose != fetchSnapshot {
 		return
 	}
 	for _, ev := range reply.Relayed {
-		if ev.Kind != EventMessage || ev.From == m.self.Peer || ev.From == req.peer || ev.From == "" {
+		if ev.Kind != roomnet.EventMessage || ev.From == m.self.Peer || ev.From == req.peer || ev.From == "" {
 			continue
 		}
 		switch ev.Msg.Kind {
-		case KindHello, KindHeartbeat, KindDelta:
+		case roomnet.KindHello, roomnet.KindHeartbeat, roomnet.KindDelta:
 			m.stats.relaysUsed.Add(1)
 			m.announce(now, ev.From, ev.Msg, fromRelay, ev.Signed)
 		}
@@ -1028,7 +1030,7 @@ func (m *machine) leave(now time.Time) error {
 		// have seen the last value written before it.
 		m.publishDelta(now)
 	}
-	m.publish(Message{Kind: KindLeave, Epoch: m.epoch()})
+	m.publish(roomnet.Message{Kind: roomnet.KindLeave, Epoch: m.epoch()})
 	m.status = Left
 	m.dirtyStatus, m.dirtyMembers = true, true
 	m.nextHeartbeat, m.answerAt, m.repeatAt, m.helloAt, m.deltaAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}

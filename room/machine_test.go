@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/convene-p2p/convene/ephemeral"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // Table and scenario tests of the pure machine: every input carries an
@@ -51,7 +53,7 @@ func (x *tm) out() output { return x.take() }
 
 // deliver hands msgs, authored by from, to x at now and returns x's
 // outputs.
-func (x *tm) deliver(now time.Time, from *tm, msgs ...Message) output {
+func (x *tm) deliver(now time.Time, from *tm, msgs ...roomnet.Message) output {
 	for _, msg := range msgs {
 		x.receive(now, from.self.Peer, msg, nil)
 	}
@@ -59,7 +61,7 @@ func (x *tm) deliver(now time.Time, from *tm, msgs ...Message) output {
 }
 
 // heartbeat is the heartbeat x would publish now.
-func (x *tm) heartbeat() Message { return x.selfMessage(KindHeartbeat) }
+func (x *tm) heartbeat() roomnet.Message { return x.selfMessage(roomnet.KindHeartbeat) }
 
 func (x *tm) mustSet(now time.Time, key, value string) {
 	x.t.Helper()
@@ -127,7 +129,7 @@ func describe(evs []Event) []string {
 	return out
 }
 
-func kinds(msgs []Message) []string {
+func kinds(msgs []roomnet.Message) []string {
 	var out []string
 	for _, m := range msgs {
 		out = append(out, m.Kind.String())
@@ -228,7 +230,7 @@ func TestMachineFetchReplyIsJoinSnapshot(t *testing.T) {
 		t.Fatalf("fetches = %+v", o.fetches)
 	}
 	// What b's Serve answers: its view's serve message.
-	reply := FetchReply{State: b.heartbeat()}
+	reply := roomnet.FetchReply{State: b.heartbeat()}
 	a.fetched(t0.Add(time.Millisecond), o.fetches[0], reply, nil)
 	o = a.out()
 	eq(t, "events", describe(o.events), []string{"member-joined b(B)", "presence-changed b remote +k"})
@@ -251,7 +253,7 @@ func TestMachineFirstPeerUpRepublishesHelloDebounced(t *testing.T) {
 	var hellos []time.Time
 	for i, o := range outs {
 		for _, m := range o.publish {
-			if m.Kind == KindHello {
+			if m.Kind == roomnet.KindHello {
 				hellos = append(hellos, times[i])
 			}
 		}
@@ -418,7 +420,7 @@ func TestMachineLeftMemberNotBroughtBackByReplays(t *testing.T) {
 	}
 	eq(t, "members after replays", a.memberIDs(), []string{"a"})
 	// A fetch reply of that epoch: nothing either.
-	a.fetched(t0.Add(10*time.Second), fetchRequest{peer: "b", purpose: fetchSnapshot, started: t0}, FetchReply{State: early[2]}, nil)
+	a.fetched(t0.Add(10*time.Second), fetchRequest{peer: "b", purpose: fetchSnapshot, started: t0}, roomnet.FetchReply{State: early[2]}, nil)
 	eq(t, "members after a stale fetch reply", a.memberIDs(), []string{"a"})
 
 	// A newer epoch does bring it back.
@@ -454,7 +456,7 @@ func TestMachineHeartbeatCadence(t *testing.T) {
 	n := 0
 	for i, o := range outs {
 		for _, m := range o.publish {
-			if m.Kind != KindHeartbeat {
+			if m.Kind != roomnet.KindHeartbeat {
 				t.Errorf("unexpected %v", m.Kind)
 				continue
 			}
@@ -480,7 +482,7 @@ func TestMachineCoalescesLocalWrites(t *testing.T) {
 	r := newTM(t, "r", 1, cfg)
 	a.out()
 	r.out()
-	var publishes []Message
+	var publishes []roomnet.Message
 	// 1000 writes over 100ms, the timers run in between.
 	now := t0
 	for i := range 1000 {
@@ -498,7 +500,7 @@ func TestMachineCoalescesLocalWrites(t *testing.T) {
 	}
 	deltas := 0
 	for _, m := range publishes {
-		if m.Kind == KindDelta {
+		if m.Kind == roomnet.KindDelta {
 			deltas++
 		}
 	}
@@ -567,11 +569,11 @@ func TestMachinePacingBoundsSustainedBurst(t *testing.T) {
 	a.out()
 	r.out()
 	var at []time.Time
-	var sent []Message // deltas and any heartbeat, in order
+	var sent []roomnet.Message // deltas and any heartbeat, in order
 	collect := func(now time.Time, o output) {
 		sent = append(sent, o.publish...)
 		for _, m := range o.publish {
-			if m.Kind == KindDelta {
+			if m.Kind == roomnet.KindDelta {
 				at = append(at, now)
 			}
 		}
@@ -631,7 +633,7 @@ func TestMachineAnswersNewcomerWithEarlyHeartbeat(t *testing.T) {
 	var hbs []time.Time
 	for i, o := range outs {
 		for _, m := range o.publish {
-			if m.Kind == KindHeartbeat {
+			if m.Kind == roomnet.KindHeartbeat {
 				hbs = append(hbs, times[i])
 			}
 		}
@@ -651,7 +653,7 @@ func TestMachineAnswersNewcomerWithEarlyHeartbeat(t *testing.T) {
 	// heartbeat is the repeat of the answer just sent, not sooner.
 	a.tick(d)
 	a.out()
-	a.deliver(d.Add(time.Millisecond), n, Message{Kind: KindHello, Epoch: 1, Name: "LATE"})
+	a.deliver(d.Add(time.Millisecond), n, roomnet.Message{Kind: roomnet.KindHello, Epoch: 1, Name: "LATE"})
 	if d2, _ := a.deadline(); d2.Before(d.Add(answerRepeatDelay)) {
 		t.Errorf("a known member's hello was answered (deadline %v)", d2.Sub(d))
 	}
@@ -662,7 +664,7 @@ func heartbeatTimes(times []time.Time, outs []output) []time.Time {
 	var hbs []time.Time
 	for i, o := range outs {
 		for _, m := range o.publish {
-			if m.Kind == KindHeartbeat {
+			if m.Kind == roomnet.KindHeartbeat {
 				hbs = append(hbs, times[i])
 			}
 		}
@@ -692,7 +694,7 @@ func TestMachineRepeatsAnswerToNewcomerOnce(t *testing.T) {
 	n.peerUp(t0.Add(100*time.Millisecond), "b")
 	n.out()
 	_, nouts := n.run(t0.Add(100*time.Millisecond), t0.Add(200*time.Millisecond))
-	var hello []Message
+	var hello []roomnet.Message
 	for _, o := range nouts {
 		hello = append(hello, o.publish...)
 	}
@@ -784,7 +786,7 @@ func TestMachineAnswerNotRepeatedForKnownMembers(t *testing.T) {
 	}
 	// b, known now, says hello again, heartbeats, writes: nothing early.
 	now := h.Add(answerRepeatDelay + 300*time.Millisecond)
-	a.deliver(now, b, Message{Kind: KindHello, Epoch: 1, Name: "B"}, b.heartbeat())
+	a.deliver(now, b, roomnet.Message{Kind: roomnet.KindHello, Epoch: 1, Name: "B"}, b.heartbeat())
 	b.mustSet(now, "k", "v")
 	a.deliver(now, b, b.out().publish...)
 	if !a.answerAt.IsZero() || !a.repeatAt.IsZero() {
@@ -859,7 +861,7 @@ func TestMachinePeerDownFailedProbeRemoves(t *testing.T) {
 	if len(o.fetches) != 1 || o.fetches[0].purpose != fetchProbe {
 		t.Fatalf("fetches = %+v, want one probe", o.fetches)
 	}
-	a.fetched(down.Add(10*time.Millisecond), o.fetches[0], FetchReply{}, errors.New("unreachable"))
+	a.fetched(down.Add(10*time.Millisecond), o.fetches[0], roomnet.FetchReply{}, errors.New("unreachable"))
 	if o = a.out(); len(o.events) != 0 {
 		t.Fatalf("removed before the restart grace ended: %q", describe(o.events))
 	}
@@ -877,7 +879,7 @@ func TestMachinePeerDownFailedProbeRemoves(t *testing.T) {
 		t.Fatalf("fetches = %+v, want a confirming probe", o.fetches)
 	}
 	// The probe succeeds after all: b is back, with its state.
-	a.fetched(gone.Add(120*time.Millisecond), o.fetches[0], FetchReply{State: b.heartbeat()}, nil)
+	a.fetched(gone.Add(120*time.Millisecond), o.fetches[0], roomnet.FetchReply{State: b.heartbeat()}, nil)
 	o = a.out()
 	eq(t, "events after a successful probe", describe(o.events), []string{"member-joined b(B)", "presence-changed b remote +k"})
 }
@@ -893,14 +895,14 @@ func TestMachinePeerDownProbeNotTrustedOverFreshMessages(t *testing.T) {
 	// b is heard from (through another path) while the probe runs, well
 	// after the hint.
 	a.deliver(t0.Add(1500*time.Millisecond), b, b.heartbeat())
-	a.fetched(t0.Add(2*time.Second), probe, FetchReply{}, errors.New("timeout"))
+	a.fetched(t0.Add(2*time.Second), probe, roomnet.FetchReply{}, errors.New("timeout"))
 	if o := a.out(); len(o.events) != 0 {
 		t.Errorf("events: %q", describe(o.events))
 	}
 	// And a successful probe changes nothing.
 	a.peerDown(t0.Add(2*time.Second), "b")
 	probe = a.out().fetches[0]
-	a.fetched(t0.Add(2100*time.Millisecond), probe, FetchReply{State: b.heartbeat()}, nil)
+	a.fetched(t0.Add(2100*time.Millisecond), probe, roomnet.FetchReply{State: b.heartbeat()}, nil)
 	if o := a.out(); len(o.events) != 0 {
 		t.Errorf("events after a successful probe: %q", describe(o.events))
 	}
@@ -1099,18 +1101,18 @@ func TestMachineBroadcast(t *testing.T) {
 	b := newTM(t, "b", 1, cfg)
 	a.out()
 	a.deliver(t0, b, b.out().publish...)
-	o := a.deliver(t0, b, Message{Kind: KindBroadcast, Epoch: 1, Payload: []byte("hi")})
+	o := a.deliver(t0, b, roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: []byte("hi")})
 	eq(t, "from a member", describe(o.events), []string{"broadcast b hi"})
 	if o.events[0].Member.Name != "B" {
 		t.Errorf("sender identity %+v", o.events[0].Member)
 	}
 	stranger := newTM(t, "s", 1, cfg)
-	o = a.deliver(t0, stranger, Message{Kind: KindBroadcast, Epoch: 1, Payload: []byte("yo")})
+	o = a.deliver(t0, stranger, roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: []byte("yo")})
 	eq(t, "from a non-member", describe(o.events), []string{"broadcast s yo"})
 	eq(t, "members", a.memberIDs(), []string{"a", "b"})
 	// From an incarnation that said goodbye: dropped.
-	a.deliver(t0, b, Message{Kind: KindLeave, Epoch: 1})
-	o = a.deliver(t0, b, Message{Kind: KindBroadcast, Epoch: 1, Payload: []byte("late")})
+	a.deliver(t0, b, roomnet.Message{Kind: roomnet.KindLeave, Epoch: 1})
+	o = a.deliver(t0, b, roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: []byte("late")})
 	if len(o.events) != 0 {
 		t.Errorf("stale broadcast delivered: %q", describe(o.events))
 	}
@@ -1142,8 +1144,8 @@ func TestMachineIgnoresOwnAndAnonymousMessages(t *testing.T) {
 	cfg := testConfig()
 	a := newTM(t, "a", 1, cfg)
 	a.out()
-	a.receive(t0, "a", Message{Kind: KindHello, Epoch: 9}, nil)
-	a.receive(t0, "", Message{Kind: KindHello, Epoch: 9}, nil)
+	a.receive(t0, "a", roomnet.Message{Kind: roomnet.KindHello, Epoch: 9}, nil)
+	a.receive(t0, "", roomnet.Message{Kind: roomnet.KindHello, Epoch: 9}, nil)
 	a.peerUp(t0, "a")
 	if o := a.out(); len(o.events)+len(o.fetches) != 0 {
 		t.Errorf("outputs: %+v", o)
@@ -1160,7 +1162,7 @@ func TestMachineRetriesFailedSnapshotFetch(t *testing.T) {
 	now := t0
 	var gaps []time.Duration
 	for {
-		a.fetched(now, req, FetchReply{}, errUnreachableTest)
+		a.fetched(now, req, roomnet.FetchReply{}, errUnreachableTest)
 		a.out()
 		_, outs := a.run(now, now.Add(time.Second))
 		var next *fetchRequest
@@ -1182,7 +1184,7 @@ func TestMachineRetriesFailedSnapshotFetch(t *testing.T) {
 	// A new PeerUp starts over; a success ends the retries.
 	a.peerUp(now, "b")
 	req = a.out().fetches[0]
-	a.fetched(now, req, FetchReply{}, errUnreachableTest)
+	a.fetched(now, req, roomnet.FetchReply{}, errUnreachableTest)
 	b := newTM(t, "b", 1, cfg)
 	a.deliver(now.Add(time.Millisecond), b, b.out().publish...)
 	a.tick(now.Add(time.Second))
@@ -1230,7 +1232,7 @@ func TestMachineForgetsRemovedPeersAfterRetention(t *testing.T) {
 	b := newTM(t, "b", 1, cfg)
 	hello := b.out().publish
 	a.deliver(t0, b, hello...)
-	a.deliver(t0, b, Message{Kind: KindLeave, Epoch: 1})
+	a.deliver(t0, b, roomnet.Message{Kind: roomnet.KindLeave, Epoch: 1})
 	if len(a.gone) != 1 {
 		t.Fatalf("gone = %v", a.gone)
 	}
@@ -1247,12 +1249,12 @@ func TestMachineForgetsRemovedPeersAfterRetention(t *testing.T) {
 
 func TestSenderDropsOnlyHeartbeatsAndDeltas(t *testing.T) {
 	s := newSender()
-	leave := s.push(Message{Kind: KindLeave})
-	first := s.push(Message{Kind: KindHeartbeat})
+	leave := s.push(roomnet.Message{Kind: roomnet.KindLeave})
+	first := s.push(roomnet.Message{Kind: roomnet.KindHeartbeat})
 	for range maxSendQueue - 2 {
-		s.push(Message{Kind: KindDelta})
+		s.push(roomnet.Message{Kind: roomnet.KindDelta})
 	}
-	s.push(Message{Kind: KindHello}) // the queue is full: the oldest heartbeat goes
+	s.push(roomnet.Message{Kind: roomnet.KindHello}) // the queue is full: the oldest heartbeat goes
 	if err := <-first; !errors.Is(err, errDropped) {
 		t.Errorf("oldest heartbeat: %v", err)
 	}
@@ -1261,7 +1263,7 @@ func TestSenderDropsOnlyHeartbeatsAndDeltas(t *testing.T) {
 		t.Errorf("the leave was dropped: %v", err)
 	default:
 	}
-	if len(s.q) != maxSendQueue || s.q[0].msg.Kind != KindLeave || s.q[len(s.q)-1].msg.Kind != KindHello {
+	if len(s.q) != maxSendQueue || s.q[0].msg.Kind != roomnet.KindLeave || s.q[len(s.q)-1].msg.Kind != roomnet.KindHello {
 		t.Errorf("queue: %d items, first %v last %v", len(s.q), s.q[0].msg.Kind, s.q[len(s.q)-1].msg.Kind)
 	}
 }
@@ -1279,7 +1281,7 @@ func TestMachinePeerDownQueuedMessagesDoNotSaveADeadPeer(t *testing.T) {
 	b.mustSet(down, "cursor", "1")
 	a.deliver(down.Add(time.Millisecond), b, b.out().publish...)
 	a.out()
-	a.fetched(down.Add(5*time.Millisecond), probe, FetchReply{}, errors.New("connection refused"))
+	a.fetched(down.Add(5*time.Millisecond), probe, roomnet.FetchReply{}, errors.New("connection refused"))
 	a.tick(down.Add(5*time.Millisecond + cfg.restartGrace()))
 	eq(t, "events", describe(a.out().events), []string{"presence-changed b timeout -cursor gone", "member-left b timeout"})
 }
@@ -1293,7 +1295,7 @@ func TestMachineLeavePublishesAPacedWriteBeforeTheGoodbye(t *testing.T) {
 	a := newTM(t, "a", 1, cfg)
 	r := newTM(t, "r", 1, cfg)
 	a.out()
-	var sent []Message
+	var sent []roomnet.Message
 	for i := range 3 { // the first goes out at once, the third is held
 		a.mustSet(t0, "n", fmt.Sprint(i))
 		sent = append(sent, a.out().publish...)
@@ -1302,7 +1304,7 @@ func TestMachineLeavePublishesAPacedWriteBeforeTheGoodbye(t *testing.T) {
 		t.Fatal(err)
 	}
 	sent = append(sent, a.out().publish...)
-	if len(sent) < 2 || sent[len(sent)-1].Kind != KindLeave || sent[len(sent)-2].Kind != KindDelta {
+	if len(sent) < 2 || sent[len(sent)-1].Kind != roomnet.KindLeave || sent[len(sent)-2].Kind != roomnet.KindDelta {
 		t.Fatalf("published %q, want the held delta right before the leave", kinds(sent))
 	}
 	r.deliver(t0, a, sent[:len(sent)-1]...)

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // Shell sizes.
@@ -19,7 +21,7 @@ const (
 	maxFetches   = 8   // concurrent Fetch calls per room
 	maxSendQueue = 256 // queued publishes before the oldest droppable one goes
 	inboundQueue = 64  // network events between the reader and the loop
-	pollBatch    = 256 // events taken from a Poller per wake-up
+	pollBatch    = 256 // events taken from a roomnet.Poller per wake-up
 	drainTimeout = 2 * time.Second
 )
 
@@ -30,7 +32,7 @@ type Room struct {
 	id    string
 	self  Identity
 	cfg   Config
-	net   Network
+	net   roomnet.Network
 	clock Clock
 	log   *slog.Logger
 	hub   *hub
@@ -39,8 +41,8 @@ type Room struct {
 	stats *counters // the machine's, read by Stats
 
 	reqs     chan request
-	inbound  chan NetEvent // nil with a Poller network
-	poll     Poller        // the network, if it is a Poller
+	inbound  chan roomnet.Event // nil with a roomnet.Poller network
+	poll     roomnet.Poller     // the network, if it is a roomnet.Poller
 	fetchRes chan fetchResult
 	netGone  chan struct{} // closed by the reader when the network ends
 
@@ -67,7 +69,7 @@ type reply struct {
 
 type fetchResult struct {
 	req   fetchRequest
-	reply FetchReply
+	reply roomnet.FetchReply
 	err   error
 }
 
@@ -77,7 +79,7 @@ type fetchResult struct {
 // destroyed; on error net is untouched and still the caller's.
 // self.Peer must be the network's local peer. The zero Config means
 // DefaultConfig.
-func New(id string, self Identity, cfg Config, net Network, opts ...Option) (*Room, error) {
+func New(id string, self Identity, cfg Config, net roomnet.Network, opts ...Option) (*Room, error) {
 	if err := ValidateID(id); err != nil {
 		return nil, err
 	}
@@ -91,11 +93,11 @@ func New(id string, self Identity, cfg Config, net Network, opts ...Option) (*Ro
 	if err != nil {
 		return nil, err
 	}
-	if c, ok := net.(Checker); ok {
+	if c, ok := net.(roomnet.Checker); ok {
 		if cfg, err = cfg.agreeLimits(c.Limits()); err != nil {
 			return nil, err
 		}
-		if err := c.CheckFull(self); err != nil {
+		if err := c.CheckFull(self.Peer, self.Name, self.Meta); err != nil {
 			return nil, fmt.Errorf("room: config: %w", err)
 		}
 	}
@@ -133,10 +135,10 @@ func New(id string, self Identity, cfg Config, net Network, opts ...Option) (*Ro
 	}
 	r.view.Store(m.view(nil))
 	net.Serve(r.serve)
-	if p, ok := net.(Poller); ok {
+	if p, ok := net.(roomnet.Poller); ok {
 		r.poll = p
 	} else {
-		r.inbound = make(chan NetEvent, inboundQueue)
+		r.inbound = make(chan roomnet.Event, inboundQueue)
 		r.wg.Add(1)
 		go r.readLoop()
 	}
@@ -164,25 +166,25 @@ func nextEpoch(now time.Time) uint64 {
 // serve answers other peers' Fetch, while joined: our own state, and the
 // other members' signed messages (from the loop; a fetch is rare, one
 // round trip through the loop is cheap).
-func (r *Room) serve() (Served, bool) {
+func (r *Room) serve() (roomnet.Served, bool) {
 	if v := r.view.Load(); v.status != Joined {
-		return Served{}, false
+		return roomnet.Served{}, false
 	}
 	var (
-		s  Served
+		s  roomnet.Served
 		ok bool
 	)
 	if err := r.do(func(m *machine, now time.Time) error {
 		s, ok = m.served(now)
 		return nil
 	}); err != nil {
-		return Served{}, false
+		return roomnet.Served{}, false
 	}
 	return s, ok
 }
 
 // readLoop feeds network events to the loop until the network or the room
-// ends (networks that are not a Poller).
+// ends (networks that are not a roomnet.Poller).
 func (r *Room) readLoop() {
 	defer r.wg.Done()
 	for {
@@ -203,12 +205,12 @@ func (r *Room) readLoop() {
 }
 
 func (r *Room) networkEnded(err error) {
-	if !errors.Is(err, ErrNetworkClosed) {
+	if !errors.Is(err, roomnet.ErrNetworkClosed) {
 		r.log.Warn("room: network failed", "room", r.id, "err", err)
 	}
 }
 
-// pollEvents hands up to pollBatch queued events of a Poller network to
+// pollEvents hands up to pollBatch queued events of a roomnet.Poller network to
 // the machine; it reports an error if the network ended.
 func (r *Room) pollEvents(m *machine) error {
 	for range pollBatch {
@@ -265,7 +267,7 @@ func (r *Room) run(m *machine) {
 		return out.destroy, ack
 	}
 	flush()                   // the hello
-	var ready <-chan struct{} // nil without a Poller: never selected
+	var ready <-chan struct{} // nil without a roomnet.Poller: never selected
 	if r.poll != nil {
 		ready = r.poll.Ready()
 	}
@@ -331,14 +333,14 @@ func (r *Room) run(m *machine) {
 }
 
 // handle feeds one network event to the machine.
-func (r *Room) handle(m *machine, ev NetEvent) {
+func (r *Room) handle(m *machine, ev roomnet.Event) {
 	now := r.clock.Now()
 	switch ev.Kind {
-	case EventMessage:
+	case roomnet.EventMessage:
 		m.receive(now, ev.From, ev.Msg, ev.Signed)
-	case EventPeerUp:
+	case roomnet.EventPeerUp:
 		m.peerUp(now, ev.From)
-	case EventPeerDown:
+	case roomnet.EventPeerDown:
 		m.peerDown(now, ev.From)
 	}
 }
@@ -359,7 +361,7 @@ func (r *Room) teardown(m *machine, graceful bool) {
 	r.view.Store(m.view(r.view.Load()))
 	r.hub.emit(m.take().events)
 	r.hub.close()
-	if err != nil && !errors.Is(err, ErrNetworkClosed) {
+	if err != nil && !errors.Is(err, roomnet.ErrNetworkClosed) {
 		r.closeErr = fmt.Errorf("room: close network: %w", err)
 	}
 	close(r.done)
@@ -524,9 +526,9 @@ func (r *Room) Broadcast(ctx context.Context, payload []byte) error {
 	case Closed:
 		return ErrClosed
 	}
-	err := r.net.Publish(ctx, Message{Kind: KindBroadcast, Epoch: v.epoch, Payload: payload})
+	err := r.net.Publish(ctx, roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: v.epoch, Payload: payload})
 	if err != nil {
-		if errors.Is(err, ErrNetworkClosed) {
+		if errors.Is(err, roomnet.ErrNetworkClosed) {
 			return ErrClosed
 		}
 		return fmt.Errorf("room: broadcast: %w", err)
@@ -627,7 +629,7 @@ type sender struct {
 }
 
 type sendItem struct {
-	msg Message
+	msg roomnet.Message
 	ack chan error // nil for messages that may be dropped
 }
 
@@ -639,12 +641,12 @@ func newSender() *sender {
 // Heartbeats and deltas may be dropped (oldest first) if the network falls
 // far behind: the next heartbeat heals what they carried. Hellos and
 // leaves are never dropped.
-func (s *sender) push(msg Message) <-chan error {
+func (s *sender) push(msg roomnet.Message) <-chan error {
 	it := sendItem{msg: msg, ack: make(chan error, 1)}
 	s.mu.Lock()
 	if len(s.q) >= maxSendQueue {
 		for i, old := range s.q {
-			if old.msg.Kind == KindHeartbeat || old.msg.Kind == KindDelta {
+			if old.msg.Kind == roomnet.KindHeartbeat || old.msg.Kind == roomnet.KindDelta {
 				old.ack <- errDropped
 				s.q = append(s.q[:i], s.q[i+1:]...)
 				break
@@ -662,7 +664,7 @@ func (s *sender) push(msg Message) <-chan error {
 
 var errDropped = errors.New("room: publish dropped: network too slow")
 
-func (s *sender) run(ctx context.Context, wg *sync.WaitGroup, net Network, log *slog.Logger) {
+func (s *sender) run(ctx context.Context, wg *sync.WaitGroup, net roomnet.Network, log *slog.Logger) {
 	defer wg.Done()
 	for {
 		s.mu.Lock()

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // Shell tests: real Rooms over the in-memory bus, in a synctest bubble so
@@ -21,13 +23,13 @@ func shellConfig() Config {
 	return cfg
 }
 
-// pollNets makes newRoom hand its rooms a Poller network (see
+// pollNets makes newRoom hand its rooms a roomnet.Poller network (see
 // TestShellOverPollerNetwork).
 var pollNets bool
 
 func newRoom(t *testing.T, b *bus, peer string, cfg Config, opts ...Option) *Room {
 	t.Helper()
-	var net Network = b.join(PeerID(peer))
+	var net roomnet.Network = b.join(PeerID(peer))
 	if pollNets {
 		net = pollNet{net.(*fakeNet)}
 	}
@@ -616,7 +618,7 @@ func TestRoomCoalescesPublishes(t *testing.T) {
 		synctest.Wait()
 		deltas := 0
 		for _, k := range net.sent()[before:] {
-			if k == KindDelta {
+			if k == roomnet.KindDelta {
 				deltas++
 			}
 		}
@@ -635,7 +637,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 		id   string
 		self Identity
 		cfg  Config
-		net  Network
+		net  roomnet.Network
 	}{
 		"bad id":    {"a/b", Identity{Peer: "a"}, Config{}, b.join("x1")},
 		"no peer":   {"ok", Identity{}, Config{}, b.join("x2")},
@@ -694,7 +696,7 @@ func TestRoomLeaveWithNegativeLinger(t *testing.T) {
 		if ev := next(t, w, time.Millisecond, isType(MemberLeft, "a")); ev.Reason != ReasonLeft {
 			t.Errorf("the goodbye was not sent before the network closed: %+v", ev)
 		}
-		if k := net.sent(); k[len(k)-1] != KindLeave {
+		if k := net.sent(); k[len(k)-1] != roomnet.KindLeave {
 			t.Errorf("last publish %v", k)
 		}
 	})
@@ -808,7 +810,7 @@ func TestRoomUsesItsClock(t *testing.T) {
 	})
 }
 
-func kindNames(ks []MessageKind) []string {
+func kindNames(ks []roomnet.MessageKind) []string {
 	var out []string
 	for _, k := range ks {
 		out = append(out, k.String())

@@ -3,6 +3,8 @@ package room
 import (
 	"slices"
 	"time"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // Suspicion rules (docs/PROTOCOL.md, "Suspicion"). A suspect can make a
@@ -55,7 +57,7 @@ type accusations struct {
 	refuted  map[PeerID]hold
 	baseless map[PeerID]time.Time
 	sweepAt  time.Time
-	owed     bool // the next heartbeat is a refutation (Message.Refute)
+	owed     bool // the next heartbeat is a refutation (roomnet.Message.Refute)
 }
 
 // hold is a refutation of one incarnation, valid until until.
@@ -71,7 +73,7 @@ type hold struct {
 // unless it hears from it in between, or the suspect is void (see the
 // rules above). An accusation cannot remove a member that keeps being
 // heard: at worst it costs that member one heartbeat per PublishInterval.
-func (m *machine) suspect(now time.Time, from PeerID, msg Message) {
+func (m *machine) suspect(now time.Time, from PeerID, msg roomnet.Message) {
 	accuser := m.members[from]
 	if accuser == nil || msg.Epoch != accuser.epoch {
 		return
@@ -121,7 +123,7 @@ func (m *machine) suspect(now time.Time, from PeerID, msg Message) {
 // refutation handles a refutation heartbeat from member p (already applied
 // as a heartbeat): it clears p's open suspicion, makes its accusers
 // baseless, and voids suspects about this incarnation for suspectHold.
-func (m *machine) refutation(now time.Time, p PeerID, msg Message) {
+func (m *machine) refutation(now time.Time, p PeerID, msg roomnet.Message) {
 	mem := m.members[p]
 	if !msg.Refute || mem == nil || mem.epoch != msg.Epoch {
 		return
