@@ -343,7 +343,7 @@ func (r *Router) handleFetch(s network.Stream) {
 		r.reply(s, encodeFetchReply(fetchNotInRoom, nil, nil, 0))
 		return
 	}
-	served, ok := t.serveState()
+	served, ok := t.serve()
 	if !ok {
 		t.count(cFetchRefused)
 		r.reply(s, encodeFetchReply(fetchRefused, nil, nil, 0))

@@ -16,10 +16,7 @@ import (
 	"github.com/convene-p2p/convene/room/roomnet"
 )
 
-var (
-	_ roomnet.Network = (*Topic)(nil)
-	_ roomnet.Poller  = (*Topic)(nil)
-)
+var _ roomnet.Network = (*Topic)(nil)
 
 const (
 	// subBufferSize is pubsub's per-subscription buffer; the reader goroutine
@@ -41,7 +38,7 @@ type Topic struct {
 	self   peer.ID
 	lim    *limiters[peer.ID]
 	stats  counters
-	serve  atomic.Pointer[func() (roomnet.Served, bool)]
+	server atomic.Pointer[func() (roomnet.Served, bool)]
 	q      *queue
 	own    ownCount  // own messages published and routed (flush.go)
 	bye    *goodbyes // goodbyes seen, authors heard (leave.go)
@@ -186,13 +183,15 @@ func (t *Topic) Publish(ctx context.Context, m roomnet.Message) error {
 // returned after every message from the same peer that was queued before
 // it (a PeerDown never overtakes that peer's goodbye), and ahead of other
 // peers' queued messages. Messages are returned in the order they were
-// queued. After Close it returns roomnet.ErrNetworkClosed.
+// queued. After Close it returns roomnet.ErrNetworkClosed. Next is the
+// blocking form of TryNext, for tests and tools that read a Topic without
+// a room; a room polls (Ready, TryNext).
 func (t *Topic) Next(ctx context.Context) (roomnet.Event, error) {
 	return t.q.next(ctx)
 }
 
-// Ready and TryNext make the Topic a roomnet.Poller: the room takes events
-// straight from the queue on its own loop. Ready receives a value when
+// Ready and TryNext are how a room takes events (roomnet.Network): straight
+// from the queue on its own loop. Ready receives a value when
 // events may be queued (and after Close); TryNext returns the next one in
 // Next's order without blocking, and roomnet.ErrNetworkClosed after Close.
 // Use either Next or Ready/TryNext, not both.
@@ -205,14 +204,15 @@ func (t *Topic) TryNext() (roomnet.Event, bool, error) { return t.q.tryNext() }
 // never calling Serve) refuses them.
 func (t *Topic) Serve(state func() (s roomnet.Served, ok bool)) {
 	if state == nil {
-		t.serve.Store(nil)
+		t.server.Store(nil)
 		return
 	}
-	t.serve.Store(&state)
+	t.server.Store(&state)
 }
 
-func (t *Topic) serveState() (roomnet.Served, bool) {
-	f := t.serve.Load()
+// serve answers one Fetch request with the function set by Serve.
+func (t *Topic) serve() (roomnet.Served, bool) {
+	f := t.server.Load()
 	if f == nil {
 		return roomnet.Served{}, false
 	}

@@ -134,26 +134,26 @@ func (n *fakeNet) Publish(ctx context.Context, m roomnet.Message) error {
 	return nil
 }
 
-func (n *fakeNet) Next(ctx context.Context) (roomnet.Event, error) {
-	for {
-		n.mu.Lock()
-		if n.closed {
-			n.mu.Unlock()
-			return roomnet.Event{}, roomnet.ErrNetworkClosed
-		}
-		if len(n.q) > 0 {
-			ev := n.q[0]
-			n.q = n.q[1:]
-			n.mu.Unlock()
-			return ev, nil
-		}
-		n.mu.Unlock()
+func (n *fakeNet) Ready() <-chan struct{} { return n.wake }
+
+func (n *fakeNet) TryNext() (roomnet.Event, bool, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return roomnet.Event{}, false, roomnet.ErrNetworkClosed
+	}
+	if len(n.q) == 0 {
+		return roomnet.Event{}, false, nil
+	}
+	ev := n.q[0]
+	n.q = n.q[1:]
+	if len(n.q) > 0 {
 		select {
-		case <-n.wake:
-		case <-ctx.Done():
-			return roomnet.Event{}, ctx.Err()
+		case n.wake <- struct{}{}:
+		default:
 		}
 	}
+	return ev, true, nil
 }
 
 var errUnreachable = errors.New("fakenet: peer unreachable")
@@ -240,32 +240,4 @@ func (n *fakeNet) sent() []roomnet.MessageKind {
 		out = append(out, m.Kind)
 	}
 	return out
-}
-
-// pollNet is a fakeNet that is also a roomnet.Poller: the room then takes events
-// from it on its loop instead of through its reader goroutine.
-type pollNet struct{ *fakeNet }
-
-var _ roomnet.Poller = pollNet{}
-
-func (n pollNet) Ready() <-chan struct{} { return n.wake }
-
-func (n pollNet) TryNext() (roomnet.Event, bool, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.closed {
-		return roomnet.Event{}, false, roomnet.ErrNetworkClosed
-	}
-	if len(n.q) == 0 {
-		return roomnet.Event{}, false, nil
-	}
-	ev := n.q[0]
-	n.q = n.q[1:]
-	if len(n.q) > 0 {
-		select {
-		case n.wake <- struct{}{}:
-		default:
-		}
-	}
-	return ev, true, nil
 }

@@ -116,7 +116,7 @@ func TestMachineRelayLivenessIsBoundedByItsAge(t *testing.T) {
 	if o := n.out(); !hasEvent(o.events, MemberJoined, "c") {
 		t.Fatalf("the newcomer did not admit c: %q", describe(o.events))
 	}
-	if got, _ := n.served(t0.Add(age)); relaysServed(got, s, "c") {
+	if got, _ := n.serve(t0.Add(age)); relaysServed(got, s, "c") {
 		t.Errorf("the newcomer relays a member it knows only from a relay")
 	}
 	// More relays of c (other newcomers' fetches) do not extend it.

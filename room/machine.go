@@ -622,12 +622,12 @@ func (m *machine) keepRelay(p PeerID, msg roomnet.Message, signed []byte, change
 	m.relays[p] = append(kept, relayRecord{signed: signed, epoch: msg.Epoch, ident: full, keys: keys})
 }
 
-// served is the answer to another peer's Fetch while joined: the own
+// serve is the answer to another peer's Fetch while joined: the own
 // state, and the members' relay records, each member's identity record
 // first. Only members heard from directly within relayMaxAge are relayed,
 // and none that this peer is about to drop (a failed probe, a pending
 // suspicion): a relay vouches for no more than its server heard lately.
-func (m *machine) served(now time.Time) (roomnet.Served, bool) {
+func (m *machine) serve(now time.Time) (roomnet.Served, bool) {
 	m.advance(now)
 	if m.status != Joined {
 		return roomnet.Served{}, false

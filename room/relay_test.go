@@ -32,7 +32,7 @@ func (s *signer) deliver(x *tm, now time.Time, from *tm, msgs ...roomnet.Message
 // reply is the roomnet.FetchReply the network would build from x's roomnet.Served.
 func (s *signer) reply(t *testing.T, x *tm) roomnet.FetchReply {
 	t.Helper()
-	served, ok := x.served(s.now)
+	served, ok := x.serve(s.now)
 	if !ok {
 		t.Fatal("served refused")
 	}

@@ -20,8 +20,7 @@ import (
 const (
 	maxFetches   = 8   // concurrent Fetch calls per room
 	maxSendQueue = 256 // queued publishes before the oldest droppable one goes
-	inboundQueue = 64  // network events between the reader and the loop
-	pollBatch    = 256 // events taken from a roomnet.Poller per wake-up
+	pollBatch    = 256 // events taken from the network per wake-up
 	drainTimeout = 2 * time.Second
 )
 
@@ -41,15 +40,12 @@ type Room struct {
 	stats *counters // the machine's, read by Stats
 
 	reqs     chan request
-	inbound  chan roomnet.Event // nil with a roomnet.Poller network
-	poll     roomnet.Poller     // the network, if it is a roomnet.Poller
 	fetchRes chan fetchResult
-	netGone  chan struct{} // closed by the reader when the network ends
 
 	ctx    context.Context // cancelled to stop every goroutine
 	cancel context.CancelFunc
 	send   *sender
-	wg     sync.WaitGroup // reader, sender, fetchers; the loop waits for them
+	wg     sync.WaitGroup // sender, fetchers; the loop waits for them
 
 	done     chan struct{} // closed when the room is destroyed
 	closeErr error         // set before done is closed
@@ -126,7 +122,6 @@ func New(id string, self Identity, cfg Config, net roomnet.Network, opts ...Opti
 		hub:      newHub(id, o.watchBuffer),
 		reqs:     make(chan request),
 		fetchRes: make(chan fetchResult),
-		netGone:  make(chan struct{}),
 		ctx:      ctx,
 		cancel:   cancel,
 		send:     newSender(),
@@ -135,13 +130,6 @@ func New(id string, self Identity, cfg Config, net roomnet.Network, opts ...Opti
 	}
 	r.view.Store(m.view(nil))
 	net.Serve(r.serve)
-	if p, ok := net.(roomnet.Poller); ok {
-		r.poll = p
-	} else {
-		r.inbound = make(chan roomnet.Event, inboundQueue)
-		r.wg.Add(1)
-		go r.readLoop()
-	}
 	r.wg.Add(1)
 	go r.send.run(ctx, &r.wg, net, r.log)
 	go r.run(m)
@@ -175,33 +163,12 @@ func (r *Room) serve() (roomnet.Served, bool) {
 		ok bool
 	)
 	if err := r.do(func(m *machine, now time.Time) error {
-		s, ok = m.served(now)
+		s, ok = m.serve(now)
 		return nil
 	}); err != nil {
 		return roomnet.Served{}, false
 	}
 	return s, ok
-}
-
-// readLoop feeds network events to the loop until the network or the room
-// ends (networks that are not a roomnet.Poller).
-func (r *Room) readLoop() {
-	defer r.wg.Done()
-	for {
-		ev, err := r.net.Next(r.ctx)
-		if err != nil {
-			if r.ctx.Err() == nil {
-				r.networkEnded(err)
-				close(r.netGone)
-			}
-			return
-		}
-		select {
-		case r.inbound <- ev:
-		case <-r.ctx.Done():
-			return
-		}
-	}
 }
 
 func (r *Room) networkEnded(err error) {
@@ -210,11 +177,11 @@ func (r *Room) networkEnded(err error) {
 	}
 }
 
-// pollEvents hands up to pollBatch queued events of a roomnet.Poller network to
-// the machine; it reports an error if the network ended.
+// pollEvents hands up to pollBatch queued network events to the machine;
+// it reports an error if the network ended.
 func (r *Room) pollEvents(m *machine) error {
 	for range pollBatch {
-		ev, ok, err := r.poll.TryNext()
+		ev, ok, err := r.net.TryNext()
 		if err != nil {
 			return err
 		}
@@ -266,11 +233,8 @@ func (r *Room) run(m *machine) {
 		startFetches()
 		return out.destroy, ack
 	}
-	flush()                   // the hello
-	var ready <-chan struct{} // nil without a roomnet.Poller: never selected
-	if r.poll != nil {
-		ready = r.poll.Ready()
-	}
+	flush() // the hello
+	ready := r.net.Ready()
 	for {
 		if d, ok := m.deadline(); ok && (armed.IsZero() || d.Before(armed)) {
 			armed = d
@@ -281,9 +245,6 @@ func (r *Room) run(m *machine) {
 		case <-r.ctx.Done(): // Close
 			r.teardown(m, false)
 			return
-		case <-r.netGone: // the network ended on its own
-			r.teardown(m, false)
-			return
 		case req := <-r.reqs:
 			err := req.fn(m, r.clock.Now())
 			var ack <-chan error
@@ -292,22 +253,9 @@ func (r *Room) run(m *machine) {
 				ack = nil
 			}
 			req.reply <- reply{err: err, ack: ack}
-		case ev := <-r.inbound:
-			r.handle(m, ev)
-			// Take what else is queued before one flush: under load, one
-			// snapshot per batch rather than per message.
-			for more := true; more; {
-				select {
-				case ev := <-r.inbound:
-					r.handle(m, ev)
-				default:
-					more = false
-				}
-			}
-			destroy, _ = flush()
 		case <-ready:
-			// Everything queued (up to pollBatch) before one flush, as
-			// above.
+			// Take what is queued (up to pollBatch) before one flush:
+			// under load, one snapshot per batch rather than per message.
 			if err := r.pollEvents(m); err != nil {
 				if r.ctx.Err() == nil {
 					r.networkEnded(err)
@@ -355,7 +303,7 @@ func (r *Room) teardown(m *machine, graceful bool) {
 		r.send.drain(r.ctx, drainTimeout)
 	}
 	r.cancel()
-	err := r.net.Close() // also unblocks a Next or Fetch that ignores ctx
+	err := r.net.Close() // also unblocks a Fetch that ignores ctx
 	r.wg.Wait()
 	m.destroy()
 	r.view.Store(m.view(r.view.Load()))

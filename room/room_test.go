@@ -23,17 +23,9 @@ func shellConfig() Config {
 	return cfg
 }
 
-// pollNets makes newRoom hand its rooms a roomnet.Poller network (see
-// TestShellOverPollerNetwork).
-var pollNets bool
-
 func newRoom(t *testing.T, b *bus, peer string, cfg Config, opts ...Option) *Room {
 	t.Helper()
-	var net roomnet.Network = b.join(PeerID(peer))
-	if pollNets {
-		net = pollNet{net.(*fakeNet)}
-	}
-	r, err := New("lobby", Identity{Peer: PeerID(peer), Name: "name-" + peer}, cfg, net, opts...)
+	r, err := New("lobby", Identity{Peer: PeerID(peer), Name: "name-" + peer}, cfg, b.join(PeerID(peer)), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -961,42 +953,4 @@ func TestRoomDestroyedIsDeliveredAfterTheNetworkIsClosed(t *testing.T) {
 			})
 		})
 	}
-}
-
-// The shell tests above again, with networks that are Pollers: the room
-// reads events on its own loop (Ready/TryNext) instead of through its
-// reader goroutine. Not parallel: it flips pollNets.
-func TestShellOverPollerNetwork(t *testing.T) {
-	pollNets = true
-	defer func() { pollNets = false }()
-	for name, test := range map[string]func(*testing.T){
-		"TwoPeersSeeEachOther":       TestRoomTwoPeersSeeEachOther,
-		"JoinSnapshotWithoutPublish": TestRoomJoinSnapshotWithoutAnyPublish,
-		"WatcherOrder":               TestRoomWatcherOrder,
-		"LaggedOnSlowWatcher":        TestRoomLaggedOnSlowWatcher,
-		"LeaveThenDoneAfterLinger":   TestRoomLeaveThenDoneAfterLinger,
-		"RejoinDuringLinger":         TestRoomRejoinDuringLinger,
-		"KilledPeerGone":             TestRoomKilledPeerGoneWithinASecond,
-		"SilentPeerTimesOut":         TestRoomSilentPeerTimesOut,
-		"PartitionHeals":             TestRoomPartitionHeals,
-		"Broadcast":                  TestRoomBroadcast,
-		"ConcurrentUse":              TestRoomConcurrentUse,
-	} {
-		t.Run(name, test)
-	}
-	t.Run("DestroyedWhenNetworkEnds", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			net := newBus().join("a")
-			a, err := New("lobby", Identity{Peer: "a"}, shellConfig(), pollNet{net})
-			if err != nil {
-				t.Fatal(err)
-			}
-			w := a.Watch()
-			_ = net.Close()
-			<-a.Done()
-			if ev, err := w.Next(context.Background()); err != nil || ev.Type != RoomDestroyed {
-				t.Errorf("event %+v %v", ev, err)
-			}
-		})
-	})
 }

@@ -132,8 +132,8 @@ const (
 	EventPeerDown
 )
 
-// Event is what the network hands to the room: an inbound message or a
-// transport hint.
+// Event is what the network hands to the room (Network.TryNext): an
+// inbound message or a transport hint.
 type Event struct {
 	Kind EventKind
 	From PeerID
@@ -172,21 +172,6 @@ type FetchReply struct {
 	Relayed []Event
 }
 
-// Poller is an optional extension of Network. A room whose network
-// implements it takes inbound events straight from it on its own loop,
-// with no reader goroutine and channel in between: one goroutine hand-off
-// less per delivered message.
-type Poller interface {
-	// Ready returns a channel that receives a value when events may be
-	// available (and after Close). Only the room reads it.
-	Ready() <-chan struct{}
-	// TryNext returns the next inbound event without blocking, in Next's
-	// order; ok is false if none is queued. If it returns an event and
-	// more are queued, Ready receives a value again. After Close it
-	// returns ErrNetworkClosed.
-	TryNext() (ev Event, ok bool, err error)
-}
-
 // Checker is an optional extension of Network, for a network whose relays
 // check what a room publishes (the gossip package's topic is one). New uses
 // it so that one set of limits holds end to end: a zero Config.Limits
@@ -218,14 +203,22 @@ type Network interface {
 	// after 2 s), so that a Close right after it cannot lose the goodbye
 	// for those peers. A receiver may get a goodbye twice.
 	Publish(ctx context.Context, m Message) error
-	// Next blocks until the next inbound event. Messages are already
-	// validated: decodable, within limits, authored by From, within the
-	// author's rate limit. Own messages are not returned. An
-	// EventPeerUp/EventPeerDown of a peer is returned after that peer's
-	// messages that were received before it (a PeerDown never overtakes
-	// the peer's goodbye); messages that arrive later may follow it. After
-	// Close it returns ErrNetworkClosed.
-	Next(ctx context.Context) (Event, error)
+	// Ready returns a channel that receives a value when events may be
+	// queued (and after Close). Only the room reads it.
+	Ready() <-chan struct{}
+	// TryNext returns the next inbound event without blocking; ok is false
+	// if none is queued. If it returns an event and more are queued, Ready
+	// receives a value again. Messages are already validated: decodable,
+	// within limits, authored by From, within the author's rate limit. Own
+	// messages are not returned. An EventPeerUp/EventPeerDown of a peer is
+	// returned after that peer's messages that were received before it (a
+	// PeerDown never overtakes the peer's goodbye); messages that arrive
+	// later may follow it. After Close it returns ErrNetworkClosed.
+	//
+	// Polling is the only way events reach a room: the room takes them on
+	// its own loop, up to a batch per wake-up, with no reader goroutine and
+	// channel in between.
+	TryNext() (ev Event, ok bool, err error)
 	// Fetch asks peer, over a direct authenticated stream, for its own
 	// current state in this room (a KindHeartbeat message) and the other
 	// members' signed messages it relays. It fails if the peer cannot be
@@ -234,10 +227,9 @@ type Network interface {
 	// Serve sets the function that answers other peers' Fetch requests. It
 	// is called from network goroutines, may wait briefly for the room's
 	// loop, and must be safe for concurrent use; returning ok=false
-	// refuses the request. New calls
-	// Serve once, before it starts reading events; requests that arrive
-	// before that should be refused (the asking room retries a failed
-	// join-snapshot fetch a few times).
+	// refuses the request. A room calls Serve once, before it starts
+	// polling events; requests that arrive before that should be refused
+	// (the asking room retries a failed join-snapshot fetch a few times).
 	Serve(state func() (s Served, ok bool))
 	// Close leaves the topic and releases everything; it is idempotent.
 	Close() error
