@@ -69,33 +69,6 @@ func (m *machine) expireFailing(now time.Time) {
 	}
 }
 
-// relayMaxAge bounds the age of what a member relays in its Fetch replies:
-// it relays only members it heard from directly (or by fetch) within
-// HeartbeatInterval×1.2 (a live member's heartbeat period with its ±10%
-// jitter and some delivery delay), at most Timeout/2. A receiver counts a
-// relayed message of a new member as heard that long ago, and a relayed
-// message of a known member as no sign of life at all, so relays can
-// never keep a dead member alive: a member admitted through relays alone
-// times out Timeout−relayMaxAge after its admission, and is never relayed
-// on by the members that admitted it that way.
-func (c Config) relayMaxAge() time.Duration {
-	return min(c.HeartbeatInterval+c.HeartbeatInterval/5, c.Timeout/2)
-}
-
-// relayable reports whether member p may be relayed: heard from less
-// than the age bound ago (after oldest), and not failing or suspected.
-func (m *machine) relayable(p PeerID, oldest time.Time) bool {
-	mem := m.members[p]
-	if mem == nil || !mem.heard.After(oldest) {
-		return false
-	}
-	if _, ok := m.failing[p]; ok {
-		return false
-	}
-	_, ok := m.suspects[p]
-	return !ok
-}
-
 // Readmission after a timeout is held (see holdReadmit).
 const (
 	readmitHoldMax = time.Second

@@ -148,7 +148,7 @@ func eq(t *testing.T, what string, got, want []string) {
 func (x *tm) run(from, end time.Time) (times []time.Time, outs []output) {
 	now := from
 	for {
-		d, ok := x.deadline()
+		d, ok := x.nextDeadline()
 		if !ok || d.After(end) {
 			return times, outs
 		}
@@ -298,7 +298,7 @@ func TestMachineSilenceTimesOutExactlyAtDeadline(t *testing.T) {
 	if o := a.out(); len(describe(o.events)) != 0 {
 		t.Errorf("events just before the deadline: %q", describe(o.events))
 	}
-	d, ok := a.deadline()
+	d, ok := a.nextDeadline()
 	if !ok || d.After(deadline) {
 		t.Errorf("deadline = %v %v, want <= %v", d, ok, deadline)
 	}
@@ -317,8 +317,8 @@ func TestMachineHeartbeatKeepsMemberAlive(t *testing.T) {
 	// Run both for 20 s of virtual time, b's heartbeats delivered to a.
 	now := t0
 	for now.Before(t0.Add(20 * time.Second)) {
-		da, _ := a.deadline()
-		db, _ := b.deadline()
+		da, _ := a.nextDeadline()
+		db, _ := b.nextDeadline()
 		now = da
 		if db.Before(da) {
 			now = db
@@ -487,7 +487,7 @@ func TestMachineCoalescesLocalWrites(t *testing.T) {
 	now := t0
 	for i := range 1000 {
 		now = t0.Add(time.Duration(i) * 100 * time.Microsecond)
-		if d, ok := a.deadline(); ok && !d.After(now) {
+		if d, ok := a.nextDeadline(); ok && !d.After(now) {
 			a.tick(d)
 			publishes = append(publishes, a.out().publish...)
 		}
@@ -545,7 +545,7 @@ func TestMachinePacingDoesNotPhaseLockAnAppTickingAtThePublishRate(t *testing.T)
 	for i := range 200 {
 		// Nominal tick i*PublishInterval, off by up to ±10%.
 		now := t0.Add(time.Duration(i)*cfg.PublishInterval - jitter + time.Duration(rng.Int64N(int64(2*jitter)+1)))
-		if d, ok := a.deadline(); ok && !d.After(now) {
+		if d, ok := a.nextDeadline(); ok && !d.After(now) {
 			a.tick(d)
 			a.out()
 		}
@@ -582,7 +582,7 @@ func TestMachinePacingBoundsSustainedBurst(t *testing.T) {
 	now := t0
 	for i := 0; now.Before(end); i++ {
 		now = t0.Add(time.Duration(i) * time.Millisecond)
-		for d, ok := a.deadline(); ok && !d.After(now); d, ok = a.deadline() {
+		for d, ok := a.nextDeadline(); ok && !d.After(now); d, ok = a.nextDeadline() {
 			a.tick(d)
 			collect(d, a.out())
 		}
@@ -625,7 +625,7 @@ func TestMachineAnswersNewcomerWithEarlyHeartbeat(t *testing.T) {
 		a.deliver(t0.Add(200*time.Millisecond), n, n.out().publish...)
 	}
 	at := t0.Add(200 * time.Millisecond)
-	d, ok := a.deadline()
+	d, ok := a.nextDeadline()
 	if !ok || d.Before(at) || d.After(at.Add(maxAnswerJitter)) {
 		t.Fatalf("answer deadline %v, want within [%v, +50ms]", d.Sub(t0), at.Sub(t0))
 	}
@@ -645,7 +645,7 @@ func TestMachineAnswersNewcomerWithEarlyHeartbeat(t *testing.T) {
 	// PublishInterval after the previous heartbeat.
 	n := newTM(t, "late", 1, cfg)
 	a.deliver(hbs[0].Add(time.Millisecond), n, n.out().publish...)
-	d, _ = a.deadline()
+	d, _ = a.nextDeadline()
 	if d.Before(hbs[0].Add(cfg.PublishInterval)) {
 		t.Errorf("second answer at %v, sooner than PublishInterval after %v", d.Sub(t0), hbs[0].Sub(t0))
 	}
@@ -654,7 +654,7 @@ func TestMachineAnswersNewcomerWithEarlyHeartbeat(t *testing.T) {
 	a.tick(d)
 	a.out()
 	a.deliver(d.Add(time.Millisecond), n, roomnet.Message{Kind: roomnet.KindHello, Epoch: 1, Name: "LATE"})
-	if d2, _ := a.deadline(); d2.Before(d.Add(answerRepeatDelay)) {
+	if d2, _ := a.nextDeadline(); d2.Before(d.Add(answerRepeatDelay)) {
 		t.Errorf("a known member's hello was answered (deadline %v)", d2.Sub(d))
 	}
 }
@@ -715,7 +715,7 @@ func TestMachineRepeatsAnswerToNewcomerOnce(t *testing.T) {
 		t.Errorf("repeat %v after the answer, want within [%v, %v]", d, answerRepeatDelay, answerRepeatDelay+maxAnswerJitter)
 	}
 	// Then the regular period, from the repeat.
-	next, _ := a.deadline()
+	next, _ := a.nextDeadline()
 	if d := next.Sub(hbs[1]); d < cfg.HeartbeatInterval*9/10 || d > cfg.HeartbeatInterval*11/10 {
 		t.Errorf("next heartbeat %v after the repeat, want HeartbeatInterval ±10%%", d)
 	}
@@ -984,7 +984,7 @@ func TestMachineLingerThenDestroyed(t *testing.T) {
 	if err := a.set(destroyedAt, "k", nil, 0); !errors.Is(err, ErrClosed) {
 		t.Errorf("set after destroy: %v", err)
 	}
-	if _, ok := a.deadline(); ok {
+	if _, ok := a.nextDeadline(); ok {
 		t.Errorf("a destroyed machine has a deadline")
 	}
 }

@@ -7,6 +7,13 @@ import (
 	"github.com/convene-p2p/convene/room/roomnet"
 )
 
+// refuteWindow is how long a member suspected by another member's failed
+// probe (roomnet.KindSuspect) has to show a sign of life before it is dropped
+// (capped at Timeout/2). The subject refutes within milliseconds when it
+// is alive and reachable: it answers a suspect about itself with a
+// heartbeat at once.
+const refuteWindow = 500 * time.Millisecond
+
 // Suspicion rules (docs/PROTOCOL.md, "Suspicion"). A suspect can make a
 // receiver drop a member only if that member stays silent for the whole
 // refutation window after the suspect arrived and has not refuted it in
