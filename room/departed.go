@@ -165,7 +165,7 @@ func (m *machine) expireReadmits(now time.Time) {
 		}
 		delete(m.gone, p)
 		for _, h := range r.msgs {
-			m.announce(now, p, h.msg, fromGossip, h.signed)
+			m.receiveState(now, p, h.msg, fromGossip, h.signed)
 		}
 	}
 }

@@ -16,7 +16,7 @@ const (
 
 // retry is the state of the snapshot fetch retries of one peer.
 type retry struct {
-	at       time.Time // zero: none scheduled
+	at       deadline // not set: none scheduled
 	attempts int
 }
 
@@ -55,7 +55,7 @@ func (m *machine) requestFetch(now time.Time, p PeerID, purpose fetchPurpose) {
 // each as a message of its signer, admitting members this peer is not
 // connected to without waiting for their answers to its hello.
 func (m *machine) fetched(now time.Time, req fetchRequest, reply roomnet.FetchReply, err error) {
-	m.advance(now)
+	m.expire(now)
 	if f := m.fetching[req.peer] &^ req.purpose; f == 0 {
 		delete(m.fetching, req.peer)
 	} else {
@@ -96,7 +96,7 @@ func (m *machine) fetched(now time.Time, req fetchRequest, reply roomnet.FetchRe
 		return
 	}
 	if msg := reply.State; msg.Kind == roomnet.KindHeartbeat || msg.Kind == roomnet.KindHello {
-		m.announce(now, req.peer, msg, fromFetch, nil)
+		m.receiveState(now, req.peer, msg, fromFetch, nil)
 	}
 	if req.purpose != fetchSnapshot {
 		return
@@ -108,7 +108,7 @@ func (m *machine) fetched(now time.Time, req fetchRequest, reply roomnet.FetchRe
 		switch ev.Msg.Kind {
 		case roomnet.KindHello, roomnet.KindHeartbeat, roomnet.KindDelta:
 			m.stats.relaysUsed.Add(1)
-			m.announce(now, ev.From, ev.Msg, fromRelay, ev.Signed)
+			m.receiveState(now, ev.From, ev.Msg, fromRelay, ev.Signed)
 		}
 	}
 }
@@ -123,7 +123,7 @@ func (m *machine) scheduleRetry(now time.Time, p PeerID) {
 	if r.attempts >= fetchRetries {
 		return
 	}
-	r.at = now.Add(fetchRetryDelay << r.attempts)
+	r.at.set(now.Add(fetchRetryDelay << r.attempts))
 	r.attempts++
 	m.retries[p] = r
 }

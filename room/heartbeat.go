@@ -50,7 +50,7 @@ func (m *machine) publishHeartbeat(now time.Time) {
 // message goes out at most PublishInterval before the repeat was due.
 func (m *machine) publishFull(now time.Time, kind roomnet.MessageKind) {
 	m.store.EncodeDelta() // the full state supersedes the pending delta
-	m.deltaDirty, m.deltaAt = false, time.Time{}
+	m.delta.pending.clear()
 	msg := m.selfMessage(kind)
 	if kind == roomnet.KindHello {
 		msg.View = m.digest
@@ -61,21 +61,21 @@ func (m *machine) publishFull(now time.Time, kind roomnet.MessageKind) {
 	}
 	m.publish(msg)
 	m.lastHeartbeat = now
-	if !m.repeatAt.IsZero() && !now.Before(m.repeatAt.Add(-m.cfg.PublishInterval)) {
-		m.repeatAt = time.Time{}
+	if m.repeatAt.isSet() && !now.Before(m.repeatAt.at.Add(-m.cfg.PublishInterval)) {
+		m.repeatAt.clear()
 	}
-	if !m.answerAt.IsZero() {
+	if m.answerAt.isSet() {
 		// The newcomers just answered may not be in the mesh of the
 		// member that relays to them yet: say it again once they are. A
 		// pending repeat (for earlier newcomers) moves later, so one
 		// repeat covers them all.
-		m.answerAt = time.Time{}
+		m.answerAt.clear()
 		at := now.Add(answerRepeatDelay + time.Duration(m.rng.Int64N(int64(maxAnswerJitter)+1)))
-		if at.After(m.repeatAt) {
-			m.repeatAt = at
+		if at.After(m.repeatAt.at) {
+			m.repeatAt.set(at)
 		}
 	}
-	m.nextHeartbeat = now.Add(m.jitter(m.cfg.HeartbeatInterval))
+	m.nextHeartbeat.set(now.Add(m.jitter(m.cfg.HeartbeatInterval)))
 }
 
 // jitter returns d ±10%.
@@ -108,7 +108,7 @@ func (m *machine) shouldAnswer(msg roomnet.Message, fresh bool) bool {
 // PublishInterval after the previous hello/heartbeat, so a burst of
 // newcomers costs one heartbeat per window.
 func (m *machine) scheduleAnswer(now time.Time) {
-	if !m.answerAt.IsZero() {
+	if m.answerAt.isSet() {
 		return
 	}
 	at := now.Add(time.Duration(m.rng.Int64N(int64(maxAnswerJitter) + 1)))
@@ -117,5 +117,5 @@ func (m *machine) scheduleAnswer(now time.Time) {
 			at = earliest
 		}
 	}
-	m.answerAt = at
+	m.answerAt.set(at)
 }

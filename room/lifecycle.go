@@ -21,9 +21,8 @@ func (m *machine) join(now time.Time) {
 	m.dirtyStatus, m.dirtyMembers = true, true
 	m.dirtyPeers[m.self.Peer] = struct{}{}
 	m.helloDone = false
-	m.helloAt, m.answerAt, m.repeatAt, m.deltaAt, m.lingerEnd = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	m.lastDelta, m.deltaTAT = time.Time{}, time.Time{}
-	m.deltaDirty = false
+	m.helloAt, m.answerAt, m.repeatAt, m.lingerEnd = deadline{}, deadline{}, deadline{}, deadline{}
+	m.delta.reset()
 	m.selfSnap = nil
 	m.publishHello(now)
 }
@@ -31,11 +30,11 @@ func (m *machine) join(now time.Time) {
 // leave says goodbye: publishes the leave, stops heartbeats and deltas,
 // clears the local presence and starts the linger.
 func (m *machine) leave(now time.Time) error {
-	m.advance(now)
+	m.expire(now)
 	if err := m.errIfNotJoined(); err != nil {
 		return err
 	}
-	if m.deltaDirty {
+	if m.delta.pending.isSet() {
 		// The trailing edge is always sent, a goodbye or not: a write
 		// still held by the pacing goes out before the goodbye (one
 		// publish over the pace at most), so those who see the goodbye
@@ -45,8 +44,7 @@ func (m *machine) leave(now time.Time) error {
 	m.publish(roomnet.Message{Kind: roomnet.KindLeave, Epoch: m.epoch()})
 	m.status = Left
 	m.dirtyStatus, m.dirtyMembers = true, true
-	m.nextHeartbeat, m.answerAt, m.repeatAt, m.helloAt, m.deltaAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	m.deltaDirty = false
+	m.nextHeartbeat, m.answerAt, m.repeatAt, m.helloAt, m.delta.pending = deadline{}, deadline{}, deadline{}, deadline{}, deadline{}
 	var keys []string
 	for k := range m.store.State(m.self.Peer) {
 		keys = append(keys, k)
@@ -63,7 +61,7 @@ func (m *machine) leave(now time.Time) error {
 	if m.cfg.Linger < 0 {
 		m.destroy()
 	} else {
-		m.lingerEnd = now.Add(m.cfg.Linger)
+		m.lingerEnd.set(now.Add(m.cfg.Linger))
 	}
 	return nil
 }
@@ -72,7 +70,7 @@ func (m *machine) leave(now time.Time) error {
 // new epoch (greater than the previous one). Rejoining a joined room is a
 // no-op.
 func (m *machine) rejoin(now time.Time, epoch uint64) error {
-	m.advance(now)
+	m.expire(now)
 	switch m.status {
 	case Joined:
 		return nil

@@ -11,7 +11,7 @@ import (
 // set writes a local key (ttl > 0: the key expires ttl after the write,
 // everywhere).
 func (m *machine) set(now time.Time, key string, value []byte, ttl time.Duration) error {
-	m.advance(now)
+	m.expire(now)
 	if err := m.errIfNotJoined(); err != nil {
 		return err
 	}
@@ -33,7 +33,7 @@ func (m *machine) set(now time.Time, key string, value []byte, ttl time.Duration
 
 // del deletes a local key. Deleting a missing key is a no-op.
 func (m *machine) del(now time.Time, key string) error {
-	m.advance(now)
+	m.expire(now)
 	if err := m.errIfNotJoined(); err != nil {
 		return err
 	}
@@ -54,43 +54,18 @@ func (m *machine) localChange(now time.Time, ch ephemeral.Change) {
 	}
 	m.emitChange(ch)
 	m.selfSnap = nil
-	m.deltaDirty = true
-	at := m.nextDeltaAllowed()
+	at := m.delta.allowed()
 	if !now.Before(at) {
 		m.publishDelta(now)
 		return
 	}
-	m.deltaAt = at
+	m.delta.pending.set(at)
 }
 
-// nextDeltaAllowed is the earliest time the next delta may go out. Deltas
-// are paced like a token bucket of rate 1/PublishInterval and capacity 2
-// (the generic cell rate algorithm: deltaTAT is when the bucket would be
-// full again), and never closer together than PublishInterval/2. So a
-// room publishes at most 2 + T/PublishInterval deltas in any span T —
-// one per PublishInterval in a sustained burst — but an update that comes
-// a little early after the previous one (an app ticking at exactly
-// 1/PublishInterval, with jitter) is sent at once instead of waiting for
-// the window to end: a strict one-per-window rule phase-locks such an app
-// to up to a whole PublishInterval of extra latency.
-func (m *machine) nextDeltaAllowed() time.Time {
-	if m.lastDelta.IsZero() {
-		return time.Time{}
-	}
-	at := m.deltaTAT.Add(-m.cfg.PublishInterval)
-	if spaced := m.lastDelta.Add(m.cfg.PublishInterval / 2); spaced.After(at) {
-		at = spaced
-	}
-	return at
-}
-
+// publishDelta publishes the local writes not yet published (if any) as
+// one delta.
 func (m *machine) publishDelta(now time.Time) {
-	m.deltaDirty, m.deltaAt = false, time.Time{}
-	m.lastDelta = now
-	if m.deltaTAT.Before(now) {
-		m.deltaTAT = now
-	}
-	m.deltaTAT = m.deltaTAT.Add(m.cfg.PublishInterval)
+	m.delta.sent(now)
 	if d := m.store.EncodeDelta(); len(d) > 0 {
 		m.publish(roomnet.Message{Kind: roomnet.KindDelta, Epoch: m.epoch(), State: d})
 	}

@@ -39,7 +39,7 @@ type machine struct {
 	members      map[PeerID]*member // remote members only
 	digest       uint64             // roomnet.ViewDigest of the members and self
 	relays       map[PeerID]relays  // members' signed messages to relay
-	memberExpiry time.Time          // lower bound of the earliest member deadline
+	memberExpiry deadline           // lower bound of the earliest member deadline
 	gone         map[PeerID]gone
 	goneSweep    time.Time
 	suspects     map[PeerID]suspicion // members suspected by others' probes
@@ -47,17 +47,14 @@ type machine struct {
 	failing      map[PeerID]failing   // members whose own probe failed, in their grace
 	readmits     map[PeerID]readmit   // peers out after a timeout, heard again: held
 
-	nextHeartbeat time.Time // periodic heartbeat due (Joined only)
-	answerAt      time.Time // early heartbeat due; zero if none pending
-	repeatAt      time.Time // repeat of the last early heartbeat due; zero if none
+	nextHeartbeat deadline  // periodic heartbeat due (Joined only)
+	answerAt      deadline  // early heartbeat due; not set if none pending
+	repeatAt      deadline  // repeat of the last early heartbeat due; not set if none
 	lastHeartbeat time.Time // last hello/heartbeat published
-	helloAt       time.Time // debounced hello republish due; zero if none
+	helloAt       deadline  // debounced hello republish due; not set if none
 	helloDone     bool      // the first PeerUp since joining was seen
-	deltaDirty    bool      // local writes not yet published
-	deltaAt       time.Time // trailing-edge delta publish due
-	lastDelta     time.Time // last delta publish
-	deltaTAT      time.Time // pacing: theoretical arrival time of the next delta (GCRA)
-	lingerEnd     time.Time // Left: when the room is destroyed
+	delta         pacer     // local writes' deltas: pacing and the pending trailing edge
+	lingerEnd     deadline  // Left: when the room is destroyed
 
 	fetching map[PeerID]fetchPurpose // in flight, per purpose
 	retries  map[PeerID]retry        // snapshot fetches to retry
@@ -99,6 +96,7 @@ func newMachine(now time.Time, id string, self Identity, cfg Config, epoch, seed
 		retries:    make(map[PeerID]retry),
 		dirtyPeers: make(map[PeerID]struct{}),
 		stats:      new(counters),
+		delta:      pacer{interval: cfg.PublishInterval},
 	}
 	m.join(now)
 	return m, nil
@@ -145,13 +143,13 @@ func (m *machine) errIfNotJoined() error {
 // receive handles one validated message authored by from; signed is its
 // signed form for relaying (roomnet.Event.Signed), or nil.
 func (m *machine) receive(now time.Time, from PeerID, msg roomnet.Message, signed []byte) {
-	m.advance(now)
+	m.expire(now)
 	if m.status == Closed || from == m.self.Peer || from == "" {
 		return
 	}
 	switch msg.Kind {
 	case roomnet.KindHello, roomnet.KindHeartbeat, roomnet.KindDelta:
-		m.announce(now, from, msg, fromGossip, signed)
+		m.receiveState(now, from, msg, fromGossip, signed)
 		m.refutation(now, from, msg)
 	case roomnet.KindLeave:
 		m.remoteLeave(now, from, msg.Epoch)
@@ -162,22 +160,23 @@ func (m *machine) receive(now time.Time, from PeerID, msg roomnet.Message, signe
 	}
 }
 
-// advance expires what is due at now: silent members, TTL keys, old
-// removal records. Every input calls it first, so inputs always see an
+// expire expires what is due at now: silent members, TTL keys, old
+// removal records, failed probes' graces, readmission holds and
+// suspicions. Every input calls it first, so inputs always see an
 // up-to-date room.
-func (m *machine) advance(now time.Time) {
+func (m *machine) expire(now time.Time) {
 	if m.status == Closed {
 		return
 	}
-	if !m.memberExpiry.IsZero() && !now.Before(m.memberExpiry) {
-		m.memberExpiry = time.Time{}
+	if m.memberExpiry.due(now) {
+		m.memberExpiry.clear()
 		var due []PeerID
 		for p, mem := range m.members {
 			d := mem.heard.Add(m.cfg.Timeout)
 			if !now.Before(d) {
 				due = append(due, p)
-			} else if m.memberExpiry.IsZero() || d.Before(m.memberExpiry) {
-				m.memberExpiry = d
+			} else {
+				m.memberExpiry.lower(d)
 			}
 		}
 		slices.Sort(due)
@@ -208,30 +207,28 @@ func (m *machine) advance(now time.Time) {
 
 // tick runs the timers due at now.
 func (m *machine) tick(now time.Time) {
-	m.advance(now)
+	m.expire(now)
 	switch m.status {
 	case Joined:
-		if !m.helloAt.IsZero() && !now.Before(m.helloAt) {
-			m.helloAt = time.Time{}
+		if m.helloAt.due(now) {
+			m.helloAt.clear()
 			m.publishHello(now)
 		}
-		if (!m.answerAt.IsZero() && !now.Before(m.answerAt)) ||
-			(!m.repeatAt.IsZero() && !now.Before(m.repeatAt)) ||
-			!now.Before(m.nextHeartbeat) {
+		if m.answerAt.due(now) || m.repeatAt.due(now) || m.nextHeartbeat.due(now) {
 			m.publishHeartbeat(now)
 		}
-		if m.deltaDirty && !now.Before(m.deltaAt) {
+		if m.delta.pending.due(now) {
 			m.publishDelta(now)
 		}
 	case Left:
-		if !now.Before(m.lingerEnd) {
+		if m.lingerEnd.due(now) {
 			m.destroy()
 			return
 		}
 	}
 	for _, p := range slices.Sorted(maps.Keys(m.retries)) {
-		if r := m.retries[p]; !r.at.IsZero() && !now.Before(r.at) {
-			r.at = time.Time{}
+		if r := m.retries[p]; r.at.due(now) {
+			r.at.clear()
 			m.retries[p] = r
 			m.requestFetch(now, p, fetchSnapshot)
 		}
@@ -240,41 +237,34 @@ func (m *machine) tick(now time.Time) {
 
 // nextDeadline is the next time tick has something to do.
 func (m *machine) nextDeadline() (time.Time, bool) {
-	var d time.Time
-	consider := func(t time.Time) {
-		if !t.IsZero() && (d.IsZero() || t.Before(d)) {
-			d = t
-		}
-	}
+	var next deadline
 	switch m.status {
 	case Closed:
 		return time.Time{}, false
 	case Joined:
-		consider(m.nextHeartbeat)
-		consider(m.answerAt)
-		consider(m.repeatAt)
-		consider(m.helloAt)
-		if m.deltaDirty {
-			consider(m.deltaAt)
-		}
+		next.take(m.nextHeartbeat)
+		next.take(m.answerAt)
+		next.take(m.repeatAt)
+		next.take(m.helloAt)
+		next.take(m.delta.pending)
 	case Left:
-		consider(m.lingerEnd)
+		next.take(m.lingerEnd)
 	}
-	consider(m.memberExpiry)
+	next.take(m.memberExpiry)
 	for _, r := range m.retries {
-		consider(r.at)
+		next.take(r.at)
 	}
 	for _, s := range m.suspects {
-		consider(s.due)
+		next.take(deadline{s.due})
 	}
 	for _, f := range m.failing {
-		consider(f.due)
+		next.take(deadline{f.due})
 	}
 	for _, r := range m.readmits {
-		consider(r.due)
+		next.take(deadline{r.due})
 	}
 	if t, ok := m.store.NextDeadline(); ok {
-		consider(t)
+		next.take(deadline{t})
 	}
-	return d, !d.IsZero()
+	return next.at, next.isSet()
 }

@@ -789,8 +789,8 @@ func TestMachineAnswerNotRepeatedForKnownMembers(t *testing.T) {
 	a.deliver(now, b, roomnet.Message{Kind: roomnet.KindHello, Epoch: 1, Name: "B"}, b.heartbeat())
 	b.mustSet(now, "k", "v")
 	a.deliver(now, b, b.out().publish...)
-	if !a.answerAt.IsZero() || !a.repeatAt.IsZero() {
-		t.Fatalf("a known member was answered: answer at %v, repeat at %v", a.answerAt, a.repeatAt)
+	if a.answerAt.isSet() || a.repeatAt.isSet() {
+		t.Fatalf("a known member was answered: answer at %v, repeat at %v", a.answerAt.at, a.repeatAt.at)
 	}
 	times, outs = a.run(now, now.Add(cfg.HeartbeatInterval*8/10))
 	if hbs := heartbeatTimes(times, outs); len(hbs) != 0 {
@@ -815,15 +815,15 @@ func TestMachineAnswerRepeatSatisfiedByAnyHeartbeatAtItsTime(t *testing.T) {
 		if hbs := heartbeatTimes(times, outs); len(hbs) != 1 {
 			t.Fatalf("answers %v", offsets(hbs, h))
 		}
-		if a.repeatAt.IsZero() {
+		if !a.repeatAt.isSet() {
 			t.Fatal("no repeat scheduled")
 		}
-		return a, a.repeatAt
+		return a, a.repeatAt.at
 	}
 	t.Run("regular heartbeat", func(t *testing.T) {
 		a, repeat := answered(t)
 		regular := repeat.Add(-cfg.PublishInterval / 2)
-		a.nextHeartbeat = regular // as if the period ended just there
+		a.nextHeartbeat.set(regular) // as if the period ended just there
 		times, outs := a.run(regular, regular.Add(cfg.HeartbeatInterval*8/10))
 		if hbs := heartbeatTimes(times, outs); len(hbs) != 1 || !hbs[0].Equal(regular) {
 			t.Errorf("heartbeats from %v before the repeat was due: %v, want only the regular one",
@@ -835,7 +835,7 @@ func TestMachineAnswerRepeatSatisfiedByAnyHeartbeatAtItsTime(t *testing.T) {
 		n2 := newTM(t, "n2", 1, cfg)
 		h2 := repeat.Add(-cfg.PublishInterval / 2)
 		a.deliver(h2, n2, n2.out().publish...)
-		a.answerAt = h2 // no jitter: answer at once
+		a.answerAt.set(h2) // no jitter: answer at once
 		times, outs := a.run(h2, h2.Add(cfg.HeartbeatInterval*8/10))
 		hbs := heartbeatTimes(times, outs)
 		if len(hbs) != 2 || !hbs[0].Equal(h2) {

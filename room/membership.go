@@ -66,11 +66,12 @@ func (m *machine) stale(now time.Time, p PeerID, e uint64, src source) (stale, c
 	return false, false
 }
 
-// announce handles a hello, heartbeat, delta or fetch reply from p: it
+// receiveState handles a message that carries p's own state (a hello,
+// heartbeat, delta or fetch reply, directly or relayed): it
 // admits p as a member if needed, applies its state and refreshes its
 // liveness. signed is the message's signed form to keep for relaying (nil
 // for a fetch reply, which is not signed by its author's pubsub key).
-func (m *machine) announce(now time.Time, p PeerID, msg roomnet.Message, src source, signed []byte) {
+func (m *machine) receiveState(now time.Time, p PeerID, msg roomnet.Message, src source, signed []byte) {
 	if src == fromGossip && m.holdReadmit(now, p, msg, signed) {
 		return
 	}
@@ -147,9 +148,7 @@ func (m *machine) announce(now time.Time, p PeerID, msg roomnet.Message, src sou
 			}
 		}
 	}
-	if d := mem.heard.Add(m.cfg.Timeout); m.memberExpiry.IsZero() || d.Before(m.memberExpiry) {
-		m.memberExpiry = d
-	}
+	m.memberExpiry.lower(mem.heard.Add(m.cfg.Timeout))
 	if signed != nil {
 		m.keepRelay(p, msg, signed, changes)
 	}
@@ -268,7 +267,7 @@ func (m *machine) sweepGone(now time.Time, force bool) {
 // republish our hello shortly (peers that are not directly connected
 // learn about us from it). After Leave (lingering), repeat the goodbye.
 func (m *machine) peerUp(now time.Time, p PeerID) {
-	m.advance(now)
+	m.expire(now)
 	if m.status == Closed || p == m.self.Peer || p == "" {
 		return
 	}
@@ -286,14 +285,14 @@ func (m *machine) peerUp(now time.Time, p PeerID) {
 	}
 	if m.status == Joined && !m.helloDone {
 		m.helloDone = true
-		m.helloAt = now.Add(m.cfg.PublishInterval)
+		m.helloAt.set(now.Add(m.cfg.PublishInterval))
 	}
 }
 
 // peerDown handles the transport hint that p's connection closed: probe
 // it; if the probe fails, it is removed at once.
 func (m *machine) peerDown(now time.Time, p PeerID) {
-	m.advance(now)
+	m.expire(now)
 	if m.status == Closed {
 		return
 	}

@@ -68,7 +68,7 @@ func (m *machine) keepRelay(p PeerID, msg roomnet.Message, signed []byte, change
 // and none that this peer is about to drop (a failed probe, a pending
 // suspicion): a relay vouches for no more than its server heard lately.
 func (m *machine) serve(now time.Time) (roomnet.Served, bool) {
-	m.advance(now)
+	m.expire(now)
 	if m.status != Joined {
 		return roomnet.Served{}, false
 	}

@@ -156,8 +156,8 @@ func TestMachineJoinSnapshotIncludesRelayedMembers(t *testing.T) {
 		t.Errorf("newcomer fetches relayed members: %+v", o.fetches)
 	}
 	// No early answer is scheduled for relayed members.
-	if !n.answerAt.IsZero() {
-		t.Errorf("newcomer schedules an answer at %v", n.answerAt.Sub(now))
+	if n.answerAt.isSet() {
+		t.Errorf("newcomer schedules an answer at %v", n.answerAt.at.Sub(now))
 	}
 
 	// A probe's reply relays nothing: relays only count for the snapshot.
@@ -210,7 +210,7 @@ func TestMachineHelloWithCompleteViewIsNotAnswered(t *testing.T) {
 			}
 		}
 		x.out()
-		x.answerAt = time.Time{} // the answers among the members themselves are not the point here
+		x.answerAt.clear() // the answers among the members themselves are not the point here
 	}
 	a, b := ms[0], ms[1]
 	if a.digest != roomnet.ViewDigest("a", "b", "c", "d") || b.digest != a.digest {
@@ -243,7 +243,7 @@ func TestMachineHelloWithCompleteViewIsNotAnswered(t *testing.T) {
 	}
 	for _, x := range ms {
 		x.deliver(now.Add(60*time.Millisecond), n, *hello)
-		if !x.answerAt.IsZero() {
+		if x.answerAt.isSet() {
 			t.Errorf("%s answers a newcomer whose view matches its own", x.self.Peer)
 		}
 	}
@@ -251,7 +251,7 @@ func TestMachineHelloWithCompleteViewIsNotAnswered(t *testing.T) {
 	// A newcomer that has seen nobody yet (its hello at join) is answered.
 	n2 := newTM(t, "n2", 1, cfg)
 	b.deliver(now.Add(100*time.Millisecond), n2, n2.out().publish...)
-	if b.answerAt.IsZero() {
+	if !b.answerAt.isSet() {
 		t.Error("b does not answer a newcomer that knows nobody")
 	}
 
