@@ -163,11 +163,108 @@ func (x *tm) run(from, end time.Time) (times []time.Time, outs []output) {
 	}
 }
 
-func TestMachineMemberJoinsOnHello(t *testing.T) {
+// writeBurst makes x set key to 0, 1, … (n writes, the first at start,
+// then every step), running x's timers that are due before each write,
+// and then its timers until PublishInterval after the last write (the
+// trailing edge). It returns every message x published, with the time of
+// each, and the time of the last write.
+func (x *tm) writeBurst(start time.Time, step time.Duration, n int, key string) (at []time.Time, msgs []roomnet.Message, last time.Time) {
+	x.t.Helper()
+	keep := func(now time.Time, o output) {
+		for _, m := range o.publish {
+			at, msgs = append(at, now), append(msgs, m)
+		}
+	}
+	now := start
+	for i := range n {
+		now = start.Add(time.Duration(i) * step)
+		for d, ok := x.nextDeadline(); ok && !d.After(now); d, ok = x.nextDeadline() {
+			x.tick(d)
+			keep(d, x.take())
+		}
+		x.mustSet(now, key, fmt.Sprint(i))
+		keep(now, x.take())
+	}
+	times, outs := x.run(now, now.Add(x.cfg.PublishInterval))
+	for i, o := range outs {
+		keep(times[i], o)
+	}
+	return at, msgs, now
+}
+
+// newA returns testConfig and machine a (epoch 1) with its hello taken.
+func newA(t *testing.T) (Config, *tm) {
+	t.Helper()
 	cfg := testConfig()
 	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
 	a.out()
+	return cfg, a
+}
+
+// newAB returns testConfig and two machines of epoch 1, named a and b
+// unless names says otherwise; the first one's hello is taken, the
+// second's is still pending (deliver it, or take it).
+func newAB(t *testing.T, names ...string) (Config, *tm, *tm) {
+	t.Helper()
+	if len(names) == 0 {
+		names = []string{"a", "b"}
+	}
+	cfg := testConfig()
+	a := newTM(t, names[0], 1, cfg)
+	a.out()
+	return cfg, a, newTM(t, names[1], 1, cfg)
+}
+
+// admit makes from set the key/value pairs kv and delivers everything
+// from has pending (its hello first, if not taken yet) to x at now.
+func (x *tm) admit(now time.Time, from *tm, kv ...string) output {
+	for i := 0; i+1 < len(kv); i += 2 {
+		from.mustSet(now, kv[i], kv[i+1])
+	}
+	return x.deliver(now, from, from.out().publish...)
+}
+
+// publishTimes returns when the outputs of run published a message of
+// kind.
+func publishTimes(times []time.Time, outs []output, kind roomnet.MessageKind) []time.Time {
+	var at []time.Time
+	for i, o := range outs {
+		for _, m := range o.publish {
+			if m.Kind == kind {
+				at = append(at, times[i])
+			}
+		}
+	}
+	return at
+}
+
+// heartbeatTimes returns when the outputs of run published a heartbeat.
+func heartbeatTimes(times []time.Time, outs []output) []time.Time {
+	return publishTimes(times, outs, roomnet.KindHeartbeat)
+}
+
+// published returns every message the outputs published, in order.
+func published(outs []output) []roomnet.Message {
+	var msgs []roomnet.Message
+	for _, o := range outs {
+		msgs = append(msgs, o.publish...)
+	}
+	return msgs
+}
+
+// count returns how many of msgs are of kind.
+func count(msgs []roomnet.Message, kind roomnet.MessageKind) int {
+	n := 0
+	for _, m := range msgs {
+		if m.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+func TestMachineMemberJoinsOnHello(t *testing.T) {
+	_, a, b := newAB(t)
 	b.mustSet(t0, "cursor", "1,2")
 	hello := b.out().publish // hello (before the set), delta
 	eq(t, "b publishes", kinds(hello), []string{"hello", "delta"})
@@ -198,10 +295,7 @@ func TestMachineHelloCarriesFullState(t *testing.T) {
 }
 
 func TestMachineIdentityFromHeartbeat(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
+	_, a, b := newAB(t)
 	b.out() // the hello is lost
 	b.mustSet(t0, "k", "v")
 	delta := b.out().publish
@@ -240,9 +334,7 @@ func TestMachineFetchReplyIsJoinSnapshot(t *testing.T) {
 }
 
 func TestMachineFirstPeerUpRepublishesHelloDebounced(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	for i, p := range []PeerID{"b", "c", "d"} {
 		a.peerUp(t0.Add(time.Duration(i)*time.Millisecond), p)
 	}
@@ -250,26 +342,15 @@ func TestMachineFirstPeerUpRepublishesHelloDebounced(t *testing.T) {
 		t.Errorf("fetches = %d, want 3", got)
 	}
 	times, outs := a.run(t0, t0.Add(500*time.Millisecond))
-	var hellos []time.Time
-	for i, o := range outs {
-		for _, m := range o.publish {
-			if m.Kind == roomnet.KindHello {
-				hellos = append(hellos, times[i])
-			}
-		}
-	}
+	hellos := publishTimes(times, outs, roomnet.KindHello)
 	if len(hellos) != 1 || !hellos[0].Equal(t0.Add(cfg.PublishInterval)) {
 		t.Errorf("hellos at %v, want one at %v", hellos, t0.Add(cfg.PublishInterval))
 	}
 }
 
 func TestMachineLeaveRemovesWithReasonLeft(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
-	b.mustSet(t0, "k", "v")
-	a.deliver(t0, b, b.out().publish...)
+	_, a, b := newAB(t)
+	a.admit(t0, b, "k", "v")
 	if err := b.leave(t0.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -285,10 +366,7 @@ func TestMachineLeaveRemovesWithReasonLeft(t *testing.T) {
 }
 
 func TestMachineSilenceTimesOutExactlyAtDeadline(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
+	cfg, a, b := newAB(t)
 	heard := t0.Add(100 * time.Millisecond)
 	b.mustSet(t0, "k", "v")
 	a.deliver(heard, b, b.out().publish...)
@@ -309,10 +387,7 @@ func TestMachineSilenceTimesOutExactlyAtDeadline(t *testing.T) {
 }
 
 func TestMachineHeartbeatKeepsMemberAlive(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
+	_, a, b := newAB(t)
 	a.deliver(t0, b, b.out().publish...)
 	// Run both for 20 s of virtual time, b's heartbeats delivered to a.
 	now := t0
@@ -334,9 +409,7 @@ func TestMachineHeartbeatKeepsMemberAlive(t *testing.T) {
 }
 
 func TestMachineRestartWithNewEpoch(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	old := newTM(t, "b", 100, cfg)
 	for i := range 50 { // a high counter in the old epoch
 		old.mustSet(t0, "x", fmt.Sprint(i))
@@ -380,9 +453,7 @@ func TestMachineRestartWithNewEpoch(t *testing.T) {
 }
 
 func TestMachineStaleLeaveFromOldEpochIgnored(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	old := newTM(t, "b", 100, cfg)
 	a.deliver(t0, old, old.out().publish...)
 	if err := old.leave(t0); err != nil {
@@ -400,9 +471,7 @@ func TestMachineStaleLeaveFromOldEpochIgnored(t *testing.T) {
 }
 
 func TestMachineLeftMemberNotBroughtBackByReplays(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	b := newTM(t, "b", 100, cfg)
 	b.mustSet(t0, "k", "v")
 	early := b.out().publish             // hello, delta
@@ -430,9 +499,7 @@ func TestMachineLeftMemberNotBroughtBackByReplays(t *testing.T) {
 }
 
 func TestMachineLeaveBeforeHelloKeepsPeerOut(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	b := newTM(t, "b", 5, cfg)
 	hello := b.out().publish
 	if err := b.leave(t0); err != nil {
@@ -477,33 +544,11 @@ func TestMachineHeartbeatCadence(t *testing.T) {
 }
 
 func TestMachineCoalescesLocalWrites(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	r := newTM(t, "r", 1, cfg)
-	a.out()
+	_, a, r := newAB(t, "a", "r")
 	r.out()
-	var publishes []roomnet.Message
 	// 1000 writes over 100ms, the timers run in between.
-	now := t0
-	for i := range 1000 {
-		now = t0.Add(time.Duration(i) * 100 * time.Microsecond)
-		if d, ok := a.nextDeadline(); ok && !d.After(now) {
-			a.tick(d)
-			publishes = append(publishes, a.out().publish...)
-		}
-		a.mustSet(now, "cursor", fmt.Sprint(i))
-		publishes = append(publishes, a.out().publish...)
-	}
-	_, outs := a.run(now, now.Add(cfg.PublishInterval))
-	for _, o := range outs {
-		publishes = append(publishes, o.publish...)
-	}
-	deltas := 0
-	for _, m := range publishes {
-		if m.Kind == roomnet.KindDelta {
-			deltas++
-		}
-	}
+	_, publishes, now := a.writeBurst(t0, 100*time.Microsecond, 1000, "cursor")
+	deltas := count(publishes, roomnet.KindDelta)
 	// Leading edge + one per 50ms window + the trailing edge.
 	if deltas < 2 || deltas > 4 {
 		t.Errorf("%d deltas for 1000 writes in 100ms (publishes %q)", deltas, kinds(publishes))
@@ -515,9 +560,7 @@ func TestMachineCoalescesLocalWrites(t *testing.T) {
 }
 
 func TestMachineBurstOfWritesAtOneInstant(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	for i := range 1000 {
 		a.mustSet(t0, "cursor", fmt.Sprint(i))
 	}
@@ -536,9 +579,7 @@ func TestMachineBurstOfWritesAtOneInstant(t *testing.T) {
 // gets every write published at once: an update that comes a little early
 // after the previous publish is not held back to the end of the window.
 func TestMachinePacingDoesNotPhaseLockAnAppTickingAtThePublishRate(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	rng := rand.New(rand.NewPCG(1, 2))
 	jitter := cfg.PublishInterval / 10
 	held := 0
@@ -563,35 +604,15 @@ func TestMachinePacingDoesNotPhaseLockAnAppTickingAtThePublishRate(t *testing.T)
 // most 2 + T/PublishInterval deltas in any span T, never two closer than
 // PublishInterval/2, and the trailing edge carries the last value.
 func TestMachinePacingBoundsSustainedBurst(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	r := newTM(t, "r", 1, cfg)
-	a.out()
+	cfg, a, r := newAB(t, "a", "r")
 	r.out()
-	var at []time.Time
-	var sent []roomnet.Message // deltas and any heartbeat, in order
-	collect := func(now time.Time, o output) {
-		sent = append(sent, o.publish...)
-		for _, m := range o.publish {
-			if m.Kind == roomnet.KindDelta {
-				at = append(at, now)
-			}
-		}
-	}
 	end := t0.Add(time.Second)
-	now := t0
-	for i := 0; now.Before(end); i++ {
-		now = t0.Add(time.Duration(i) * time.Millisecond)
-		for d, ok := a.nextDeadline(); ok && !d.After(now); d, ok = a.nextDeadline() {
-			a.tick(d)
-			collect(d, a.out())
+	times, sent, now := a.writeBurst(t0, time.Millisecond, int(end.Sub(t0)/time.Millisecond)+1, "cursor")
+	var at []time.Time // when the deltas went out
+	for i, m := range sent {
+		if m.Kind == roomnet.KindDelta {
+			at = append(at, times[i])
 		}
-		a.mustSet(now, "cursor", fmt.Sprint(i))
-		collect(now, a.out())
-	}
-	times, outs := a.run(now, now.Add(cfg.PublishInterval))
-	for i, o := range outs {
-		collect(times[i], o)
 	}
 	for i := 1; i < len(at); i++ {
 		if gap := at[i].Sub(at[i-1]); gap < cfg.PublishInterval/2 {
@@ -616,9 +637,7 @@ func TestMachinePacingBoundsSustainedBurst(t *testing.T) {
 }
 
 func TestMachineAnswersNewcomerWithEarlyHeartbeat(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	// Five newcomers' hellos at the same instant.
 	for i := range 5 {
 		n := newTM(t, fmt.Sprint("n", i), 1, cfg)
@@ -659,19 +678,6 @@ func TestMachineAnswersNewcomerWithEarlyHeartbeat(t *testing.T) {
 	}
 }
 
-// heartbeatTimes returns when the outputs of run published a heartbeat.
-func heartbeatTimes(times []time.Time, outs []output) []time.Time {
-	var hbs []time.Time
-	for i, o := range outs {
-		for _, m := range o.publish {
-			if m.Kind == roomnet.KindHeartbeat {
-				hbs = append(hbs, times[i])
-			}
-		}
-	}
-	return hbs
-}
-
 func offsets(ts []time.Time, from time.Time) []time.Duration {
 	var out []time.Duration
 	for _, t := range ts {
@@ -686,9 +692,7 @@ func offsets(ts []time.Time, from time.Time) []time.Duration {
 // then heartbeats are regular again. The newcomer's first hello is lost
 // (no peers yet): the one it republishes on its first PeerUp is answered.
 func TestMachineRepeatsAnswerToNewcomerOnce(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	n := newTM(t, "n", 1, cfg)
 	n.out() // the hello at join reaches nobody
 	n.peerUp(t0.Add(100*time.Millisecond), "b")
@@ -735,9 +739,7 @@ func TestMachineRepeatsAnswerToNewcomerOnce(t *testing.T) {
 // its own answer, and the pending repeat moves after it, so the two
 // answers still cost one repeat.
 func TestMachineAnswerRepeatCoalescedAcrossNewcomers(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	h := t0.Add(200 * time.Millisecond)
 	for i := range 4 {
 		n := newTM(t, fmt.Sprint("n", i), 1, cfg)
@@ -774,9 +776,7 @@ func TestMachineAnswerRepeatCoalescedAcrossNewcomers(t *testing.T) {
 // answered nor repeated: once the repeat for a newcomer is out, heartbeats
 // are regular whatever the known members send.
 func TestMachineAnswerNotRepeatedForKnownMembers(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	b := newTM(t, "b", 1, cfg)
 	h := t0.Add(100 * time.Millisecond)
 	a.deliver(h, b, b.out().publish...)
@@ -848,12 +848,8 @@ func TestMachineAnswerRepeatSatisfiedByAnyHeartbeatAtItsTime(t *testing.T) {
 }
 
 func TestMachinePeerDownFailedProbeRemoves(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
-	b.mustSet(t0, "k", "v")
-	a.deliver(t0, b, b.out().publish...)
+	cfg, a, b := newAB(t)
+	a.admit(t0, b, "k", "v")
 
 	down := t0.Add(500 * time.Millisecond)
 	a.peerDown(down, "b")
@@ -885,10 +881,7 @@ func TestMachinePeerDownFailedProbeRemoves(t *testing.T) {
 }
 
 func TestMachinePeerDownProbeNotTrustedOverFreshMessages(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
+	_, a, b := newAB(t)
 	a.deliver(t0, b, b.out().publish...)
 	a.peerDown(t0.Add(time.Second), "b")
 	probe := a.out().fetches[0]
@@ -910,12 +903,8 @@ func TestMachinePeerDownProbeNotTrustedOverFreshMessages(t *testing.T) {
 }
 
 func TestMachineTimedOutMemberReturnsAfterPartitionHeals(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
-	b.mustSet(t0, "k", "v")
-	a.deliver(t0, b, b.out().publish...)
+	cfg, a, b := newAB(t)
+	a.admit(t0, b, "k", "v")
 	a.tick(t0.Add(cfg.Timeout))
 	eq(t, "events", describe(a.out().events), []string{"presence-changed b timeout -k gone", "member-left b timeout"})
 	// The partition heals: b's next heartbeat (same epoch, nothing new).
@@ -1008,8 +997,7 @@ func TestMachineRejoinWithinLinger(t *testing.T) {
 	cfg := testConfig()
 	a := newTM(t, "a", 1, cfg)
 	b := newTM(t, "b", 1, cfg)
-	b.mustSet(t0, "k", "v")
-	a.deliver(t0, b, b.out().publish...)
+	a.admit(t0, b, "k", "v")
 	a.out()
 	a.mustSet(t0, "mine", "1")
 	b.deliver(t0, a, a.out().publish...)
@@ -1096,10 +1084,7 @@ func TestMachineLimitErrors(t *testing.T) {
 }
 
 func TestMachineBroadcast(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
+	cfg, a, b := newAB(t)
 	a.deliver(t0, b, b.out().publish...)
 	o := a.deliver(t0, b, roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: []byte("hi")})
 	eq(t, "from a member", describe(o.events), []string{"broadcast b hi"})
@@ -1119,10 +1104,7 @@ func TestMachineBroadcast(t *testing.T) {
 }
 
 func TestMachineRemoteKeyTTL(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
+	_, a, b := newAB(t)
 	b.out()
 	if err := b.set(t0, "typing", []byte("yes"), 2*time.Second); err != nil {
 		t.Fatal(err)
@@ -1141,9 +1123,7 @@ func TestMachineRemoteKeyTTL(t *testing.T) {
 }
 
 func TestMachineIgnoresOwnAndAnonymousMessages(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	_, a := newA(t)
 	a.receive(t0, "a", roomnet.Message{Kind: roomnet.KindHello, Epoch: 9}, nil)
 	a.receive(t0, "", roomnet.Message{Kind: roomnet.KindHello, Epoch: 9}, nil)
 	a.peerUp(t0, "a")
@@ -1154,9 +1134,7 @@ func TestMachineIgnoresOwnAndAnonymousMessages(t *testing.T) {
 }
 
 func TestMachineRetriesFailedSnapshotFetch(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	a.peerUp(t0, "b")
 	req := a.out().fetches[0]
 	now := t0
@@ -1226,9 +1204,7 @@ func TestMachineDeletePropagates(t *testing.T) {
 }
 
 func TestMachineForgetsRemovedPeersAfterRetention(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	b := newTM(t, "b", 1, cfg)
 	hello := b.out().publish
 	a.deliver(t0, b, hello...)
@@ -1247,32 +1223,8 @@ func TestMachineForgetsRemovedPeersAfterRetention(t *testing.T) {
 	}
 }
 
-func TestSenderDropsOnlyHeartbeatsAndDeltas(t *testing.T) {
-	s := newSender()
-	leave := s.push(roomnet.Message{Kind: roomnet.KindLeave})
-	first := s.push(roomnet.Message{Kind: roomnet.KindHeartbeat})
-	for range maxSendQueue - 2 {
-		s.push(roomnet.Message{Kind: roomnet.KindDelta})
-	}
-	s.push(roomnet.Message{Kind: roomnet.KindHello}) // the queue is full: the oldest heartbeat goes
-	if err := <-first; !errors.Is(err, errDropped) {
-		t.Errorf("oldest heartbeat: %v", err)
-	}
-	select {
-	case err := <-leave:
-		t.Errorf("the leave was dropped: %v", err)
-	default:
-	}
-	if len(s.q) != maxSendQueue || s.q[0].msg.Kind != roomnet.KindLeave || s.q[len(s.q)-1].msg.Kind != roomnet.KindHello {
-		t.Errorf("queue: %d items, first %v last %v", len(s.q), s.q[0].msg.Kind, s.q[len(s.q)-1].msg.Kind)
-	}
-}
-
 func TestMachinePeerDownQueuedMessagesDoNotSaveADeadPeer(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
+	cfg, a, b := newAB(t)
 	a.deliver(t0, b, b.out().publish...)
 	// The network reports the peer down ahead of messages it had queued.
 	down := t0.Add(time.Second)
