@@ -33,6 +33,14 @@ func newRoom(t *testing.T, b *bus, peer string, cfg Config, opts ...Option) *Roo
 	return r
 }
 
+// mustSet sets key to value in r's own presence, or fails the test.
+func mustSet(t *testing.T, r *Room, key, value string) {
+	t.Helper()
+	if err := r.Set(key, []byte(value)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // next waits (on virtual time) for the next event of w that matches.
 func next(t *testing.T, w *Watcher, within time.Duration, match func(Event) bool) Event {
 	t.Helper()
@@ -80,9 +88,7 @@ func TestRoomTwoPeersSeeEachOther(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := newRoom(t, b, "c", shellConfig())
-		if err := c.Set("status", []byte("here")); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, c, "status", "here")
 		synctest.Wait()
 		eq(t, "a's members", memberPeers(a), []string{"a", "c"})
 		eq(t, "c's members", memberPeers(c), []string{"a", "c"})
@@ -245,9 +251,7 @@ func TestRoomLaggedOnSlowWatcher(t *testing.T) {
 			t.Errorf("Stats: WatchDropped %d, WatchLags %d; want 22 and 2", st.WatchDropped, st.WatchLags)
 		}
 		// After the gap, events flow again.
-		if err := a.Set("after", []byte("v")); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, a, "after", "v")
 		for _, w := range []*Watcher{slow, fast} {
 			ev, err := w.Next(ctx)
 			if err != nil || ev.Type != PresenceChanged || ev.Change.Added[0] != "after" {
@@ -314,9 +318,7 @@ func TestRoomLeaveThenDoneAfterLinger(t *testing.T) {
 		cfg := shellConfig()
 		a := newRoom(t, b, "a", cfg)
 		c := newRoom(t, b, "c", cfg)
-		if err := a.Set("k", []byte("v")); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, a, "k", "v")
 		synctest.Wait()
 		wc := c.Watch()
 		defer wc.Close()
@@ -348,9 +350,7 @@ func TestRoomLeaveThenDoneAfterLinger(t *testing.T) {
 		}
 		eq(t, "a's members while lingering", memberPeers(a), []string{"c"})
 		// Still receiving while lingering.
-		if err := c.Set("during", []byte("linger")); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, c, "during", "linger")
 		synctest.Wait()
 		if v, _ := a.Get("c", "during"); string(v) != "linger" {
 			t.Errorf("lingering room did not receive: %q", v)
@@ -385,9 +385,7 @@ func TestRoomRejoinDuringLinger(t *testing.T) {
 		if a.Status() != Joined {
 			t.Fatalf("status %v", a.Status())
 		}
-		if err := a.Set("back", []byte("yes")); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, a, "back", "yes")
 		next(t, wc, time.Millisecond, isType(MemberLeft, "a"))
 		next(t, wc, time.Millisecond, isType(MemberJoined, "a"))
 		time.Sleep(2 * cfg.Linger)
@@ -462,9 +460,7 @@ func TestRoomPartitionHeals(t *testing.T) {
 		cfg := shellConfig()
 		a := newRoom(t, b, "a", cfg)
 		c := newRoom(t, b, "c", cfg)
-		if err := c.Set("k", []byte("v")); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, c, "k", "v")
 		synctest.Wait()
 		w := a.Watch()
 		defer w.Close()
@@ -511,9 +507,7 @@ func TestRoomRestartWithSameKeyIsOneMember(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer r2.Close()
-		if err := r2.Set("y", []byte("new")); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, r2, "y", "new")
 		synctest.Wait()
 		_ = old.Close() // the old process' network ends without a PeerDown
 		time.Sleep(2 * cfg.Timeout)
@@ -824,9 +818,7 @@ func TestRoomDeleteAndTTL(t *testing.T) {
 		if err := a.SetTTL("typing", []byte("yes"), 0); err == nil {
 			t.Error("SetTTL with a zero ttl succeeded")
 		}
-		if err := a.Set("k", []byte("v")); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, a, "k", "v")
 		time.Sleep(shellConfig().PublishInterval)
 		synctest.Wait()
 		if _, ok := c.Get("a", "typing"); !ok {
@@ -849,9 +841,7 @@ func TestRoomDeleteAndTTL(t *testing.T) {
 			t.Error("a still sees its own typing after its TTL")
 		}
 		var v int
-		if err := a.Set("bad", []byte("{")); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, a, "bad", "{")
 		if ok, err := a.GetJSON("a", "bad", &v); !ok || err == nil {
 			t.Errorf("GetJSON of bad JSON: %v %v", ok, err)
 		}
