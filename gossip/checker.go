@@ -6,32 +6,34 @@ import (
 	"math"
 
 	"github.com/convene-p2p/convene/ephemeral"
-	"github.com/convene-p2p/convene/room"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
-var _ room.Checker = (*Topic)(nil)
+var _ roomnet.Checker = (*Topic)(nil)
 
 // Limits are the presence limits this topic's validator applies at every
 // relay (Config.Limits with ephemeral's defaults filled in). A room over
-// this topic takes its limits from here (room.Checker), so that a write the
+// this topic takes its limits from here (roomnet.Checker), so that a write the
 // room accepts is one every relay accepts.
 func (t *Topic) Limits() ephemeral.Limits {
 	lim, _ := t.r.cfg.Limits.WithDefaults() // validate rejected negative fields
 	return lim
 }
 
-// CheckFull returns an error wrapping ErrTooLarge if a hello of self
+// CheckFull returns an error wrapping ErrTooLarge if a hello of self (with
+// this name and meta)
 // carrying the largest presence state that Limits allow would be over
 // Config.MaxMessageSize: the room would accept writes whose heartbeat every
 // relay then rejects. It also rejects an identity that does not encode
 // (name or meta beyond the envelope's bounds).
-func (t *Topic) CheckFull(self room.Identity) error {
+func (t *Topic) CheckFull(self roomnet.PeerID, name string, meta map[string]string) error {
 	lim := t.Limits()
-	state, err := ephemeral.MaxSnapshotSize(len(self.Peer), lim)
+	state, err := ephemeral.MaxSnapshotSize(len(self), lim)
 	if err != nil {
 		return err
 	}
-	hello, err := EncodeMessage(room.Message{Kind: room.KindHello, Epoch: math.MaxUint64, Name: self.Name, Meta: self.Meta, View: math.MaxUint64})
+	hello, err := EncodeMessage(roomnet.Message{Kind: roomnet.KindHello, Epoch: math.MaxUint64, Name: name, Meta: meta, View: math.MaxUint64})
 	if err != nil {
 		return fmt.Errorf("gossip: identity: %w", err)
 	}

@@ -70,7 +70,7 @@ type Config struct {
 	// Limits bound the presence state carried in hello, heartbeat and delta
 	// messages; validators check them with ephemeral.Verify. Zero fields take
 	// ephemeral's defaults. A room over a Topic takes these limits (the
-	// Topic is a room.Checker), and Join of a room whose full state would
+	// Topic is a roomnet.Checker), and Join of a room whose full state would
 	// not fit in MaxMessageSize fails there.
 	Limits ephemeral.Limits
 

@@ -16,7 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 
-	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // proxy forwards one TCP connection at a time to target; Freeze makes it
@@ -188,7 +188,7 @@ func TestRouterResetsAPeerWhoseOldConnectionIsFrozen(t *testing.T) {
 		t.Fatalf("A has %d connections to B", n)
 	}
 	say := func(from *member, text string) {
-		_ = from.t.Publish(context.Background(), room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: []byte(text)})
+		_ = from.t.Publish(context.Background(), roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: []byte(text)})
 	}
 	got := func(m *member, from peer.ID, text string) bool {
 		for {

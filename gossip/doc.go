@@ -10,7 +10,7 @@
 // right before closing reaches every directly connected peer.
 //
 // A Router owns the GossipSub instance of one libp2p host; Router.Join
-// returns a Topic, which implements room.Network. The wire format and every
+// returns a Topic, which implements roomnet.Network. The wire format and every
 // GossipSub parameter choice are documented in docs/PROTOCOL.md.
 //
 // Logging goes to the go-log subsystems "convene/gossip" and "pubsub" unless

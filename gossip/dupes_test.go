@@ -9,7 +9,7 @@ import (
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 
-	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // TestCopiesPerDelivery measures, in a room where every member is connected
@@ -60,7 +60,7 @@ func TestCopiesPerDelivery(t *testing.T) {
 				}
 				for i, m := range members {
 					for k := range perNode {
-						if err := m.t.Publish(context.Background(), room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: fmt.Appendf(nil, "%d/%d", i, k)}); err != nil {
+						if err := m.t.Publish(context.Background(), roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: fmt.Appendf(nil, "%d/%d", i, k)}); err != nil {
 							t.Fatal(err)
 						}
 					}

@@ -8,7 +8,7 @@ import (
 	"math"
 	"unicode/utf8"
 
-	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // Wire bounds of the envelope (docs/PROTOCOL.md, "Envelope"). They are part of
@@ -35,7 +35,7 @@ const (
 	hdrState     = 0x20
 	hdrPayload   = 0x40
 	hdrReserved  = 0x80
-	maxKnownKind = room.KindSuspect
+	maxKnownKind = roomnet.KindSuspect
 	// refuteMark is a refutation heartbeat's whole payload.
 	refuteMark = 0x01
 )
@@ -57,14 +57,14 @@ var (
 // ErrMalformed or ErrTooLarge for a message that DecodeMessage would reject,
 // so that everything it returns decodes back to m (nil and empty Meta, State
 // and Payload are equivalent). It does not check Config.MaxMessageSize.
-func EncodeMessage(m room.Message) ([]byte, error) {
+func EncodeMessage(m roomnet.Message) ([]byte, error) {
 	if m.Kind == 0 || m.Kind > maxKnownKind {
 		return nil, fmt.Errorf("%w: unknown kind %d", ErrMalformed, m.Kind)
 	}
 	if err := checkName(m.Name); err != nil {
 		return nil, err
 	}
-	if m.Kind == room.KindSuspect {
+	if m.Kind == roomnet.KindSuspect {
 		// The subject travels in the payload section: uvarint subject
 		// epoch, then the subject's peer ID bytes.
 		switch {
@@ -79,7 +79,7 @@ func EncodeMessage(m room.Message) ([]byte, error) {
 	} else if m.Subject != "" || m.SubjectEpoch != 0 {
 		return nil, fmt.Errorf("%w: subject on a %v", ErrMalformed, m.Kind)
 	}
-	if m.Kind == room.KindHello {
+	if m.Kind == roomnet.KindHello {
 		// The view digest travels in the payload section: 8 bytes,
 		// little-endian, present iff non-zero.
 		if len(m.Payload) > 0 {
@@ -91,7 +91,7 @@ func EncodeMessage(m room.Message) ([]byte, error) {
 	} else if m.View != 0 {
 		return nil, fmt.Errorf("%w: view digest on a %v", ErrMalformed, m.Kind)
 	}
-	if m.Kind == room.KindHeartbeat {
+	if m.Kind == roomnet.KindHeartbeat {
 		// A refutation travels in the payload section: exactly the byte
 		// 0x01; a heartbeat has no other payload.
 		if len(m.Payload) > 0 {
@@ -167,8 +167,8 @@ func EncodeMessage(m room.Message) ([]byte, error) {
 // more than about 2×len(data). The result does not alias data.
 // It checks the envelope only: the presence state inside is checked by the
 // validator (ephemeral.Verify), not here.
-func DecodeMessage(data []byte) (room.Message, error) {
-	var m room.Message
+func DecodeMessage(data []byte) (roomnet.Message, error) {
+	var m roomnet.Message
 	d := decoder{b: data}
 	hdr, ok := d.byte()
 	if !ok {
@@ -177,28 +177,28 @@ func DecodeMessage(data []byte) (room.Message, error) {
 	if hdr&hdrReserved != 0 {
 		return m, fmt.Errorf("%w: reserved header bit set", ErrMalformed)
 	}
-	m.Kind = room.MessageKind(hdr & hdrKindMask)
+	m.Kind = roomnet.MessageKind(hdr & hdrKindMask)
 	if m.Kind == 0 || m.Kind > maxKnownKind {
 		return m, fmt.Errorf("%w: unknown kind %d", ErrMalformed, m.Kind)
 	}
 	if m.Epoch, ok = d.uvarint(); !ok {
-		return room.Message{}, fmt.Errorf("%w: bad epoch", ErrMalformed)
+		return roomnet.Message{}, fmt.Errorf("%w: bad epoch", ErrMalformed)
 	}
 	if hdr&hdrName != 0 {
 		n, err := d.length(1, MaxNameLen, "name")
 		if err != nil {
-			return room.Message{}, err
+			return roomnet.Message{}, err
 		}
 		name := d.take(n)
 		if !utf8.Valid(name) {
-			return room.Message{}, fmt.Errorf("%w: name is not UTF-8", ErrMalformed)
+			return roomnet.Message{}, fmt.Errorf("%w: name is not UTF-8", ErrMalformed)
 		}
 		m.Name = string(name)
 	}
 	if hdr&hdrMeta != 0 {
 		meta, err := d.meta()
 		if err != nil {
-			return room.Message{}, err
+			return roomnet.Message{}, err
 		}
 		m.Meta = meta
 	}
@@ -206,53 +206,53 @@ func DecodeMessage(data []byte) (room.Message, error) {
 		if hdr&hdrPayload != 0 {
 			n, err := d.length(1, math.MaxInt, "state")
 			if err != nil {
-				return room.Message{}, err
+				return roomnet.Message{}, err
 			}
 			m.State = bytes.Clone(d.take(n))
 		} else {
 			m.State = bytes.Clone(d.rest())
 			if len(m.State) == 0 {
-				return room.Message{}, fmt.Errorf("%w: empty state", ErrMalformed)
+				return roomnet.Message{}, fmt.Errorf("%w: empty state", ErrMalformed)
 			}
 		}
 	}
 	if hdr&hdrPayload != 0 {
 		m.Payload = bytes.Clone(d.rest())
 		if len(m.Payload) == 0 {
-			return room.Message{}, fmt.Errorf("%w: empty payload", ErrMalformed)
+			return roomnet.Message{}, fmt.Errorf("%w: empty payload", ErrMalformed)
 		}
 	}
 	if len(d.b) != 0 {
-		return room.Message{}, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))
+		return roomnet.Message{}, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))
 	}
-	if m.Kind == room.KindSuspect {
+	if m.Kind == roomnet.KindSuspect {
 		if len(m.State) > 0 {
-			return room.Message{}, fmt.Errorf("%w: suspect with state", ErrMalformed)
+			return roomnet.Message{}, fmt.Errorf("%w: suspect with state", ErrMalformed)
 		}
 		p := decoder{b: m.Payload}
 		if m.SubjectEpoch, ok = p.uvarint(); !ok {
-			return room.Message{}, fmt.Errorf("%w: bad subject epoch", ErrMalformed)
+			return roomnet.Message{}, fmt.Errorf("%w: bad subject epoch", ErrMalformed)
 		}
 		switch {
 		case len(p.b) == 0:
-			return room.Message{}, fmt.Errorf("%w: suspect without subject", ErrMalformed)
+			return roomnet.Message{}, fmt.Errorf("%w: suspect without subject", ErrMalformed)
 		case len(p.b) > MaxSubjectLen:
-			return room.Message{}, fmt.Errorf("%w: subject is %d bytes, limit %d", ErrTooLarge, len(p.b), MaxSubjectLen)
+			return roomnet.Message{}, fmt.Errorf("%w: subject is %d bytes, limit %d", ErrTooLarge, len(p.b), MaxSubjectLen)
 		}
-		m.Subject, m.Payload = room.PeerID(p.b), nil
+		m.Subject, m.Payload = roomnet.PeerID(p.b), nil
 	}
-	if m.Kind == room.KindHeartbeat && m.Payload != nil {
+	if m.Kind == roomnet.KindHeartbeat && m.Payload != nil {
 		if len(m.Payload) != 1 || m.Payload[0] != refuteMark {
-			return room.Message{}, fmt.Errorf("%w: heartbeat payload is not a refutation mark", ErrMalformed)
+			return roomnet.Message{}, fmt.Errorf("%w: heartbeat payload is not a refutation mark", ErrMalformed)
 		}
 		m.Refute, m.Payload = true, nil
 	}
-	if m.Kind == room.KindHello && m.Payload != nil {
+	if m.Kind == roomnet.KindHello && m.Payload != nil {
 		if len(m.Payload) != 8 {
-			return room.Message{}, fmt.Errorf("%w: hello view digest of %d bytes", ErrMalformed, len(m.Payload))
+			return roomnet.Message{}, fmt.Errorf("%w: hello view digest of %d bytes", ErrMalformed, len(m.Payload))
 		}
 		if m.View = binary.LittleEndian.Uint64(m.Payload); m.View == 0 {
-			return room.Message{}, fmt.Errorf("%w: zero view digest", ErrMalformed)
+			return roomnet.Message{}, fmt.Errorf("%w: zero view digest", ErrMalformed)
 		}
 		m.Payload = nil
 	}

@@ -7,10 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
-func sameMessage(a, b room.Message) bool {
+func sameMessage(a, b roomnet.Message) bool {
 	return a.Kind == b.Kind && a.Epoch == b.Epoch && a.Name == b.Name &&
 		maps.Equal(a.Meta, b.Meta) && bytes.Equal(a.State, b.State) && bytes.Equal(a.Payload, b.Payload) &&
 		a.Subject == b.Subject && a.SubjectEpoch == b.SubjectEpoch && a.View == b.View && a.Refute == b.Refute
@@ -20,26 +20,26 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	const unixMs = 1_767_225_600_000 // a realistic epoch (unix ms)
 	tests := []struct {
 		name string
-		m    room.Message
+		m    roomnet.Message
 		size int // expected encoded size, or 0 to skip
 	}{
-		{"leave epoch 0", room.Message{Kind: room.KindLeave}, 2},
-		{"leave", room.Message{Kind: room.KindLeave, Epoch: unixMs}, 7},
-		{"delta", room.Message{Kind: room.KindDelta, Epoch: unixMs, State: []byte("0123456789")}, 1 + 6 + 10},
-		{"broadcast", room.Message{Kind: room.KindBroadcast, Epoch: 7, Payload: []byte("hello")}, 1 + 1 + 5},
-		{"suspect", room.Message{Kind: room.KindSuspect, Epoch: 7, Subject: "peer-id-bytes", SubjectEpoch: unixMs}, 1 + 1 + 6 + 13},
-		{"hello with view", room.Message{Kind: room.KindHello, Epoch: 7, View: 0x0102030405060708}, 1 + 1 + 8},
-		{"hello full", room.Message{
-			Kind: room.KindHello, Epoch: unixMs, Name: "Ada",
+		{"leave epoch 0", roomnet.Message{Kind: roomnet.KindLeave}, 2},
+		{"leave", roomnet.Message{Kind: roomnet.KindLeave, Epoch: unixMs}, 7},
+		{"delta", roomnet.Message{Kind: roomnet.KindDelta, Epoch: unixMs, State: []byte("0123456789")}, 1 + 6 + 10},
+		{"broadcast", roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 7, Payload: []byte("hello")}, 1 + 1 + 5},
+		{"suspect", roomnet.Message{Kind: roomnet.KindSuspect, Epoch: 7, Subject: "peer-id-bytes", SubjectEpoch: unixMs}, 1 + 1 + 6 + 13},
+		{"hello with view", roomnet.Message{Kind: roomnet.KindHello, Epoch: 7, View: 0x0102030405060708}, 1 + 1 + 8},
+		{"hello full", roomnet.Message{
+			Kind: roomnet.KindHello, Epoch: unixMs, Name: "Ada",
 			Meta:  map[string]string{"color": "red", "avatar": "", "z": "last"},
 			State: []byte{1, 2, 3},
 		}, 0},
-		{"heartbeat no state", room.Message{Kind: room.KindHeartbeat, Epoch: 1, Name: "Bob"}, 0},
-		{"refutation", room.Message{Kind: room.KindHeartbeat, Epoch: 7, State: []byte{1, 2}, Refute: true}, 1 + 1 + 1 + 2 + 1},
-		{"state and payload", room.Message{Kind: room.KindBroadcast, Epoch: 1, State: []byte{9}, Payload: []byte{8, 7}}, 1 + 1 + 1 + 1 + 2},
-		{"max epoch", room.Message{Kind: room.KindDelta, Epoch: ^uint64(0), State: []byte{0}}, 1 + 10 + 1},
-		{"limits", room.Message{
-			Kind: room.KindHello, Epoch: 1, Name: strings.Repeat("n", MaxNameLen),
+		{"heartbeat no state", roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: 1, Name: "Bob"}, 0},
+		{"refutation", roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: 7, State: []byte{1, 2}, Refute: true}, 1 + 1 + 1 + 2 + 1},
+		{"state and payload", roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, State: []byte{9}, Payload: []byte{8, 7}}, 1 + 1 + 1 + 1 + 2},
+		{"max epoch", roomnet.Message{Kind: roomnet.KindDelta, Epoch: ^uint64(0), State: []byte{0}}, 1 + 10 + 1},
+		{"limits", roomnet.Message{
+			Kind: roomnet.KindHello, Epoch: 1, Name: strings.Repeat("n", MaxNameLen),
 			Meta: func() map[string]string {
 				m := map[string]string{}
 				for i := range MaxMetaEntries {
@@ -48,7 +48,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 				return m
 			}(),
 		}, 0},
-		{"utf8", room.Message{Kind: room.KindHello, Epoch: 3, Name: "Zoë 😀", Meta: map[string]string{"ключ": "значение"}}, 0},
+		{"utf8", roomnet.Message{Kind: roomnet.KindHello, Epoch: 3, Name: "Zoë 😀", Meta: map[string]string{"ключ": "значение"}}, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -87,7 +87,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 // The hot path: a delta's envelope costs one header byte plus the epoch.
 func TestEnvelopeDeltaOverhead(t *testing.T) {
 	state := make([]byte, 40)
-	b, err := EncodeMessage(room.Message{Kind: room.KindDelta, Epoch: 1_767_225_600_000, State: state})
+	b, err := EncodeMessage(roomnet.Message{Kind: roomnet.KindDelta, Epoch: 1_767_225_600_000, State: state})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,28 +99,28 @@ func TestEnvelopeDeltaOverhead(t *testing.T) {
 func TestEncodeMessageRejects(t *testing.T) {
 	tests := []struct {
 		name string
-		m    room.Message
+		m    roomnet.Message
 		want error
 	}{
-		{"kind 0", room.Message{}, ErrMalformed},
-		{"unknown kind", room.Message{Kind: 7}, ErrMalformed},
-		{"suspect without subject", room.Message{Kind: room.KindSuspect, SubjectEpoch: 1}, ErrMalformed},
-		{"suspect with payload", room.Message{Kind: room.KindSuspect, Subject: "p", Payload: []byte("x")}, ErrMalformed},
-		{"suspect with state", room.Message{Kind: room.KindSuspect, Subject: "p", State: []byte("x")}, ErrMalformed},
-		{"suspect subject too long", room.Message{Kind: room.KindSuspect, Subject: room.PeerID(strings.Repeat("p", MaxSubjectLen+1))}, ErrTooLarge},
-		{"subject on a heartbeat", room.Message{Kind: room.KindHeartbeat, Subject: "p"}, ErrMalformed},
-		{"view on a heartbeat", room.Message{Kind: room.KindHeartbeat, View: 1}, ErrMalformed},
-		{"hello with payload", room.Message{Kind: room.KindHello, Payload: []byte("x")}, ErrMalformed},
-		{"heartbeat with payload", room.Message{Kind: room.KindHeartbeat, Payload: []byte{1}}, ErrMalformed},
-		{"refutation mark on a delta", room.Message{Kind: room.KindDelta, State: []byte{1}, Refute: true}, ErrMalformed},
-		{"refutation mark on a hello", room.Message{Kind: room.KindHello, Refute: true}, ErrMalformed},
-		{"long name", room.Message{Kind: room.KindHello, Name: strings.Repeat("x", MaxNameLen+1)}, ErrTooLarge},
-		{"bad utf8 name", room.Message{Kind: room.KindHello, Name: "\xff"}, ErrMalformed},
-		{"empty meta key", room.Message{Kind: room.KindHello, Meta: map[string]string{"": "v"}}, ErrMalformed},
-		{"long meta key", room.Message{Kind: room.KindHello, Meta: map[string]string{strings.Repeat("k", MaxMetaKeyLen+1): ""}}, ErrTooLarge},
-		{"long meta value", room.Message{Kind: room.KindHello, Meta: map[string]string{"k": strings.Repeat("v", MaxMetaValueLen+1)}}, ErrTooLarge},
-		{"bad utf8 meta", room.Message{Kind: room.KindHello, Meta: map[string]string{"k": "\xc3"}}, ErrMalformed},
-		{"too many meta", room.Message{Kind: room.KindHello, Meta: func() map[string]string {
+		{"kind 0", roomnet.Message{}, ErrMalformed},
+		{"unknown kind", roomnet.Message{Kind: 7}, ErrMalformed},
+		{"suspect without subject", roomnet.Message{Kind: roomnet.KindSuspect, SubjectEpoch: 1}, ErrMalformed},
+		{"suspect with payload", roomnet.Message{Kind: roomnet.KindSuspect, Subject: "p", Payload: []byte("x")}, ErrMalformed},
+		{"suspect with state", roomnet.Message{Kind: roomnet.KindSuspect, Subject: "p", State: []byte("x")}, ErrMalformed},
+		{"suspect subject too long", roomnet.Message{Kind: roomnet.KindSuspect, Subject: roomnet.PeerID(strings.Repeat("p", MaxSubjectLen+1))}, ErrTooLarge},
+		{"subject on a heartbeat", roomnet.Message{Kind: roomnet.KindHeartbeat, Subject: "p"}, ErrMalformed},
+		{"view on a heartbeat", roomnet.Message{Kind: roomnet.KindHeartbeat, View: 1}, ErrMalformed},
+		{"hello with payload", roomnet.Message{Kind: roomnet.KindHello, Payload: []byte("x")}, ErrMalformed},
+		{"heartbeat with payload", roomnet.Message{Kind: roomnet.KindHeartbeat, Payload: []byte{1}}, ErrMalformed},
+		{"refutation mark on a delta", roomnet.Message{Kind: roomnet.KindDelta, State: []byte{1}, Refute: true}, ErrMalformed},
+		{"refutation mark on a hello", roomnet.Message{Kind: roomnet.KindHello, Refute: true}, ErrMalformed},
+		{"long name", roomnet.Message{Kind: roomnet.KindHello, Name: strings.Repeat("x", MaxNameLen+1)}, ErrTooLarge},
+		{"bad utf8 name", roomnet.Message{Kind: roomnet.KindHello, Name: "\xff"}, ErrMalformed},
+		{"empty meta key", roomnet.Message{Kind: roomnet.KindHello, Meta: map[string]string{"": "v"}}, ErrMalformed},
+		{"long meta key", roomnet.Message{Kind: roomnet.KindHello, Meta: map[string]string{strings.Repeat("k", MaxMetaKeyLen+1): ""}}, ErrTooLarge},
+		{"long meta value", roomnet.Message{Kind: roomnet.KindHello, Meta: map[string]string{"k": strings.Repeat("v", MaxMetaValueLen+1)}}, ErrTooLarge},
+		{"bad utf8 meta", roomnet.Message{Kind: roomnet.KindHello, Meta: map[string]string{"k": "\xc3"}}, ErrMalformed},
+		{"too many meta", roomnet.Message{Kind: roomnet.KindHello, Meta: func() map[string]string {
 			m := map[string]string{}
 			for i := range MaxMetaEntries + 1 {
 				m[string(rune('A'+i))] = ""
@@ -241,15 +241,15 @@ func TestFetchFramingRoundTrip(t *testing.T) {
 
 func envelopeSeeds() [][]byte {
 	var seeds [][]byte
-	for _, m := range []room.Message{
-		{Kind: room.KindHello, Epoch: 1_767_225_600_000, Name: "Ada", Meta: map[string]string{"a": "1", "b": ""}, State: []byte{1, 2, 3}},
-		{Kind: room.KindHeartbeat, Epoch: 2, State: []byte{4}},
-		{Kind: room.KindDelta, Epoch: 3, State: []byte("delta")},
-		{Kind: room.KindLeave, Epoch: 4},
-		{Kind: room.KindBroadcast, Epoch: 5, State: []byte{1}, Payload: []byte("chat")},
-		{Kind: room.KindSuspect, Epoch: 6, Subject: "peer", SubjectEpoch: 1_767_225_600_000},
-		{Kind: room.KindHello, Epoch: 7, Name: "Ada", State: []byte{1}, View: 0xfeedface},
-		{Kind: room.KindHeartbeat, Epoch: 8, Name: "Ada", State: []byte{1}, Refute: true},
+	for _, m := range []roomnet.Message{
+		{Kind: roomnet.KindHello, Epoch: 1_767_225_600_000, Name: "Ada", Meta: map[string]string{"a": "1", "b": ""}, State: []byte{1, 2, 3}},
+		{Kind: roomnet.KindHeartbeat, Epoch: 2, State: []byte{4}},
+		{Kind: roomnet.KindDelta, Epoch: 3, State: []byte("delta")},
+		{Kind: roomnet.KindLeave, Epoch: 4},
+		{Kind: roomnet.KindBroadcast, Epoch: 5, State: []byte{1}, Payload: []byte("chat")},
+		{Kind: roomnet.KindSuspect, Epoch: 6, Subject: "peer", SubjectEpoch: 1_767_225_600_000},
+		{Kind: roomnet.KindHello, Epoch: 7, Name: "Ada", State: []byte{1}, View: 0xfeedface},
+		{Kind: roomnet.KindHeartbeat, Epoch: 8, Name: "Ada", State: []byte{1}, Refute: true},
 	} {
 		b, err := EncodeMessage(m)
 		if err != nil {

@@ -11,7 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
-	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // FetchProtocol is the libp2p protocol of the snapshot fetch: one request,
@@ -183,13 +183,13 @@ func readAll(r io.Reader, limit int) ([]byte, error) {
 // signature, this room's topic, and the content checks of the validator
 // (the relaying peer cannot forge or alter them). Invalid ones are dropped
 // and counted in Stats.RelayInvalid; own messages and p's are dropped too.
-func (t *Topic) Fetch(ctx context.Context, p room.PeerID) (room.FetchReply, error) {
+func (t *Topic) Fetch(ctx context.Context, p roomnet.PeerID) (roomnet.FetchReply, error) {
 	if t.closed.Load() {
-		return room.FetchReply{}, room.ErrNetworkClosed
+		return roomnet.FetchReply{}, roomnet.ErrNetworkClosed
 	}
 	pid := peer.ID(p)
 	if pid == t.self {
-		return room.FetchReply{}, errors.New("gossip: fetch from self")
+		return roomnet.FetchReply{}, errors.New("gossip: fetch from self")
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.r.cfg.FetchTimeout)
 	defer cancel()
@@ -199,20 +199,20 @@ func (t *Topic) Fetch(ctx context.Context, p room.PeerID) (room.FetchReply, erro
 	data, relayed, err := t.r.fetch(ctx, pid, t.roomID)
 	if err != nil {
 		if t.closed.Load() {
-			return room.FetchReply{}, room.ErrNetworkClosed
+			return roomnet.FetchReply{}, roomnet.ErrNetworkClosed
 		}
-		return room.FetchReply{}, fmt.Errorf("gossip: fetch %q from %s: %w", t.roomID, pid, err)
+		return roomnet.FetchReply{}, fmt.Errorf("gossip: fetch %q from %s: %w", t.roomID, pid, err)
 	}
 	m, err := t.r.check(data, pid)
-	if err == nil && m.Kind != room.KindHeartbeat && m.Kind != room.KindHello {
+	if err == nil && m.Kind != roomnet.KindHeartbeat && m.Kind != roomnet.KindHello {
 		err = fmt.Errorf("%w: reply of kind %v", ErrMalformed, m.Kind)
 	}
 	if err != nil {
 		t.count(cFetchInvalid)
 		t.r.bans.reject(pid, time.Now())
-		return room.FetchReply{}, fmt.Errorf("gossip: fetch %q from %s: invalid reply: %w", t.roomID, pid, err)
+		return roomnet.FetchReply{}, fmt.Errorf("gossip: fetch %q from %s: invalid reply: %w", t.roomID, pid, err)
 	}
-	reply := room.FetchReply{State: m}
+	reply := roomnet.FetchReply{State: m}
 	for _, b := range relayed {
 		ev, err := t.openRelayed(b)
 		if err != nil {
@@ -234,25 +234,25 @@ func (t *Topic) Fetch(ctx context.Context, p room.PeerID) (room.FetchReply, erro
 
 // openRelayed verifies one relayed message and decodes it into the event
 // a topic message of its signer would have been.
-func (t *Topic) openRelayed(b []byte) (room.NetEvent, error) {
+func (t *Topic) openRelayed(b []byte) (roomnet.Event, error) {
 	from, data, err := openSigned(b, t.name)
 	if err != nil {
-		return room.NetEvent{}, err
+		return roomnet.Event{}, err
 	}
 	if t.r.bans.banned(from, time.Now()) {
-		return room.NetEvent{}, fmt.Errorf("%w: relayed message of a banned author", ErrMalformed)
+		return roomnet.Event{}, fmt.Errorf("%w: relayed message of a banned author", ErrMalformed)
 	}
 	m, err := t.r.check(data, from)
 	if err != nil {
 		t.r.bans.reject(from, time.Now()) // validly signed by from, and invalid
-		return room.NetEvent{}, err
+		return roomnet.Event{}, err
 	}
 	switch m.Kind {
-	case room.KindHello, room.KindHeartbeat, room.KindDelta:
+	case roomnet.KindHello, roomnet.KindHeartbeat, roomnet.KindDelta:
 	default:
-		return room.NetEvent{}, fmt.Errorf("%w: relayed message of kind %v", ErrMalformed, m.Kind)
+		return roomnet.Event{}, fmt.Errorf("%w: relayed message of kind %v", ErrMalformed, m.Kind)
 	}
-	return room.NetEvent{Kind: room.EventMessage, From: room.PeerID(from), Msg: m, Signed: b}, nil
+	return roomnet.Event{Kind: roomnet.EventMessage, From: roomnet.PeerID(from), Msg: m, Signed: b}, nil
 }
 
 // fetch runs the client side of one exchange and returns the envelope and
@@ -343,7 +343,7 @@ func (r *Router) handleFetch(s network.Stream) {
 		r.reply(s, encodeFetchReply(fetchNotInRoom, nil, nil, 0))
 		return
 	}
-	served, ok := t.serveState()
+	served, ok := t.serve()
 	if !ok {
 		t.count(cFetchRefused)
 		r.reply(s, encodeFetchReply(fetchRefused, nil, nil, 0))

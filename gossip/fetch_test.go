@@ -14,7 +14,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/convene-p2p/convene/ephemeral"
-	"github.com/convene-p2p/convene/room"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // stateEpoch is the epoch of presence's snapshots: an envelope carrying
@@ -66,12 +67,12 @@ func TestFetchReturnsServedState(t *testing.T) {
 	connect(t, a.h, b.h)
 	ctx := context.Background()
 
-	hb := room.Message{
-		Kind: room.KindHeartbeat, Epoch: stateEpoch, Name: "Bob", Meta: map[string]string{"color": "blue"},
+	hb := roomnet.Message{
+		Kind: roomnet.KindHeartbeat, Epoch: stateEpoch, Name: "Bob", Meta: map[string]string{"color": "blue"},
 		State: presence(t, b.id(), "cursor", `{"x":1,"y":2}`),
 	}
-	mb.t.Serve(func() (room.Served, bool) { return room.Served{State: hb}, true })
-	got, err := ma.t.Fetch(ctx, room.PeerID(b.id()))
+	mb.t.Serve(func() (roomnet.Served, bool) { return roomnet.Served{State: hb}, true })
+	got, err := ma.t.Fetch(ctx, roomnet.PeerID(b.id()))
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
 	}
@@ -79,12 +80,12 @@ func TestFetchReturnsServedState(t *testing.T) {
 		t.Fatalf("Fetch = %+v, want %+v", got, hb)
 	}
 
-	mb.t.Serve(func() (room.Served, bool) { return room.Served{}, false })
-	if _, err := ma.t.Fetch(ctx, room.PeerID(b.id())); !errors.Is(err, ErrRefused) {
+	mb.t.Serve(func() (roomnet.Served, bool) { return roomnet.Served{}, false })
+	if _, err := ma.t.Fetch(ctx, roomnet.PeerID(b.id())); !errors.Is(err, ErrRefused) {
 		t.Fatalf("Fetch with Serve refusing = %v, want ErrRefused", err)
 	}
 	mb.t.Serve(nil)
-	if _, err := ma.t.Fetch(ctx, room.PeerID(b.id())); !errors.Is(err, ErrRefused) {
+	if _, err := ma.t.Fetch(ctx, roomnet.PeerID(b.id())); !errors.Is(err, ErrRefused) {
 		t.Fatalf("Fetch with no Serve = %v, want ErrRefused", err)
 	}
 	if st := mb.t.Stats(); st.FetchServed != 1 || st.FetchRefused != 2 {
@@ -93,16 +94,16 @@ func TestFetchReturnsServedState(t *testing.T) {
 
 	// a is in "other", b is not.
 	other := join(t, a, "other")
-	if _, err := other.t.Fetch(ctx, room.PeerID(b.id())); !errors.Is(err, ErrNotInRoom) {
+	if _, err := other.t.Fetch(ctx, roomnet.PeerID(b.id())); !errors.Is(err, ErrNotInRoom) {
 		t.Fatalf("Fetch of a room the peer is not in = %v, want ErrNotInRoom", err)
 	}
 	// A peer that does not speak the protocol at all.
 	plain := newHost(t)
 	connect(t, a.h, plain)
-	if _, err := ma.t.Fetch(ctx, room.PeerID(plain.ID())); err == nil {
+	if _, err := ma.t.Fetch(ctx, roomnet.PeerID(plain.ID())); err == nil {
 		t.Fatal("Fetch from a host without the protocol succeeded")
 	}
-	if _, err := ma.t.Fetch(ctx, room.PeerID(a.id())); err == nil {
+	if _, err := ma.t.Fetch(ctx, roomnet.PeerID(a.id())); err == nil {
 		t.Fatal("Fetch from self succeeded")
 	}
 }
@@ -116,7 +117,7 @@ func TestFetchRejectsForgedReply(t *testing.T) {
 	connect(t, a.h, evil)
 	victim := randomPeerID(t)
 
-	encode := func(m room.Message) []byte {
+	encode := func(m roomnet.Message) []byte {
 		b, err := EncodeMessage(m)
 		if err != nil {
 			t.Fatal(err)
@@ -129,12 +130,12 @@ func TestFetchRejectsForgedReply(t *testing.T) {
 		want    error
 		counted bool
 	}{
-		{"someone else's state", encode(room.Message{Kind: room.KindHeartbeat, Epoch: 1, State: presence(t, victim, "name", "victim")}), ErrWrongAuthor, true},
-		{"someone else's state in a hello", encode(room.Message{Kind: room.KindHello, Epoch: 1, State: presence(t, victim, "k", "v")}), ErrWrongAuthor, true},
-		{"wrong kind", encode(room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: []byte("x")}), ErrMalformed, true},
-		{"undecodable state", encode(room.Message{Kind: room.KindHeartbeat, Epoch: 1, State: []byte{0xff, 0xfe, 0xfd}}), ErrMalformed, true},
+		{"someone else's state", encode(roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: 1, State: presence(t, victim, "name", "victim")}), ErrWrongAuthor, true},
+		{"someone else's state in a hello", encode(roomnet.Message{Kind: roomnet.KindHello, Epoch: 1, State: presence(t, victim, "k", "v")}), ErrWrongAuthor, true},
+		{"wrong kind", encode(roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: []byte("x")}), ErrMalformed, true},
+		{"undecodable state", encode(roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: 1, State: []byte{0xff, 0xfe, 0xfd}}), ErrMalformed, true},
 		{"garbage envelope", encodeFetchReply(fetchOK, []byte{0xff, 0x01}, nil, 4096), ErrMalformed, true},
-		{"oversized envelope", encode(room.Message{Kind: room.KindHeartbeat, Epoch: 1, Name: "x", Meta: map[string]string{"a": strings.Repeat("v", 1000), "b": strings.Repeat("v", 1000), "c": strings.Repeat("v", 1000), "d": strings.Repeat("v", 1000), "e": strings.Repeat("v", 1000)}}), ErrTooLarge, false},
+		{"oversized envelope", encode(roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: 1, Name: "x", Meta: map[string]string{"a": strings.Repeat("v", 1000), "b": strings.Repeat("v", 1000), "c": strings.Repeat("v", 1000), "d": strings.Repeat("v", 1000), "e": strings.Repeat("v", 1000)}}), ErrTooLarge, false},
 		{"unknown status", []byte{0x7f}, ErrMalformed, false},
 	}
 	for _, tc := range tests {
@@ -145,7 +146,7 @@ func TestFetchRejectsForgedReply(t *testing.T) {
 				_ = s.Close()
 			})
 			before := ma.t.Stats().FetchInvalid
-			_, err := ma.t.Fetch(context.Background(), room.PeerID(evil.ID()))
+			_, err := ma.t.Fetch(context.Background(), roomnet.PeerID(evil.ID()))
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Fetch = %v, want %v", err, tc.want)
 			}
@@ -171,7 +172,7 @@ func TestFetchTimeoutAndCloseAbort(t *testing.T) {
 	connect(t, a.h, silent)
 
 	start := time.Now()
-	_, err := ma.t.Fetch(context.Background(), room.PeerID(silent.ID()))
+	_, err := ma.t.Fetch(context.Background(), roomnet.PeerID(silent.ID()))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Fetch from a silent peer = %v, want a deadline error", err)
 	}
@@ -181,11 +182,11 @@ func TestFetchTimeoutAndCloseAbort(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() {
-		_, err := ma.t.Fetch(context.Background(), room.PeerID(silent.ID()))
+		_, err := ma.t.Fetch(context.Background(), roomnet.PeerID(silent.ID()))
 		done <- err
 	}()
 	ma.close()
-	if err := <-done; !errors.Is(err, room.ErrNetworkClosed) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+	if err := <-done; !errors.Is(err, roomnet.ErrNetworkClosed) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Fetch during Close = %v", err)
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/goleak"
 
-	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 func TestConfigZeroValueTakesDefaults(t *testing.T) {
@@ -71,13 +71,13 @@ func TestJoinValidatesRoomIDAndRejectsSecondJoin(t *testing.T) {
 	if err := tp.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if _, err := tp.Next(context.Background()); !errors.Is(err, room.ErrNetworkClosed) {
+	if _, err := tp.Next(context.Background()); !errors.Is(err, roomnet.ErrNetworkClosed) {
 		t.Fatalf("Next after Close = %v", err)
 	}
-	if err := tp.Publish(context.Background(), room.Message{Kind: room.KindLeave, Epoch: 1}); !errors.Is(err, room.ErrNetworkClosed) {
+	if err := tp.Publish(context.Background(), roomnet.Message{Kind: roomnet.KindLeave, Epoch: 1}); !errors.Is(err, roomnet.ErrNetworkClosed) {
 		t.Fatalf("Publish after Close = %v", err)
 	}
-	if _, err := tp.Fetch(context.Background(), room.PeerID("x")); !errors.Is(err, room.ErrNetworkClosed) {
+	if _, err := tp.Fetch(context.Background(), roomnet.PeerID("x")); !errors.Is(err, roomnet.ErrNetworkClosed) {
 		t.Fatalf("Fetch after Close = %v", err)
 	}
 	tp2, err := n.r.Join("lobby")
@@ -87,7 +87,7 @@ func TestJoinValidatesRoomIDAndRejectsSecondJoin(t *testing.T) {
 	if err := n.r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tp2.Next(context.Background()); !errors.Is(err, room.ErrNetworkClosed) {
+	if _, err := tp2.Next(context.Background()); !errors.Is(err, roomnet.ErrNetworkClosed) {
 		t.Fatalf("Next after Router.Close = %v", err)
 	}
 	if _, err := n.r.Join("other"); !errors.Is(err, ErrClosed) {
@@ -106,13 +106,13 @@ func TestPublishRejectsWhatPeersWouldReject(t *testing.T) {
 	}
 	defer tp.Close()
 	ctx := context.Background()
-	if err := tp.Publish(ctx, room.Message{Kind: 9}); !errors.Is(err, ErrMalformed) {
+	if err := tp.Publish(ctx, roomnet.Message{Kind: 9}); !errors.Is(err, ErrMalformed) {
 		t.Errorf("unknown kind: %v", err)
 	}
-	if err := tp.Publish(ctx, room.Message{Kind: room.KindBroadcast, Payload: make([]byte, 2000)}); !errors.Is(err, ErrTooLarge) {
+	if err := tp.Publish(ctx, roomnet.Message{Kind: roomnet.KindBroadcast, Payload: make([]byte, 2000)}); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("oversized: %v", err)
 	}
-	if err := tp.Publish(ctx, room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: []byte("ok")}); err != nil {
+	if err := tp.Publish(ctx, roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: []byte("ok")}); err != nil {
 		t.Errorf("valid publish with no peers: %v", err)
 	}
 	if got := tp.Stats().Published; got != 1 {
@@ -164,7 +164,7 @@ func TestMessagesReachAllSubscribersWithVerifiedAuthor(t *testing.T) {
 
 	for i, m := range members {
 		payload := fmt.Sprintf("from %d", i)
-		if err := m.t.Publish(context.Background(), room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: []byte(payload)}); err != nil {
+		if err := m.t.Publish(context.Background(), roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: []byte(payload)}); err != nil {
 			t.Fatalf("publish %d: %v", i, err)
 		}
 		for j, o := range members {
@@ -172,7 +172,7 @@ func TestMessagesReachAllSubscribersWithVerifiedAuthor(t *testing.T) {
 				continue
 			}
 			ev := o.waitFor(t, 5*time.Second, payload, isBroadcast(nodes[i].id(), payload))
-			if ev.From != room.PeerID(nodes[i].id()) {
+			if ev.From != roomnet.PeerID(nodes[i].id()) {
 				t.Fatalf("From = %s, want %s", peer.ID(ev.From), nodes[i].id())
 			}
 		}
@@ -199,16 +199,16 @@ func TestRoomTrafficStaysInItsRoom(t *testing.T) {
 
 	ctx := context.Background()
 	for i := range 5 {
-		if err := aBeta.t.Publish(ctx, room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: fmt.Appendf(nil, "beta %d", i)}); err != nil {
+		if err := aBeta.t.Publish(ctx, roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: fmt.Appendf(nil, "beta %d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := aAlpha.t.Publish(ctx, room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: []byte("alpha sentinel")}); err != nil {
+	if err := aAlpha.t.Publish(ctx, roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: []byte("alpha sentinel")}); err != nil {
 		t.Fatal(err)
 	}
 	bBeta.waitFor(t, 5*time.Second, "beta 4", isBroadcast(a.id(), "beta 4"))
 	// c receives the alpha sentinel, and nothing else came first.
-	ev := cAlpha.waitFor(t, 5*time.Second, "any message", func(ev room.NetEvent) bool { return ev.Kind == room.EventMessage })
+	ev := cAlpha.waitFor(t, 5*time.Second, "any message", func(ev roomnet.Event) bool { return ev.Kind == roomnet.EventMessage })
 	if string(ev.Msg.Payload) != "alpha sentinel" {
 		t.Fatalf("c's first message is %q, want the alpha sentinel", ev.Msg.Payload)
 	}
@@ -247,7 +247,7 @@ func TestPublishRightAfterJoinReachesConnectedPeers(t *testing.T) {
 				t.Fatal(err)
 			}
 			payload := fmt.Sprintf("first %d", trial)
-			if err := tp.Publish(context.Background(), room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: []byte(payload)}); err != nil {
+			if err := tp.Publish(context.Background(), roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: []byte(payload)}); err != nil {
 				t.Fatal(err)
 			}
 			for _, m := range oldMembers {
@@ -288,7 +288,7 @@ func TestPublishAfterPeerUpReachesEveryone(t *testing.T) {
 			toPeerUp = append(toPeerUp, time.Since(start))
 
 			payload := fmt.Sprintf("hello %d", trial)
-			if err := members[0].t.Publish(context.Background(), room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: []byte(payload)}); err != nil {
+			if err := members[0].t.Publish(context.Background(), roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: []byte(payload)}); err != nil {
 				t.Fatal(err)
 			}
 			for _, m := range members[1:] {
@@ -323,8 +323,8 @@ func TestPeerDownWhenPeerLeaves(t *testing.T) {
 	connect(t, a.h, b.h)
 	ma.waitPeerUp(t, 5*time.Second, b.id())
 	mb.close()
-	ma.waitFor(t, 5*time.Second, "peer down", func(ev room.NetEvent) bool {
-		return ev.Kind == room.EventPeerDown && peer.ID(ev.From) == b.id()
+	ma.waitFor(t, 5*time.Second, "peer down", func(ev roomnet.Event) bool {
+		return ev.Kind == roomnet.EventPeerDown && peer.ID(ev.From) == b.id()
 	})
 }
 
@@ -342,7 +342,7 @@ func TestLaggingConsumerDropsAndCounts(t *testing.T) {
 	connect(t, a.h, b.h)
 	eventually(t, 5*time.Second, "b subscribed", func() bool { return len(a.r.Peers("lobby")) == 1 })
 	for i := range sent {
-		if err := ma.t.Publish(context.Background(), room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: fmt.Appendf(nil, "m%d", i)}); err != nil {
+		if err := ma.t.Publish(context.Background(), roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: fmt.Appendf(nil, "m%d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -358,7 +358,7 @@ func TestLaggingConsumerDropsAndCounts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ev.Kind == room.EventMessage {
+		if ev.Kind == roomnet.EventMessage {
 			got = append(got, string(ev.Msg.Payload))
 		}
 	}
@@ -366,12 +366,12 @@ func TestLaggingConsumerDropsAndCounts(t *testing.T) {
 	if len(slices.Compact(got)) != queueSize {
 		t.Fatalf("queued %v, want %d distinct messages", got, queueSize)
 	}
-	ev, err := func() (room.NetEvent, error) {
+	ev, err := func() (roomnet.Event, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
 		return tb.Next(ctx)
 	}()
-	if err == nil && ev.Kind == room.EventMessage {
+	if err == nil && ev.Kind == roomnet.EventMessage {
 		t.Fatalf("more than QueueSize messages were queued: %+v", ev)
 	}
 }
@@ -396,13 +396,13 @@ func TestRouterCloseLeavesHostRunningAndClean(t *testing.T) {
 		}
 	}
 	eventually(t, 5*time.Second, "subscriptions", func() bool { return len(routers[0].Peers("lobby")) == 1 })
-	topics[1].Serve(func() (room.Served, bool) {
-		return room.Served{State: room.Message{Kind: room.KindHeartbeat, Epoch: stateEpoch, State: presence(t, hb.ID())}}, true
+	topics[1].Serve(func() (roomnet.Served, bool) {
+		return roomnet.Served{State: roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: stateEpoch, State: presence(t, hb.ID())}}, true
 	})
-	if _, err := topics[0].Fetch(context.Background(), room.PeerID(hb.ID())); err != nil {
+	if _, err := topics[0].Fetch(context.Background(), roomnet.PeerID(hb.ID())); err != nil {
 		t.Fatal(err)
 	}
-	if err := topics[0].Publish(context.Background(), room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: []byte("x")}); err != nil {
+	if err := topics[0].Publish(context.Background(), roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -412,7 +412,7 @@ func TestRouterCloseLeavesHostRunningAndClean(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ev.Kind == room.EventMessage {
+		if ev.Kind == roomnet.EventMessage {
 			break
 		}
 	}

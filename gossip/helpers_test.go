@@ -14,7 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 
-	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // testParams is GossipSubParams with a faster first heartbeat, for tests.
@@ -80,7 +80,7 @@ func connect(t testing.TB, a, b host.Host) {
 type member struct {
 	n      *node
 	t      *Topic
-	events chan room.NetEvent
+	events chan roomnet.Event
 	stop   chan struct{}
 	done   chan struct{}
 }
@@ -91,7 +91,7 @@ func join(t testing.TB, n *node, roomID string) *member {
 	if err != nil {
 		t.Fatalf("Join(%q): %v", roomID, err)
 	}
-	m := &member{n: n, t: tp, events: make(chan room.NetEvent, 4096), stop: make(chan struct{}), done: make(chan struct{})}
+	m := &member{n: n, t: tp, events: make(chan roomnet.Event, 4096), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(m.done)
 		for {
@@ -122,7 +122,7 @@ func (m *member) close() {
 
 // waitFor reads m's events until match returns true, failing after d.
 // Events that do not match are discarded.
-func (m *member) waitFor(t testing.TB, d time.Duration, what string, match func(room.NetEvent) bool) room.NetEvent {
+func (m *member) waitFor(t testing.TB, d time.Duration, what string, match func(roomnet.Event) bool) roomnet.Event {
 	t.Helper()
 	timer := time.NewTimer(d)
 	defer timer.Stop()
@@ -134,7 +134,7 @@ func (m *member) waitFor(t testing.TB, d time.Duration, what string, match func(
 			}
 		case <-timer.C:
 			t.Fatalf("%s: timed out after %v waiting for %s", m.n.id(), d, what)
-			return room.NetEvent{}
+			return roomnet.Event{}
 		}
 	}
 }
@@ -145,18 +145,18 @@ func (m *member) waitPeerUp(t testing.TB, d time.Duration, peers ...peer.ID) {
 	for _, p := range peers {
 		want[p] = true
 	}
-	m.waitFor(t, d, "peer up", func(ev room.NetEvent) bool {
-		if ev.Kind == room.EventPeerUp {
+	m.waitFor(t, d, "peer up", func(ev roomnet.Event) bool {
+		if ev.Kind == roomnet.EventPeerUp {
 			delete(want, peer.ID(ev.From))
 		}
 		return len(want) == 0
 	})
 }
 
-func isBroadcast(from peer.ID, payload string) func(room.NetEvent) bool {
-	return func(ev room.NetEvent) bool {
-		return ev.Kind == room.EventMessage && peer.ID(ev.From) == from &&
-			ev.Msg.Kind == room.KindBroadcast && string(ev.Msg.Payload) == payload
+func isBroadcast(from peer.ID, payload string) func(roomnet.Event) bool {
+	return func(ev roomnet.Event) bool {
+		return ev.Kind == roomnet.EventMessage && peer.ID(ev.From) == from &&
+			ev.Msg.Kind == roomnet.KindBroadcast && string(ev.Msg.Payload) == payload
 	}
 }
 

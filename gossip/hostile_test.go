@@ -11,7 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // hostile is a plain go-libp2p-pubsub node (not a Router): its own
@@ -52,7 +52,7 @@ func (x *hostile) publish(t testing.TB, data []byte) {
 	}
 }
 
-func mustEncode(t testing.TB, m room.Message) []byte {
+func mustEncode(t testing.TB, m roomnet.Message) []byte {
 	t.Helper()
 	b, err := EncodeMessage(m)
 	if err != nil {
@@ -111,7 +111,7 @@ func TestHostilePeersAreRejectedCountedAndPenalised(t *testing.T) {
 		defer tick.Stop()
 		for i := range honestMsgs {
 			<-tick.C
-			if err := members[0].t.Publish(context.Background(), room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: fmt.Appendf(nil, "honest %d", i)}); err != nil {
+			if err := members[0].t.Publish(context.Background(), roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: fmt.Appendf(nil, "honest %d", i)}); err != nil {
 				t.Errorf("honest publish: %v", err)
 				return
 			}
@@ -121,15 +121,15 @@ func TestHostilePeersAreRejectedCountedAndPenalised(t *testing.T) {
 	// (a) garbage, (b) oversized (valid envelope, 70 KiB > 64 KiB),
 	// (c) a hello carrying honest node 0's presence, signed by the spoofer.
 	garbage.publish(t, []byte("\xffthis is not an envelope"))
-	oversize.publish(t, mustEncode(t, room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: make([]byte, 70<<10)}))
-	spoofer.publish(t, mustEncode(t, room.Message{Kind: room.KindHello, Epoch: 1, Name: "not me",
+	oversize.publish(t, mustEncode(t, roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: make([]byte, 70<<10)}))
+	spoofer.publish(t, mustEncode(t, roomnet.Message{Kind: roomnet.KindHello, Epoch: 1, Name: "not me",
 		State: presence(t, honest[0].id(), "cursor", `{"x":0,"y":0}`)}))
 	// (d) 10× the rate for one second: 200 valid broadcasts, one every 5 ms.
 	floodStart := time.Now()
 	tick := time.NewTicker(5 * time.Millisecond)
 	for i := range 10 * rate {
 		<-tick.C
-		flooder.publish(t, mustEncode(t, room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: fmt.Appendf(nil, "flood %d", i)}))
+		flooder.publish(t, mustEncode(t, roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: fmt.Appendf(nil, "flood %d", i)}))
 	}
 	tick.Stop()
 	floodTime := time.Since(floodStart)
@@ -139,8 +139,8 @@ func TestHostilePeersAreRejectedCountedAndPenalised(t *testing.T) {
 	for _, m := range members[1:] {
 		got := map[string]bool{}
 		floodDelivered := 0
-		m.waitFor(t, 10*time.Second, "all honest messages", func(ev room.NetEvent) bool {
-			if ev.Kind != room.EventMessage {
+		m.waitFor(t, 10*time.Second, "all honest messages", func(ev roomnet.Event) bool {
+			if ev.Kind != roomnet.EventMessage {
 				return false
 			}
 			switch peer.ID(ev.From) {
@@ -157,7 +157,7 @@ func TestHostilePeersAreRejectedCountedAndPenalised(t *testing.T) {
 		for drained := false; !drained; {
 			select {
 			case ev := <-m.events:
-				if ev.Kind == room.EventMessage && peer.ID(ev.From) == flooder.h.ID() {
+				if ev.Kind == roomnet.EventMessage && peer.ID(ev.From) == flooder.h.ID() {
 					floodDelivered++
 				}
 			default:

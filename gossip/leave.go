@@ -17,7 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // LeaveProtocol is the libp2p protocol of the direct goodbye: Publish of a
@@ -476,11 +476,11 @@ func (r *Router) handleLeave(s network.Stream) {
 // given it to us, with the flag kept.
 func (t *Topic) receiveSignedLeave(from peer.ID, flags byte, signed []byte) byte {
 	author, data, err := openSigned(signed, t.name)
-	var m room.Message
+	var m roomnet.Message
 	if err == nil {
 		m, err = t.r.check(data, author)
 	}
-	if err == nil && m.Kind != room.KindLeave {
+	if err == nil && m.Kind != roomnet.KindLeave {
 		err = fmt.Errorf("%w: goodbye of kind %v", ErrMalformed, m.Kind)
 	}
 	if err != nil {
@@ -505,7 +505,7 @@ func (t *Topic) receiveSignedLeave(from peer.ID, flags byte, signed []byte) byte
 		t.count(cRateLimited)
 		return leaveBusy
 	}
-	if !t.q.pushMessage(room.NetEvent{Kind: room.EventMessage, From: room.PeerID(author), Msg: m}) {
+	if !t.q.pushMessage(roomnet.Event{Kind: roomnet.EventMessage, From: roomnet.PeerID(author), Msg: m}) {
 		t.count(cDropped)
 		return leaveBusy
 	}
@@ -555,7 +555,7 @@ func (t *Topic) receiveLeave(author peer.ID, data []byte) byte {
 		return leaveBusy
 	}
 	m, err := t.r.check(data, author)
-	if err == nil && m.Kind != room.KindLeave {
+	if err == nil && m.Kind != roomnet.KindLeave {
 		err = fmt.Errorf("%w: goodbye of kind %v", ErrMalformed, m.Kind)
 	}
 	if err != nil {
@@ -564,7 +564,7 @@ func (t *Topic) receiveLeave(author peer.ID, data []byte) byte {
 		return leaveInvalid
 	}
 	t.bye.got(goodbyeKey{author: author, epoch: m.Epoch}, author, true, false, time.Now())
-	if !t.q.pushMessage(room.NetEvent{Kind: room.EventMessage, From: room.PeerID(author), Msg: m}) {
+	if !t.q.pushMessage(roomnet.Event{Kind: roomnet.EventMessage, From: roomnet.PeerID(author), Msg: m}) {
 		t.count(cDropped)
 		return leaveBusy
 	}

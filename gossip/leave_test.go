@@ -14,15 +14,15 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
-	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // queued peeks at t's queue: the number of queued messages and the pending
 // peer events.
-func queued(t *Topic) (msgs int, peers map[peer.ID]room.EventKind) {
+func queued(t *Topic) (msgs int, peers map[peer.ID]roomnet.EventKind) {
 	t.q.mu.Lock()
 	defer t.q.mu.Unlock()
-	peers = make(map[peer.ID]room.EventKind)
+	peers = make(map[peer.ID]roomnet.EventKind)
 	for p, pe := range t.q.pending {
 		peers[p] = pe.kind
 	}
@@ -51,7 +51,7 @@ func TestGoodbyeSurvivesImmediateClose(t *testing.T) {
 		eventually(t, 5*time.Second, "b reaches a and c", func() bool { return len(tb.Peers()) == 2 })
 
 		epoch := uint64(i + 1)
-		if err := tb.Publish(ctx, room.Message{Kind: room.KindLeave, Epoch: epoch}); err != nil {
+		if err := tb.Publish(ctx, roomnet.Message{Kind: roomnet.KindLeave, Epoch: epoch}); err != nil {
 			t.Fatalf("round %d: Publish(leave): %v", i, err)
 		}
 		acked := tb.Stats().LeaveAcked
@@ -62,11 +62,11 @@ func TestGoodbyeSurvivesImmediateClose(t *testing.T) {
 			t.Fatalf("round %d: Publish(leave) returned with %d acknowledgements, want 2", i, acked)
 		}
 		for _, m := range []*member{ma, mc} {
-			ev := m.waitFor(t, 5*time.Second, fmt.Sprintf("round %d: b's goodbye", i), func(ev room.NetEvent) bool {
-				return peer.ID(ev.From) == b.id() && (ev.Kind == room.EventPeerDown ||
-					ev.Kind == room.EventMessage && ev.Msg.Kind == room.KindLeave)
+			ev := m.waitFor(t, 5*time.Second, fmt.Sprintf("round %d: b's goodbye", i), func(ev roomnet.Event) bool {
+				return peer.ID(ev.From) == b.id() && (ev.Kind == roomnet.EventPeerDown ||
+					ev.Kind == roomnet.EventMessage && ev.Msg.Kind == roomnet.KindLeave)
 			})
-			if ev.Kind != room.EventMessage || ev.Msg.Epoch != epoch {
+			if ev.Kind != roomnet.EventMessage || ev.Msg.Epoch != epoch {
 				t.Fatalf("round %d: %s got %s from b before its goodbye", i, m.n.id(), eventString(ev))
 			}
 		}
@@ -94,7 +94,7 @@ func TestPeerDownAfterThatPeersQueuedMessages(t *testing.T) {
 		return len(ta.Peers()) == 1 && len(mb.t.Peers()) == 1
 	})
 	for i := range n {
-		if err := mb.t.Publish(context.Background(), room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: fmt.Appendf(nil, "m%d", i)}); err != nil {
+		if err := mb.t.Publish(context.Background(), roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: fmt.Appendf(nil, "m%d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -102,7 +102,7 @@ func TestPeerDownAfterThatPeersQueuedMessages(t *testing.T) {
 	mb.close() // b unsubscribes
 	eventually(t, 5*time.Second, "b's PeerDown queued at a", func() bool {
 		_, p := queued(ta)
-		return p[b.id()] == room.EventPeerDown
+		return p[b.id()] == roomnet.EventPeerDown
 	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -113,10 +113,10 @@ func TestPeerDownAfterThatPeersQueuedMessages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ev.Kind == room.EventMessage {
+		if ev.Kind == roomnet.EventMessage {
 			seen++
 		}
-		if ev.Kind == room.EventPeerDown {
+		if ev.Kind == roomnet.EventPeerDown {
 			if seen != n {
 				t.Fatalf("PeerDown of b returned after %d of its %d queued messages", seen, n)
 			}
@@ -139,7 +139,7 @@ func TestRouterCloseDeliversQueuedPublishes(t *testing.T) {
 	connect(t, a.h, b.h)
 	eventually(t, 5*time.Second, "b reaches a", func() bool { return len(tb.Peers()) == 1 })
 	for i := range n {
-		if err := tb.Publish(context.Background(), room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: fmt.Appendf(nil, "m%d", i)}); err != nil {
+		if err := tb.Publish(context.Background(), roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: fmt.Appendf(nil, "m%d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -151,8 +151,8 @@ func TestRouterCloseDeliversQueuedPublishes(t *testing.T) {
 		t.Errorf("Router.Close took %v: it waited for the flush timeout %v", d, flushTimeout)
 	}
 	got := make(map[string]bool)
-	ma.waitFor(t, 5*time.Second, "all of b's messages", func(ev room.NetEvent) bool {
-		if ev.Kind == room.EventMessage && peer.ID(ev.From) == b.id() {
+	ma.waitFor(t, 5*time.Second, "all of b's messages", func(ev roomnet.Event) bool {
+		if ev.Kind == roomnet.EventMessage && peer.ID(ev.From) == b.id() {
 			got[string(ev.Msg.Payload)] = true
 		}
 		return len(got) == n
@@ -199,7 +199,7 @@ func TestLeaveStreamRejectsForgedGoodbye(t *testing.T) {
 	evil := newHost(t)
 	connect(t, evil, a.h)
 	victim := randomPeerID(t)
-	envelope := func(m room.Message) []byte {
+	envelope := func(m roomnet.Message) []byte {
 		b, err := EncodeMessage(m)
 		if err != nil {
 			t.Fatal(err)
@@ -213,13 +213,13 @@ func TestLeaveStreamRejectsForgedGoodbye(t *testing.T) {
 		roomCount  bool // counted in the room's LeaveInvalid (else the router's)
 		notCounted bool
 	}{
-		{"someone else's state", encodeLeaveRequest("lobby", envelope(room.Message{Kind: room.KindLeave, Epoch: 1, State: presence(t, victim, "k", "v")})), leaveInvalid, true, false},
-		{"not a leave", encodeLeaveRequest("lobby", envelope(room.Message{Kind: room.KindHeartbeat, Epoch: 1, State: presence(t, evil.ID(), "k", "v")})), leaveInvalid, true, false},
+		{"someone else's state", encodeLeaveRequest("lobby", envelope(roomnet.Message{Kind: roomnet.KindLeave, Epoch: 1, State: presence(t, victim, "k", "v")})), leaveInvalid, true, false},
+		{"not a leave", encodeLeaveRequest("lobby", envelope(roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: 1, State: presence(t, evil.ID(), "k", "v")})), leaveInvalid, true, false},
 		{"undecodable envelope", encodeLeaveRequest("lobby", []byte{0xff, 0x01}), leaveInvalid, true, false},
-		{"oversized envelope", encodeLeaveRequest("lobby", envelope(room.Message{Kind: room.KindLeave, Epoch: 1, Payload: make([]byte, 5000)})), 0xff, false, false},
+		{"oversized envelope", encodeLeaveRequest("lobby", envelope(roomnet.Message{Kind: roomnet.KindLeave, Epoch: 1, Payload: make([]byte, 5000)})), 0xff, false, false},
 		{"garbage request", []byte{0x00}, 0xff, false, false},
-		{"trailing bytes", append(encodeLeaveRequest("lobby", envelope(room.Message{Kind: room.KindLeave, Epoch: 1})), 0), 0xff, false, false},
-		{"room not joined", encodeLeaveRequest("other", envelope(room.Message{Kind: room.KindLeave, Epoch: 1})), leaveNotInRoom, false, true},
+		{"trailing bytes", append(encodeLeaveRequest("lobby", envelope(roomnet.Message{Kind: roomnet.KindLeave, Epoch: 1})), 0), 0xff, false, false},
+		{"room not joined", encodeLeaveRequest("other", envelope(roomnet.Message{Kind: roomnet.KindLeave, Epoch: 1})), leaveNotInRoom, false, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -247,13 +247,13 @@ func TestLeaveStreamRejectsForgedGoodbye(t *testing.T) {
 
 	// A valid goodbye is the first event Next returns: none of the above
 	// was queued, and it is attributed to evil, whatever it carries.
-	status, err := sendRawLeave(t, evil, a.id(), encodeLeaveRequest("lobby", envelope(room.Message{Kind: room.KindLeave, Epoch: 7})))
+	status, err := sendRawLeave(t, evil, a.id(), encodeLeaveRequest("lobby", envelope(roomnet.Message{Kind: roomnet.KindLeave, Epoch: 7})))
 	if err != nil || status != leaveOK {
 		t.Fatalf("valid goodbye: status %d, err %v", status, err)
 	}
 	select {
 	case ev := <-ma.events:
-		if ev.Kind != room.EventMessage || ev.Msg.Kind != room.KindLeave || ev.Msg.Epoch != 7 || peer.ID(ev.From) != evil.ID() {
+		if ev.Kind != roomnet.EventMessage || ev.Msg.Kind != roomnet.KindLeave || ev.Msg.Epoch != 7 || peer.ID(ev.From) != evil.ID() {
 			t.Fatalf("first event %s (%+v), want evil's goodbye of epoch 7", eventString(ev), ev)
 		}
 	case <-time.After(5 * time.Second):
@@ -281,7 +281,7 @@ func TestGoodbyeDeliveryBoundedByContextAndClose(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	if err := ma.t.Publish(ctx, room.Message{Kind: room.KindLeave, Epoch: 1}); err != nil {
+	if err := ma.t.Publish(ctx, roomnet.Message{Kind: roomnet.KindLeave, Epoch: 1}); err != nil {
 		t.Fatalf("Publish(leave) to a silent peer: %v", err)
 	}
 	// Bounded by ctx (200ms), not by leaveTimeout (2s).
@@ -292,12 +292,12 @@ func TestGoodbyeDeliveryBoundedByContextAndClose(t *testing.T) {
 		t.Fatalf("stats %+v, want 1 published, 0 acknowledged", st)
 	}
 	// The GossipSub copy still arrived.
-	ms.waitFor(t, 5*time.Second, "the goodbye over GossipSub", func(ev room.NetEvent) bool {
-		return ev.Kind == room.EventMessage && ev.Msg.Kind == room.KindLeave && peer.ID(ev.From) == a.id()
+	ms.waitFor(t, 5*time.Second, "the goodbye over GossipSub", func(ev roomnet.Event) bool {
+		return ev.Kind == roomnet.EventMessage && ev.Msg.Kind == roomnet.KindLeave && peer.ID(ev.From) == a.id()
 	})
 
 	done := make(chan error, 1)
-	go func() { done <- ma.t.Publish(context.Background(), room.Message{Kind: room.KindLeave, Epoch: 2}) }()
+	go func() { done <- ma.t.Publish(context.Background(), roomnet.Message{Kind: roomnet.KindLeave, Epoch: 2}) }()
 	eventually(t, 5*time.Second, "the goodbye stream open", func() bool {
 		for _, c := range a.h.Network().ConnsToPeer(s.id()) {
 			for _, st := range c.GetStreams() {
@@ -312,7 +312,7 @@ func TestGoodbyeDeliveryBoundedByContextAndClose(t *testing.T) {
 	ma.close()
 	select {
 	case err := <-done:
-		if err != nil && !errors.Is(err, room.ErrNetworkClosed) {
+		if err != nil && !errors.Is(err, roomnet.ErrNetworkClosed) {
 			t.Fatalf("Publish(leave) during Close = %v", err)
 		}
 		// Aborted by Close, not ended by leaveTimeout (2s).
@@ -325,7 +325,7 @@ func TestGoodbyeDeliveryBoundedByContextAndClose(t *testing.T) {
 }
 
 func TestLeaveFramingRoundTrip(t *testing.T) {
-	env, err := EncodeMessage(room.Message{Kind: room.KindLeave, Epoch: 1_767_225_600_000})
+	env, err := EncodeMessage(roomnet.Message{Kind: roomnet.KindLeave, Epoch: 1_767_225_600_000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +368,7 @@ func TestLeaveFramingRoundTrip(t *testing.T) {
 }
 
 func FuzzDecodeLeaveRequest(f *testing.F) {
-	env, _ := EncodeMessage(room.Message{Kind: room.KindLeave, Epoch: 42})
+	env, _ := EncodeMessage(roomnet.Message{Kind: roomnet.KindLeave, Epoch: 42})
 	f.Add(encodeLeaveRequest("lobby", env))
 	f.Add([]byte{0x01, 'x', 0x01, 0x04})
 	f.Add([]byte{0x80, 0x01})

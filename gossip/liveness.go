@@ -8,7 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // Liveness probing of room peers (docs/PROTOCOL.md 2.8a, issue 14.3): a
@@ -219,7 +219,7 @@ func (l *liveness) check(p peer.ID, ts []*Topic, start time.Time) {
 	l.r.log.Debug("peer does not answer liveness checks: reporting it down", "peer", p, "misses", aliveMisses)
 	for _, t := range ts {
 		if !t.closed.Load() {
-			t.q.pushPeer(p, room.EventPeerDown)
+			t.q.pushPeer(p, roomnet.EventPeerDown)
 		}
 	}
 }

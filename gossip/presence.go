@@ -3,7 +3,7 @@ package gossip
 import (
 	"fmt"
 
-	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // Presence formats inside an envelope (docs/PROTOCOL.md Part 3): the
@@ -26,12 +26,12 @@ const (
 // Without them a peer could become a member without any presence (a
 // heartbeat with no state), or hold one epoch as a member and another in
 // the store.
-func checkPresence(m room.Message) error {
+func checkPresence(m roomnet.Message) error {
 	var want byte
 	switch m.Kind {
-	case room.KindHello, room.KindHeartbeat:
+	case roomnet.KindHello, roomnet.KindHeartbeat:
 		want = presenceSnapshot
-	case room.KindDelta:
+	case roomnet.KindDelta:
 		want = presenceDelta
 	default:
 		if len(m.State) > 0 {

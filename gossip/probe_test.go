@@ -12,7 +12,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/convene-p2p/convene/ephemeral"
-	"github.com/convene-p2p/convene/room"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // probeAuthor is a fixed Ed25519 identity for the probe inputs.
@@ -67,7 +68,7 @@ func probeEnvelopes(t testing.TB, author peer.ID) map[string][]byte {
 	t.Helper()
 	state := probeState(t, author)
 	hb := func(hdrExtra byte, fields ...[]byte) []byte {
-		b := []byte{byte(room.KindHeartbeat) | hdrExtra, 7}
+		b := []byte{byte(roomnet.KindHeartbeat) | hdrExtra, 7}
 		for _, f := range fields {
 			b = append(b, f...)
 		}
@@ -95,26 +96,26 @@ func probeEnvelopes(t testing.TB, author peer.ID) map[string][]byte {
 		"empty":                     {},
 		"kind 0":                    {0x00 | hdrState, 7},
 		"kind 7":                    {0x07, 7},
-		"reserved bit":              {byte(room.KindHeartbeat) | hdrReserved, 7},
-		"11-byte varint":            {byte(room.KindHeartbeat), 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01},
-		"non-minimal varint":        {byte(room.KindHeartbeat), 0x87, 0x00},
-		"overflowing varint":        {byte(room.KindHeartbeat), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+		"reserved bit":              {byte(roomnet.KindHeartbeat) | hdrReserved, 7},
+		"11-byte varint":            {byte(roomnet.KindHeartbeat), 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01},
+		"non-minimal varint":        {byte(roomnet.KindHeartbeat), 0x87, 0x00},
+		"overflowing varint":        {byte(roomnet.KindHeartbeat), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
 		"length 2^63":               nameLen(1 << 63),
 		"length 2^62":               nameLen(1 << 62),
 		"length 2^40":               nameLen(1 << 40),
 		"length 10^12":              nameLen(1_000_000_000_000),
 		"invalid UTF-8":             hb(hdrName, []byte{3, 'a', 0xff, 'b'}),
 		"65 meta entries":           hb(hdrMeta, meta65),
-		"65 delta entries":          append([]byte{byte(room.KindDelta) | hdrState, 7}, probeDelta(65, entries65...)...),
+		"65 delta entries":          append([]byte{byte(roomnet.KindDelta) | hdrState, 7}, probeDelta(65, entries65...)...),
 		"state version 2":           withState(version2),
-		"zero counter":              append([]byte{byte(room.KindDelta) | hdrState, 7}, probeDelta(1, entry("k", 0, 0, 1, 'v'))...),
-		"9-byte view":               {byte(room.KindHello) | hdrPayload, 7, 1, 2, 3, 4, 5, 6, 7, 8, 9},
-		"non-peer-ID suspect":       append([]byte{byte(room.KindSuspect) | hdrPayload, 7, 7}, "not a peer id"...),
-		"tombstone with TTL":        append([]byte{byte(room.KindDelta) | hdrState, 7}, probeDelta(1, entry("k", 3, 1, 0x10))...),
-		"70 KB":                     append([]byte{byte(room.KindBroadcast) | hdrPayload, 7}, make([]byte, 70<<10)...),
-		"900 KB":                    append([]byte{byte(room.KindBroadcast) | hdrPayload, 7}, make([]byte, 900<<10)...),
+		"zero counter":              append([]byte{byte(roomnet.KindDelta) | hdrState, 7}, probeDelta(1, entry("k", 0, 0, 1, 'v'))...),
+		"9-byte view":               {byte(roomnet.KindHello) | hdrPayload, 7, 1, 2, 3, 4, 5, 6, 7, 8, 9},
+		"non-peer-ID suspect":       append([]byte{byte(roomnet.KindSuspect) | hdrPayload, 7, 7}, "not a peer id"...),
+		"tombstone with TTL":        append([]byte{byte(roomnet.KindDelta) | hdrState, 7}, probeDelta(1, entry("k", 3, 1, 0x10))...),
+		"70 KB":                     append([]byte{byte(roomnet.KindBroadcast) | hdrPayload, 7}, make([]byte, 70<<10)...),
+		"900 KB":                    append([]byte{byte(roomnet.KindBroadcast) | hdrPayload, 7}, make([]byte, 900<<10)...),
 		"state of another peer":     withState(probeState(t, probeOther(t))),
-		"zero epoch state":          append([]byte{byte(room.KindDelta) | hdrState, 7}, []byte{1, 1, 0, 1, 4, 'k', 1, 1, 'v'}...),
+		"zero epoch state":          append([]byte{byte(roomnet.KindDelta) | hdrState, 7}, []byte{1, 1, 0, 1, 4, 'k', 1, 1, 'v'}...),
 		"trailing byte after state": append(hb(hdrState|hdrPayload, binary.AppendUvarint(nil, uint64(len(state))), state), 0),
 	}
 }
@@ -126,7 +127,7 @@ func probeEnvelopes(t testing.TB, author peer.ID) map[string][]byte {
 func probeTies(t testing.TB, author peer.ID) map[string][]byte {
 	t.Helper()
 	state := probeState(t, author) // epoch 7
-	enc := func(m room.Message) []byte {
+	enc := func(m roomnet.Message) []byte {
 		b, err := EncodeMessage(m)
 		if err != nil {
 			t.Fatal(err)
@@ -136,17 +137,17 @@ func probeTies(t testing.TB, author peer.ID) map[string][]byte {
 	delta := probeDelta(1, entry("k", 0, 1, 1, 'v'))
 	empty := []byte{1, 2, 0} // a snapshot of no records
 	return map[string][]byte{
-		"heartbeat without state": enc(room.Message{Kind: room.KindHeartbeat, Epoch: 7, Name: "nobody"}),
-		"hello without state":     enc(room.Message{Kind: room.KindHello, Epoch: 7, Name: "nobody"}),
-		"delta without state":     enc(room.Message{Kind: room.KindDelta, Epoch: 7}),
-		"zero-epoch hello":        enc(room.Message{Kind: room.KindHello, Epoch: 0, Name: "zero"}),
-		"epoch mismatch":          enc(room.Message{Kind: room.KindHeartbeat, Epoch: 8, State: state}),
-		"delta epoch mismatch":    enc(room.Message{Kind: room.KindDelta, Epoch: 6, State: delta}),
-		"delta in a heartbeat":    enc(room.Message{Kind: room.KindHeartbeat, Epoch: 7, State: delta}),
-		"snapshot in a delta":     enc(room.Message{Kind: room.KindDelta, Epoch: 7, State: state}),
-		"empty snapshot":          enc(room.Message{Kind: room.KindHeartbeat, Epoch: 7, State: empty}),
-		"state on a broadcast":    enc(room.Message{Kind: room.KindBroadcast, Epoch: 7, State: state, Payload: []byte("x")}),
-		"state on a leave":        enc(room.Message{Kind: room.KindLeave, Epoch: 7, State: state}),
+		"heartbeat without state": enc(roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: 7, Name: "nobody"}),
+		"hello without state":     enc(roomnet.Message{Kind: roomnet.KindHello, Epoch: 7, Name: "nobody"}),
+		"delta without state":     enc(roomnet.Message{Kind: roomnet.KindDelta, Epoch: 7}),
+		"zero-epoch hello":        enc(roomnet.Message{Kind: roomnet.KindHello, Epoch: 0, Name: "zero"}),
+		"epoch mismatch":          enc(roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: 8, State: state}),
+		"delta epoch mismatch":    enc(roomnet.Message{Kind: roomnet.KindDelta, Epoch: 6, State: delta}),
+		"delta in a heartbeat":    enc(roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: 7, State: delta}),
+		"snapshot in a delta":     enc(roomnet.Message{Kind: roomnet.KindDelta, Epoch: 7, State: state}),
+		"empty snapshot":          enc(roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: 7, State: empty}),
+		"state on a broadcast":    enc(roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 7, State: state, Payload: []byte("x")}),
+		"state on a leave":        enc(roomnet.Message{Kind: roomnet.KindLeave, Epoch: 7, State: state}),
 	}
 }
 
@@ -174,13 +175,13 @@ func TestProbeMalformedEnvelopesAreRejected(t *testing.T) {
 		}
 	}
 	state := probeState(t, author)
-	for _, m := range []room.Message{
-		{Kind: room.KindHeartbeat, Epoch: 7, State: state},
-		{Kind: room.KindHello, Epoch: 7, Name: "ok", State: state, View: 3},
-		{Kind: room.KindHeartbeat, Epoch: 7, State: state, Refute: true},
-		{Kind: room.KindDelta, Epoch: 7, State: probeDelta(1, entry("k", 0, 1, 1, 'v'))},
-		{Kind: room.KindBroadcast, Epoch: 7, Payload: []byte("x")},
-		{Kind: room.KindLeave, Epoch: 7},
+	for _, m := range []roomnet.Message{
+		{Kind: roomnet.KindHeartbeat, Epoch: 7, State: state},
+		{Kind: roomnet.KindHello, Epoch: 7, Name: "ok", State: state, View: 3},
+		{Kind: roomnet.KindHeartbeat, Epoch: 7, State: state, Refute: true},
+		{Kind: roomnet.KindDelta, Epoch: 7, State: probeDelta(1, entry("k", 0, 1, 1, 'v'))},
+		{Kind: roomnet.KindBroadcast, Epoch: 7, Payload: []byte("x")},
+		{Kind: roomnet.KindLeave, Epoch: 7},
 	} {
 		b, err := EncodeMessage(m)
 		if err != nil {
@@ -237,7 +238,7 @@ func FuzzFetchReplyPath(f *testing.F) {
 			}
 		}
 	}
-	good, err := EncodeMessage(room.Message{Kind: room.KindHeartbeat, Epoch: 7, State: probeState(f, author)})
+	good, err := EncodeMessage(roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: 7, State: probeState(f, author)})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -257,7 +258,7 @@ func FuzzFetchReplyPath(f *testing.F) {
 			}
 		}
 		m, err := r.check(env, author)
-		if err != nil || (m.Kind != room.KindHeartbeat && m.Kind != room.KindHello) {
+		if err != nil || (m.Kind != roomnet.KindHeartbeat && m.Kind != roomnet.KindHello) {
 			return
 		}
 		if len(m.State) == 0 {
@@ -283,12 +284,12 @@ func mustValidate(t testing.TB, cfg Config) Config {
 func TestImplementerExamples(t *testing.T) {
 	delta, _ := hex.DecodeString("01" + "01" + "80d0eab6b733" + "01" + "18" + "637572736f72" + "01" + "11" + hex.EncodeToString([]byte(`{"x":100,"y":200}`)))
 	for _, tc := range []struct {
-		m    room.Message
+		m    roomnet.Message
 		want string
 	}{
-		{room.Message{Kind: room.KindDelta, Epoch: 1_767_225_600_000, State: delta},
+		{roomnet.Message{Kind: roomnet.KindDelta, Epoch: 1_767_225_600_000, State: delta},
 			"2380d0eab6b733010180d0eab6b73301186375727" + "36f7201117b2278223a3130302c2279223a3230307d"},
-		{room.Message{Kind: room.KindBroadcast, Epoch: 7, Payload: []byte("hi")}, "45076869"},
+		{roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 7, Payload: []byte("hi")}, "45076869"},
 	} {
 		b, err := EncodeMessage(tc.m)
 		if err != nil {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // queue buffers a Topic's inbound events between its reader goroutines and
@@ -29,14 +29,14 @@ type queue struct {
 	mu      sync.Mutex
 	closed  bool
 	size    int             // bound on queued messages
-	msgs    []room.NetEvent // ring buffer, len(msgs) <= size
+	msgs    []roomnet.Event // ring buffer, len(msgs) <= size
 	head, n int
 	// popped counts the messages handed out so far: the message at ring
 	// position i (0 = head) has sequence number popped+i.
 	popped uint64
 	// lastMsg is, per author with messages in the ring, 1 + the sequence
 	// number of its latest queued message.
-	lastMsg map[room.PeerID]uint64
+	lastMsg map[roomnet.PeerID]uint64
 	peers   []peer.ID // peers with a pending event, oldest first
 	pending map[peer.ID]peerEvent
 	wake    chan struct{} // capacity 1
@@ -46,7 +46,7 @@ type queue struct {
 // peerEvent is a pending transport event: returned once popped >= after,
 // i.e. once the peer's messages queued before it have been returned.
 type peerEvent struct {
-	kind  room.EventKind
+	kind  roomnet.EventKind
 	after uint64
 }
 
@@ -57,7 +57,7 @@ const minQueueRing = 16
 func newQueue(size int) *queue {
 	return &queue{
 		size:    size,
-		lastMsg: make(map[room.PeerID]uint64),
+		lastMsg: make(map[roomnet.PeerID]uint64),
 		pending: make(map[peer.ID]peerEvent),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
@@ -72,7 +72,7 @@ func (q *queue) signal() {
 }
 
 // pushMessage appends ev; it returns false if the queue is full (ev dropped).
-func (q *queue) pushMessage(ev room.NetEvent) bool {
+func (q *queue) pushMessage(ev roomnet.Event) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -95,7 +95,7 @@ func (q *queue) pushMessage(ev room.NetEvent) bool {
 // copying it in logical order with head at 0; sequence numbers count from
 // head, so popped and lastMsg stay valid.
 func (q *queue) grow() {
-	msgs := make([]room.NetEvent, min(max(2*len(q.msgs), minQueueRing), q.size))
+	msgs := make([]roomnet.Event, min(max(2*len(q.msgs), minQueueRing), q.size))
 	k := copy(msgs, q.msgs[q.head:])
 	copy(msgs[k:], q.msgs[:q.head])
 	q.msgs, q.head = msgs, 0
@@ -103,7 +103,7 @@ func (q *queue) grow() {
 
 // pushPeer records the latest transport event for p, to be returned after
 // p's messages queued so far.
-func (q *queue) pushPeer(p peer.ID, kind room.EventKind) {
+func (q *queue) pushPeer(p peer.ID, kind roomnet.EventKind) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -113,7 +113,7 @@ func (q *queue) pushPeer(p peer.ID, kind room.EventKind) {
 		q.peers = slices.DeleteFunc(q.peers, func(x peer.ID) bool { return x == p })
 	}
 	q.peers = append(q.peers, p)
-	q.pending[p] = peerEvent{kind: kind, after: q.lastMsg[room.PeerID(p)]}
+	q.pending[p] = peerEvent{kind: kind, after: q.lastMsg[roomnet.PeerID(p)]}
 	q.signal()
 }
 
@@ -121,7 +121,7 @@ func (q *queue) pushPeer(p peer.ID, kind room.EventKind) {
 // peer has no earlier message left in the ring, else the oldest message.
 // A pending peer event that must wait always has a message ahead of it, so
 // an empty ring means every pending peer event is ready.
-func (q *queue) popLocked() (room.NetEvent, bool) {
+func (q *queue) popLocked() (roomnet.Event, bool) {
 	for i, p := range q.peers {
 		pe := q.pending[p]
 		if pe.after > q.popped {
@@ -129,11 +129,11 @@ func (q *queue) popLocked() (room.NetEvent, bool) {
 		}
 		q.peers = slices.Delete(q.peers, i, i+1)
 		delete(q.pending, p)
-		return room.NetEvent{Kind: pe.kind, From: room.PeerID(p)}, true
+		return roomnet.Event{Kind: pe.kind, From: roomnet.PeerID(p)}, true
 	}
 	if q.n > 0 {
 		ev := q.msgs[q.head]
-		q.msgs[q.head] = room.NetEvent{}
+		q.msgs[q.head] = roomnet.Event{}
 		q.head = (q.head + 1) % len(q.msgs)
 		q.n--
 		q.popped++
@@ -145,16 +145,16 @@ func (q *queue) popLocked() (room.NetEvent, bool) {
 		}
 		return ev, true
 	}
-	return room.NetEvent{}, false
+	return roomnet.Event{}, false
 }
 
 // tryNext returns the next event without waiting (ok false: none queued).
 // When it returns an event and more are queued, wake is signalled again.
-func (q *queue) tryNext() (room.NetEvent, bool, error) {
+func (q *queue) tryNext() (roomnet.Event, bool, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
-		return room.NetEvent{}, false, room.ErrNetworkClosed
+		return roomnet.Event{}, false, roomnet.ErrNetworkClosed
 	}
 	ev, ok := q.popLocked()
 	if ok && (q.n > 0 || len(q.peers) > 0) {
@@ -163,12 +163,12 @@ func (q *queue) tryNext() (room.NetEvent, bool, error) {
 	return ev, ok, nil
 }
 
-func (q *queue) next(ctx context.Context) (room.NetEvent, error) {
+func (q *queue) next(ctx context.Context) (roomnet.Event, error) {
 	for {
 		q.mu.Lock()
 		if q.closed {
 			q.mu.Unlock()
-			return room.NetEvent{}, room.ErrNetworkClosed
+			return roomnet.Event{}, roomnet.ErrNetworkClosed
 		}
 		ev, ok := q.popLocked()
 		if ok && (q.n > 0 || len(q.peers) > 0) {
@@ -182,7 +182,7 @@ func (q *queue) next(ctx context.Context) (room.NetEvent, error) {
 		case <-q.wake:
 		case <-q.done:
 		case <-ctx.Done():
-			return room.NetEvent{}, ctx.Err()
+			return roomnet.Event{}, ctx.Err()
 		}
 	}
 }

@@ -10,19 +10,19 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
-func msgFrom(p string, n int) room.NetEvent {
-	return room.NetEvent{Kind: room.EventMessage, From: room.PeerID(p), Msg: room.Message{Kind: room.KindBroadcast, Epoch: uint64(n)}}
+func msgFrom(p string, n int) roomnet.Event {
+	return roomnet.Event{Kind: roomnet.EventMessage, From: roomnet.PeerID(p), Msg: roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: uint64(n)}}
 }
 
 // drain pops n events from q without blocking.
-func drain(t *testing.T, q *queue, n int) []room.NetEvent {
+func drain(t *testing.T, q *queue, n int) []roomnet.Event {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // next returns at once when nothing is ready
-	var got []room.NetEvent
+	var got []roomnet.Event
 	for range n {
 		ev, err := q.next(ctx)
 		if err != nil {
@@ -36,23 +36,23 @@ func drain(t *testing.T, q *queue, n int) []room.NetEvent {
 	return got
 }
 
-func eventString(ev room.NetEvent) string {
+func eventString(ev roomnet.Event) string {
 	from := string(ev.From)
 	if len(from) > 8 { // a real peer ID, not a test name
 		from = peer.ID(ev.From).String()
 	}
 	switch ev.Kind {
-	case room.EventMessage:
+	case roomnet.EventMessage:
 		return fmt.Sprintf("msg %s/%d", from, ev.Msg.Epoch)
-	case room.EventPeerUp:
+	case roomnet.EventPeerUp:
 		return fmt.Sprintf("up %s", from)
-	case room.EventPeerDown:
+	case roomnet.EventPeerDown:
 		return fmt.Sprintf("down %s", from)
 	}
 	return "?"
 }
 
-func checkOrder(t *testing.T, got []room.NetEvent, want ...string) {
+func checkOrder(t *testing.T, got []roomnet.Event, want ...string) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("got %d events, want %d", len(got), len(want))
@@ -73,16 +73,16 @@ func checkOrder(t *testing.T, got []room.NetEvent, want ...string) {
 // messages; messages beyond the bound are dropped.
 func TestQueueCoalescesPeerEvents(t *testing.T) {
 	q := newQueue(2)
-	q.pushPeer("p1", room.EventPeerUp)
-	q.pushPeer("p2", room.EventPeerUp)
-	q.pushPeer("p1", room.EventPeerDown)
+	q.pushPeer("p1", roomnet.EventPeerUp)
+	q.pushPeer("p2", roomnet.EventPeerUp)
+	q.pushPeer("p1", roomnet.EventPeerDown)
 	if !q.pushMessage(msgFrom("p3", 1)) || !q.pushMessage(msgFrom("p4", 1)) {
 		t.Fatal("push into a non-full queue failed")
 	}
 	if q.pushMessage(msgFrom("p5", 1)) {
 		t.Fatal("push into a full queue succeeded")
 	}
-	q.pushPeer("p6", room.EventPeerUp) // the message queue is full
+	q.pushPeer("p6", roomnet.EventPeerUp) // the message queue is full
 	checkOrder(t, drain(t, q, 5), "up p2", "down p1", "up p6", "msg p3/1", "msg p4/1")
 
 	cctx, cancel := context.WithCancel(context.Background())
@@ -91,7 +91,7 @@ func TestQueueCoalescesPeerEvents(t *testing.T) {
 		t.Fatalf("next on empty queue with cancelled ctx = %v", err)
 	}
 	q.close()
-	if _, err := q.next(context.Background()); !errors.Is(err, room.ErrNetworkClosed) {
+	if _, err := q.next(context.Background()); !errors.Is(err, roomnet.ErrNetworkClosed) {
 		t.Fatalf("next after close = %v", err)
 	}
 }
@@ -101,19 +101,19 @@ func TestQueueCoalescesPeerEvents(t *testing.T) {
 // PeerDown; other peers' events are not held back.
 func TestQueuePeerDownDoesNotOvertakeQueuedMessages(t *testing.T) {
 	q := newQueue(16)
-	q.pushPeer("x", room.EventPeerUp)
+	q.pushPeer("x", roomnet.EventPeerUp)
 	q.pushMessage(msgFrom("x", 1))
 	q.pushMessage(msgFrom("y", 1))
 	q.pushMessage(msgFrom("x", 2)) // x's goodbye
-	q.pushPeer("x", room.EventPeerDown)
-	q.pushPeer("z", room.EventPeerUp)
+	q.pushPeer("x", roomnet.EventPeerDown)
+	q.pushPeer("z", roomnet.EventPeerUp)
 	q.pushMessage(msgFrom("x", 3)) // relayed after the hint: may follow it
 	checkOrder(t, drain(t, q, 6), "up z", "msg x/1", "msg y/1", "msg x/2", "down x", "msg x/3")
 
 	// Popping in between: the event waits only for what is still queued.
 	q.pushMessage(msgFrom("x", 4))
 	checkOrder(t, drain(t, q, 1), "msg x/4")
-	q.pushPeer("x", room.EventPeerDown)
+	q.pushPeer("x", roomnet.EventPeerDown)
 	q.pushMessage(msgFrom("x", 5))
 	checkOrder(t, drain(t, q, 2), "down x", "msg x/5")
 
@@ -123,7 +123,7 @@ func TestQueuePeerDownDoesNotOvertakeQueuedMessages(t *testing.T) {
 	if q.pushMessage(msgFrom("x", 1)) {
 		t.Fatal("push into a full queue succeeded")
 	}
-	q.pushPeer("x", room.EventPeerDown)
+	q.pushPeer("x", roomnet.EventPeerDown)
 	checkOrder(t, drain(t, q, 2), "down x", "msg y/1")
 }
 
@@ -142,17 +142,17 @@ func TestQueueOrderProperty(t *testing.T) {
 		pushes := 4 + rng.IntN(4) // of 10 steps push a message, 2 a peer event, the rest pop
 		q := newQueue(size)
 		var (
-			queued    []room.NetEvent               // model of the message FIFO
-			pending   = map[string]room.EventKind{} // latest peer event not yet returned
-			mustFirst = map[string]int{}            // per peer: messages (by serial) to return before its event
+			queued    []roomnet.Event                  // model of the message FIFO
+			pending   = map[string]roomnet.EventKind{} // latest peer event not yet returned
+			mustFirst = map[string]int{}               // per peer: messages (by serial) to return before its event
 			serial    int
 			returned  = map[int]bool{}
 		)
-		check := func(ev room.NetEvent) {
+		check := func(ev roomnet.Event) {
 			t.Helper()
 			p := string(ev.From)
 			switch ev.Kind {
-			case room.EventMessage:
+			case roomnet.EventMessage:
 				if len(queued) == 0 || queued[0].Msg.Epoch != ev.Msg.Epoch {
 					t.Fatalf("seed %d: message %s out of FIFO order", seed, eventString(ev))
 				}
@@ -184,9 +184,9 @@ func TestQueueOrderProperty(t *testing.T) {
 					t.Fatalf("seed %d: push into a non-full queue refused", seed)
 				}
 			case r < pushes+2:
-				kind := room.EventPeerUp
+				kind := roomnet.EventPeerUp
 				if rng.IntN(2) == 0 {
-					kind = room.EventPeerDown
+					kind = roomnet.EventPeerDown
 				}
 				q.pushPeer(peer.ID(p), kind)
 				pending[p] = kind
@@ -233,11 +233,11 @@ func BenchmarkNewQueue(b *testing.B) {
 }
 
 // popN pops n events from q without blocking; more may remain.
-func popN(t *testing.T, q *queue, n int) []room.NetEvent {
+func popN(t *testing.T, q *queue, n int) []roomnet.Event {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	var got []room.NetEvent
+	var got []roomnet.Event
 	for range n {
 		ev, err := q.next(ctx)
 		if err != nil {
@@ -249,7 +249,7 @@ func popN(t *testing.T, q *queue, n int) []room.NetEvent {
 }
 
 // abMsg is message i, from a if i is odd, else from b.
-func abMsg(i int) room.NetEvent {
+func abMsg(i int) roomnet.Event {
 	if i%2 == 1 {
 		return msgFrom("a", i)
 	}
@@ -282,8 +282,8 @@ func TestQueueGrowsInOrder(t *testing.T) {
 	if q.n != len(q.msgs) || q.head == 0 {
 		t.Fatalf("ring not full and wrapped: head %d, n %d, len %d", q.head, q.n, len(q.msgs))
 	}
-	q.pushPeer("a", room.EventPeerDown) // after a/21
-	q.pushPeer("c", room.EventPeerUp)   // at once
+	q.pushPeer("a", roomnet.EventPeerDown) // after a/21
+	q.pushPeer("c", roomnet.EventPeerUp)   // at once
 	q.pushMessage(abMsg(23))
 	if len(q.msgs) != 2*minQueueRing || q.head != 0 {
 		t.Fatalf("after growing: ring of %d slots, head %d; want %d, 0", len(q.msgs), q.head, 2*minQueueRing)

@@ -11,13 +11,13 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // isLeave matches a goodbye of epoch from peer.
-func isLeave(from peer.ID, epoch uint64) func(room.NetEvent) bool {
-	return func(ev room.NetEvent) bool {
-		return ev.Kind == room.EventMessage && peer.ID(ev.From) == from && ev.Msg.Kind == room.KindLeave && ev.Msg.Epoch == epoch
+func isLeave(from peer.ID, epoch uint64) func(roomnet.Event) bool {
+	return func(ev roomnet.Event) bool {
+		return ev.Kind == roomnet.EventMessage && peer.ID(ev.From) == from && ev.Msg.Kind == roomnet.KindLeave && ev.Msg.Epoch == epoch
 	}
 }
 
@@ -40,20 +40,20 @@ func TestGoodbyeWithoutItsGossipSubCopyIsPassedOnByTheNeighbour(t *testing.T) {
 		_ = mm.t.Publish(context.Background(), heartbeatOf(t, m.id()))
 		select {
 		case ev := <-ml.events:
-			return ev.Kind == room.EventMessage && peer.ID(ev.From) == m.id()
+			return ev.Kind == roomnet.EventMessage && peer.ID(ev.From) == m.id()
 		case <-time.After(50 * time.Millisecond):
 			return false
 		}
 	})
 
-	data, err := EncodeMessage(room.Message{Kind: room.KindLeave, Epoch: 7})
+	data, err := EncodeMessage(roomnet.Message{Kind: roomnet.KindLeave, Epoch: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ml.t.deliverLeave(context.Background(), data) // the direct goodbye alone
 	mn.waitFor(t, 5*time.Second, "n gets l's goodbye", isLeave(l.id(), 7))
 	ev := mm.waitFor(t, 5*time.Second, "m gets l's goodbye through n", isLeave(l.id(), 7))
-	if ev.From != room.PeerID(l.id()) {
+	if ev.From != roomnet.PeerID(l.id()) {
 		t.Fatalf("goodbye attributed to %s, want l", ev.From)
 	}
 	if st := mn.t.Stats(); st.LeaveRelayed != 1 {
@@ -79,11 +79,11 @@ func TestGoodbyeOfAFullyConnectedLeaverIsNotPassedOn(t *testing.T) {
 		if err := x.t.Publish(context.Background(), heartbeatOf(t, x.n.id())); err != nil {
 			t.Fatal(err)
 		}
-		ml.waitFor(t, 5*time.Second, "l hears "+x.n.id().String(), func(ev room.NetEvent) bool {
-			return ev.Kind == room.EventMessage && peer.ID(ev.From) == x.n.id()
+		ml.waitFor(t, 5*time.Second, "l hears "+x.n.id().String(), func(ev roomnet.Event) bool {
+			return ev.Kind == roomnet.EventMessage && peer.ID(ev.From) == x.n.id()
 		})
 	}
-	if err := ml.t.Publish(context.Background(), room.Message{Kind: room.KindLeave, Epoch: 3}); err != nil {
+	if err := ml.t.Publish(context.Background(), roomnet.Message{Kind: roomnet.KindLeave, Epoch: 3}); err != nil {
 		t.Fatal(err)
 	}
 	for _, x := range []*member{mn, mm} {
@@ -124,14 +124,14 @@ func TestSignedGoodbyeIsVerifiedNotTrustedFromItsSender(t *testing.T) {
 		t.Fatal(err)
 	}
 	author, _ := peer.IDFromPrivateKey(key)
-	env := func(m room.Message) []byte {
+	env := func(m roomnet.Message) []byte {
 		b, err := EncodeMessage(m)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
 	}
-	good := signedBy(t, key, "lobby", env(room.Message{Kind: room.KindLeave, Epoch: 5}))
+	good := signedBy(t, key, "lobby", env(roomnet.Message{Kind: roomnet.KindLeave, Epoch: 5}))
 	tampered := append([]byte(nil), good...)
 	tampered[len(tampered)-1] ^= 1
 	for _, tc := range []struct {
@@ -140,10 +140,10 @@ func TestSignedGoodbyeIsVerifiedNotTrustedFromItsSender(t *testing.T) {
 		want byte // 0xff: reset
 	}{
 		{"broken signature", encodeLeaveRequest2("lobby", 0, tampered), leaveInvalid},
-		{"another topic", encodeLeaveRequest2("lobby", 0, signedBy(t, key, "other", env(room.Message{Kind: room.KindLeave, Epoch: 5}))), leaveInvalid},
-		{"not a leave", encodeLeaveRequest2("lobby", 0, signedBy(t, key, "lobby", env(room.Message{Kind: room.KindHeartbeat, Epoch: 5}))), leaveInvalid},
+		{"another topic", encodeLeaveRequest2("lobby", 0, signedBy(t, key, "other", env(roomnet.Message{Kind: roomnet.KindLeave, Epoch: 5}))), leaveInvalid},
+		{"not a leave", encodeLeaveRequest2("lobby", 0, signedBy(t, key, "lobby", env(roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: 5}))), leaveInvalid},
 		{"unknown flags", encodeLeaveRequest2("lobby", 0x80, good), 0xff},
-		{"version 1 request", encodeLeaveRequest("lobby", env(room.Message{Kind: room.KindLeave, Epoch: 5})), 0xff},
+		{"version 1 request", encodeLeaveRequest("lobby", env(roomnet.Message{Kind: roomnet.KindLeave, Epoch: 5})), 0xff},
 	} {
 		status, err := sendRawLeaveOver(t, relayer, a.id(), LeaveProtocol, tc.req)
 		switch {
@@ -159,7 +159,7 @@ func TestSignedGoodbyeIsVerifiedNotTrustedFromItsSender(t *testing.T) {
 		}
 	}
 	ev := ma.waitFor(t, 5*time.Second, "the author's goodbye", isLeave(author, 5))
-	if ev.From != room.PeerID(author) {
+	if ev.From != roomnet.PeerID(author) {
 		t.Fatalf("attributed to %s, want the author", ev.From)
 	}
 	if st := ma.t.Stats(); st.LeaveReceived != 1 || st.LeaveInvalid != 3 {
@@ -168,7 +168,7 @@ func TestSignedGoodbyeIsVerifiedNotTrustedFromItsSender(t *testing.T) {
 }
 
 func FuzzDecodeLeaveRequest2(f *testing.F) {
-	env, _ := EncodeMessage(room.Message{Kind: room.KindLeave, Epoch: 42})
+	env, _ := EncodeMessage(roomnet.Message{Kind: roomnet.KindLeave, Epoch: 42})
 	f.Add(encodeLeaveRequest2("lobby", leavePassOn, env))
 	f.Add(encodeLeaveRequest2("lobby", 0, []byte{1}))
 	f.Add([]byte{0x01, 'x', 0x02, 0x01, 0x00})
@@ -193,7 +193,7 @@ func TestGoodbyeFallsBackToVersion1(t *testing.T) {
 	b.h.RemoveStreamHandler(LeaveProtocol)
 	connect(t, a.h, b.h)
 	eventually(t, 5*time.Second, "a and b subscribed", func() bool { return len(ma.t.Peers()) == 1 && len(mb.t.Peers()) == 1 })
-	if err := ma.t.Publish(context.Background(), room.Message{Kind: room.KindLeave, Epoch: 2}); err != nil {
+	if err := ma.t.Publish(context.Background(), roomnet.Message{Kind: roomnet.KindLeave, Epoch: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if st := ma.t.Stats(); st.LeaveAcked != 1 {
@@ -219,17 +219,17 @@ func TestGoodbyeIsPassedOnToMembersKnownOnlyThroughTheJoinSnapshot(t *testing.T)
 	// knows M from the fetch reply only.
 	mKey := m.h.Peerstore().PrivKey(m.id())
 	hb := signAs(t, m.id(), mKey, TopicName("lobby"), mustEncode(t, heartbeatOf(t, m.id())), false)
-	mn.t.Serve(func() (room.Served, bool) {
-		return room.Served{State: heartbeatOf(t, n.id()), Relayed: [][]byte{hb}}, true
+	mn.t.Serve(func() (roomnet.Served, bool) {
+		return roomnet.Served{State: heartbeatOf(t, n.id()), Relayed: [][]byte{hb}}, true
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	reply, err := ml.t.Fetch(ctx, room.PeerID(n.id()))
+	reply, err := ml.t.Fetch(ctx, roomnet.PeerID(n.id()))
 	if err != nil || len(reply.Relayed) != 1 {
 		t.Fatalf("Fetch = %d relayed, %v; want M's heartbeat", len(reply.Relayed), err)
 	}
 
-	data, err := EncodeMessage(room.Message{Kind: room.KindLeave, Epoch: 7})
+	data, err := EncodeMessage(roomnet.Message{Kind: roomnet.KindLeave, Epoch: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestGoodbyeIsPassedOnToMembersKnownOnlyThroughTheJoinSnapshot(t *testing.T)
 
 // heartbeatOf is a valid heartbeat of id at epoch 1 (its own state, same
 // epoch as the envelope).
-func heartbeatOf(t testing.TB, id peer.ID) room.Message {
+func heartbeatOf(t testing.TB, id peer.ID) roomnet.Message {
 	t.Helper()
-	return room.Message{Kind: room.KindHeartbeat, Epoch: 1, State: presenceAt(t, id, 1)}
+	return roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: 1, State: presenceAt(t, id, 1)}
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // signAs builds a pubsub message on topic with data, From set to from and
@@ -55,12 +55,12 @@ func TestFetchRelaysOnlyVerifiedSignedMessages(t *testing.T) {
 	oc.waitPeerUp(t, 5*time.Second, b.id())
 	ctx := context.Background()
 
-	hb := room.Message{Kind: room.KindHeartbeat, Epoch: stateEpoch, Name: "Carol", State: presence(t, c.id(), "cursor", `{"x":3}`)}
+	hb := roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: stateEpoch, Name: "Carol", State: presence(t, c.id(), "cursor", `{"x":3}`)}
 	if err := mc.t.Publish(ctx, hb); err != nil {
 		t.Fatal(err)
 	}
-	got := mb.waitFor(t, 5*time.Second, "c's heartbeat", func(ev room.NetEvent) bool {
-		return ev.Kind == room.EventMessage && peer.ID(ev.From) == c.id() && ev.Msg.Kind == room.KindHeartbeat
+	got := mb.waitFor(t, 5*time.Second, "c's heartbeat", func(ev roomnet.Event) bool {
+		return ev.Kind == roomnet.EventMessage && peer.ID(ev.From) == c.id() && ev.Msg.Kind == roomnet.KindHeartbeat
 	})
 	if len(got.Signed) == 0 {
 		t.Fatal("received heartbeat carries no signed form")
@@ -68,10 +68,10 @@ func TestFetchRelaysOnlyVerifiedSignedMessages(t *testing.T) {
 	if err := oc.t.Publish(ctx, hb); err != nil {
 		t.Fatal(err)
 	}
-	otherTopic := ob.waitFor(t, 5*time.Second, "c's heartbeat in other", func(ev room.NetEvent) bool {
-		return ev.Kind == room.EventMessage && peer.ID(ev.From) == c.id()
+	otherTopic := ob.waitFor(t, 5*time.Second, "c's heartbeat in other", func(ev roomnet.Event) bool {
+		return ev.Kind == roomnet.EventMessage && peer.ID(ev.From) == c.id()
 	}).Signed
-	if err := mc.t.Publish(ctx, room.Message{Kind: room.KindBroadcast, Epoch: 7, Payload: []byte("hi")}); err != nil {
+	if err := mc.t.Publish(ctx, roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 7, Payload: []byte("hi")}); err != nil {
 		t.Fatal(err)
 	}
 	if ev := mb.waitFor(t, 5*time.Second, "c's broadcast", isBroadcast(c.id(), "hi")); ev.Signed != nil {
@@ -83,7 +83,7 @@ func TestFetchRelaysOnlyVerifiedSignedMessages(t *testing.T) {
 	if err := proto.Unmarshal(got.Signed, &tampered); err != nil {
 		t.Fatal(err)
 	}
-	tampered.Data = mustEncode(t, room.Message{Kind: room.KindHeartbeat, Epoch: stateEpoch, Name: "Mallory", State: presence(t, c.id(), "cursor", `{"x":666}`)})
+	tampered.Data = mustEncode(t, roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: stateEpoch, Name: "Mallory", State: presence(t, c.id(), "cursor", `{"x":666}`)})
 	tamperedBytes, err := proto.Marshal(&tampered)
 	if err != nil {
 		t.Fatal(err)
@@ -96,22 +96,22 @@ func TestFetchRelaysOnlyVerifiedSignedMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged := mustEncode(t, room.Message{Kind: room.KindHeartbeat, Epoch: stateEpoch + 1, Name: "Carol", State: presenceAt(t, c.id(), stateEpoch+1, "cursor", `{"x":666}`)})
+	forged := mustEncode(t, roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: stateEpoch + 1, Name: "Carol", State: presenceAt(t, c.id(), stateEpoch+1, "cursor", `{"x":666}`)})
 	lobby := TopicName("lobby")
 	relayed := [][]byte{
 		got.Signed,    // genuine
 		tamperedBytes, // data altered after signing
 		otherTopic,    // genuine, but another room's
 		{0xff, 0x01},  // garbage
-		signAs(t, c.id(), evilKey, lobby, forged, true),                                                     // claims c, signed by another key (key attached)
-		signAs(t, c.id(), evilKey, lobby, forged, false),                                                    // claims c, signed by another key
-		signAs(t, evil, evilKey, lobby, forged, false),                                                      // signed by its author, but about c
-		signAs(t, evil, evilKey, lobby, mustEncode(t, room.Message{Kind: room.KindLeave, Epoch: 1}), false), // valid, wrong kind
+		signAs(t, c.id(), evilKey, lobby, forged, true),                                                           // claims c, signed by another key (key attached)
+		signAs(t, c.id(), evilKey, lobby, forged, false),                                                          // claims c, signed by another key
+		signAs(t, evil, evilKey, lobby, forged, false),                                                            // signed by its author, but about c
+		signAs(t, evil, evilKey, lobby, mustEncode(t, roomnet.Message{Kind: roomnet.KindLeave, Epoch: 1}), false), // valid, wrong kind
 	}
-	mb.t.Serve(func() (room.Served, bool) {
-		return room.Served{State: room.Message{Kind: room.KindHeartbeat, Epoch: stateEpoch, State: presence(t, b.id())}, Relayed: relayed}, true
+	mb.t.Serve(func() (roomnet.Served, bool) {
+		return roomnet.Served{State: roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: stateEpoch, State: presence(t, b.id())}, Relayed: relayed}, true
 	})
-	reply, err := ma.t.Fetch(ctx, room.PeerID(b.id()))
+	reply, err := ma.t.Fetch(ctx, roomnet.PeerID(b.id()))
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
 	}
@@ -119,7 +119,7 @@ func TestFetchRelaysOnlyVerifiedSignedMessages(t *testing.T) {
 		t.Fatalf("%d relayed messages accepted, want 1 (c's genuine heartbeat): %+v", len(reply.Relayed), reply.Relayed)
 	}
 	ev := reply.Relayed[0]
-	if peer.ID(ev.From) != c.id() || ev.Kind != room.EventMessage || !sameMessage(ev.Msg, hb) {
+	if peer.ID(ev.From) != c.id() || ev.Kind != roomnet.EventMessage || !sameMessage(ev.Msg, hb) {
 		t.Errorf("relayed = %+v, want c's heartbeat %+v", ev, hb)
 	}
 	if st := ma.t.Stats(); st.RelayAccepted != 1 || st.RelayInvalid != uint64(len(relayed)-1) {
@@ -166,11 +166,11 @@ func FuzzOpenSigned(f *testing.F) {
 func TestCheckSuspectSubjectIsAPeerID(t *testing.T) {
 	n := newNode(t, Config{})
 	author := randomPeerID(t)
-	good := mustEncode(t, room.Message{Kind: room.KindSuspect, Epoch: 1, Subject: room.PeerID(randomPeerID(t)), SubjectEpoch: 2})
+	good := mustEncode(t, roomnet.Message{Kind: roomnet.KindSuspect, Epoch: 1, Subject: roomnet.PeerID(randomPeerID(t)), SubjectEpoch: 2})
 	if _, err := n.r.check(good, author); err != nil {
 		t.Fatalf("valid suspect rejected: %v", err)
 	}
-	bad := mustEncode(t, room.Message{Kind: room.KindSuspect, Epoch: 1, Subject: "not a peer id", SubjectEpoch: 2})
+	bad := mustEncode(t, roomnet.Message{Kind: roomnet.KindSuspect, Epoch: 1, Subject: "not a peer id", SubjectEpoch: 2})
 	if _, err := n.r.check(bad, author); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("suspect about a non-peer-ID: %v, want ErrMalformed", err)
 	}

@@ -12,13 +12,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/convene-p2p/convene/ephemeral"
-	"github.com/convene-p2p/convene/room"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
-var (
-	_ room.Network = (*Topic)(nil)
-	_ room.Poller  = (*Topic)(nil)
-)
+var _ roomnet.Network = (*Topic)(nil)
 
 const (
 	// subBufferSize is pubsub's per-subscription buffer; the reader goroutine
@@ -31,7 +29,7 @@ const (
 	peerUpWait = 2 * time.Second
 )
 
-// Topic is one joined room: it implements room.Network over a GossipSub
+// Topic is one joined room: it implements roomnet.Network over a GossipSub
 // topic. It is safe for concurrent use.
 type Topic struct {
 	r      *Router
@@ -40,7 +38,7 @@ type Topic struct {
 	self   peer.ID
 	lim    *limiters[peer.ID]
 	stats  counters
-	serve  atomic.Pointer[func() (room.Served, bool)]
+	server atomic.Pointer[func() (roomnet.Served, bool)]
 	q      *queue
 	own    ownCount  // own messages published and routed (flush.go)
 	bye    *goodbyes // goodbyes seen, authors heard (leave.go)
@@ -138,7 +136,7 @@ func (t *Topic) Peers() []peer.ID {
 // with ErrMalformed, ErrTooLarge or ErrWrongAuthor (wrapped) for a message
 // that other peers would reject.
 //
-// A goodbye (room.KindLeave) is also sent directly to every peer in Peers()
+// A goodbye (roomnet.KindLeave) is also sent directly to every peer in Peers()
 // over LeaveProtocol, concurrently, and Publish returns once every one of
 // them acknowledged it (queued it for its room), or failed, or ctx ended,
 // or 2 s passed, or the Topic was closed: a Close right after it cannot
@@ -149,9 +147,9 @@ func (t *Topic) Peers() []peer.ID {
 // §2.9). A peer may thus receive a goodbye twice (over a stream and
 // through GossipSub); the room ignores the second. Failed direct deliveries are not an error (the goodbye was handed
 // to GossipSub); Stats.LeaveAcked counts the acknowledged ones.
-func (t *Topic) Publish(ctx context.Context, m room.Message) error {
+func (t *Topic) Publish(ctx context.Context, m roomnet.Message) error {
 	if t.closed.Load() {
-		return room.ErrNetworkClosed
+		return roomnet.ErrNetworkClosed
 	}
 	data, err := EncodeMessage(m)
 	if err != nil {
@@ -162,13 +160,13 @@ func (t *Topic) Publish(ctx context.Context, m room.Message) error {
 	}
 	if err := t.pt.Publish(ctx, data); err != nil {
 		if t.closed.Load() || errors.Is(err, pubsub.ErrTopicClosed) {
-			return room.ErrNetworkClosed
+			return roomnet.ErrNetworkClosed
 		}
 		return fmt.Errorf("gossip: publish: %w", err)
 	}
 	t.own.publish()
 	t.count(cPublished)
-	if m.Kind == room.KindLeave {
+	if m.Kind == roomnet.KindLeave {
 		// The direct goodbye is a stream of its own: it could overtake
 		// this peer's earlier messages still queued in GossipSub, and a
 		// receiver drops what arrives after the goodbye. Let them be
@@ -185,35 +183,38 @@ func (t *Topic) Publish(ctx context.Context, m room.Message) error {
 // returned after every message from the same peer that was queued before
 // it (a PeerDown never overtakes that peer's goodbye), and ahead of other
 // peers' queued messages. Messages are returned in the order they were
-// queued. After Close it returns room.ErrNetworkClosed.
-func (t *Topic) Next(ctx context.Context) (room.NetEvent, error) {
+// queued. After Close it returns roomnet.ErrNetworkClosed. Next is the
+// blocking form of TryNext, for tests and tools that read a Topic without
+// a room; a room polls (Ready, TryNext).
+func (t *Topic) Next(ctx context.Context) (roomnet.Event, error) {
 	return t.q.next(ctx)
 }
 
-// Ready and TryNext make the Topic a room.Poller: the room takes events
-// straight from the queue on its own loop. Ready receives a value when
+// Ready and TryNext are how a room takes events (roomnet.Network): straight
+// from the queue on its own loop. Ready receives a value when
 // events may be queued (and after Close); TryNext returns the next one in
-// Next's order without blocking, and room.ErrNetworkClosed after Close.
+// Next's order without blocking, and roomnet.ErrNetworkClosed after Close.
 // Use either Next or Ready/TryNext, not both.
 func (t *Topic) Ready() <-chan struct{} { return t.q.wake }
 
 // TryNext: see Ready.
-func (t *Topic) TryNext() (room.NetEvent, bool, error) { return t.q.tryNext() }
+func (t *Topic) TryNext() (roomnet.Event, bool, error) { return t.q.tryNext() }
 
 // Serve sets the function that answers Fetch requests for this room; nil (or
 // never calling Serve) refuses them.
-func (t *Topic) Serve(state func() (s room.Served, ok bool)) {
+func (t *Topic) Serve(state func() (s roomnet.Served, ok bool)) {
 	if state == nil {
-		t.serve.Store(nil)
+		t.server.Store(nil)
 		return
 	}
-	t.serve.Store(&state)
+	t.server.Store(&state)
 }
 
-func (t *Topic) serveState() (room.Served, bool) {
-	f := t.serve.Load()
+// serve answers one Fetch request with the function set by Serve.
+func (t *Topic) serve() (roomnet.Served, bool) {
+	f := t.server.Load()
 	if f == nil {
-		return room.Served{}, false
+		return roomnet.Served{}, false
 	}
 	return (*f)()
 }
@@ -303,38 +304,38 @@ func (t *Topic) validate(_ context.Context, src peer.ID, msg *pubsub.Message) pu
 // presence state (ephemeral.Verify: decodable, within Limits, describing
 // author only), and the envelope's tie to it (checkPresence: present
 // exactly on hello/heartbeat/delta, of the right kind, same epoch).
-func (r *Router) check(data []byte, author peer.ID) (room.Message, error) {
+func (r *Router) check(data []byte, author peer.ID) (roomnet.Message, error) {
 	if len(data) > r.cfg.MaxMessageSize {
-		return room.Message{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), r.cfg.MaxMessageSize)
+		return roomnet.Message{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), r.cfg.MaxMessageSize)
 	}
 	if author == "" {
-		return room.Message{}, fmt.Errorf("%w: unsigned", ErrMalformed)
+		return roomnet.Message{}, fmt.Errorf("%w: unsigned", ErrMalformed)
 	}
 	m, err := DecodeMessage(data)
 	if err != nil {
-		return room.Message{}, err
+		return roomnet.Message{}, err
 	}
-	if m.Kind == room.KindSuspect {
+	if m.Kind == roomnet.KindSuspect {
 		if _, err := peer.IDFromBytes([]byte(m.Subject)); err != nil {
-			return room.Message{}, fmt.Errorf("%w: suspect subject is not a peer ID: %w", ErrMalformed, err)
+			return roomnet.Message{}, fmt.Errorf("%w: suspect subject is not a peer ID: %w", ErrMalformed, err)
 		}
 	}
 	if len(m.State) > 0 {
 		if err := ephemeral.Verify(m.State, ephemeral.PeerID(author), r.cfg.Limits); err != nil {
 			switch {
 			case errors.Is(err, ephemeral.ErrForeignPeer):
-				return room.Message{}, fmt.Errorf("%w: %w", ErrWrongAuthor, err)
+				return roomnet.Message{}, fmt.Errorf("%w: %w", ErrWrongAuthor, err)
 			case errors.Is(err, ephemeral.ErrTooLarge), errors.Is(err, ephemeral.ErrKeyTooLong),
 				errors.Is(err, ephemeral.ErrValueTooLarge), errors.Is(err, ephemeral.ErrTooManyKeys),
 				errors.Is(err, ephemeral.ErrTooManyPeers):
-				return room.Message{}, fmt.Errorf("%w: state: %w", ErrTooLarge, err)
+				return roomnet.Message{}, fmt.Errorf("%w: state: %w", ErrTooLarge, err)
 			default:
-				return room.Message{}, fmt.Errorf("%w: state: %w", ErrMalformed, err)
+				return roomnet.Message{}, fmt.Errorf("%w: state: %w", ErrMalformed, err)
 			}
 		}
 	}
 	if err := checkPresence(m); err != nil {
-		return room.Message{}, err
+		return roomnet.Message{}, err
 	}
 	return m, nil
 }
@@ -374,18 +375,18 @@ func (t *Topic) readLoop() {
 		if msg.ReceivedFrom == t.self || from == t.self {
 			continue
 		}
-		m, ok := msg.ValidatorData.(*room.Message)
+		m, ok := msg.ValidatorData.(*roomnet.Message)
 		if !ok {
 			continue // not validated by us; cannot happen
 		}
-		ev := room.NetEvent{Kind: room.EventMessage, From: room.PeerID(from), Msg: *m}
-		if m.Kind == room.KindLeave {
+		ev := roomnet.Event{Kind: roomnet.EventMessage, From: roomnet.PeerID(from), Msg: *m}
+		if m.Kind == roomnet.KindLeave {
 			t.bye.got(goodbyeKey{author: from, epoch: m.Epoch}, msg.ReceivedFrom, false, false, time.Now())
 		} else {
 			t.bye.heard(from, time.Now())
 		}
 		switch m.Kind {
-		case room.KindHello, room.KindHeartbeat, room.KindDelta:
+		case roomnet.KindHello, roomnet.KindHeartbeat, roomnet.KindDelta:
 			ev.Signed = signedForm(msg) // the room may relay it in Fetch replies
 		}
 		if !t.q.pushMessage(ev) {
@@ -420,7 +421,7 @@ func (t *Topic) peerLoop() {
 				if _, ok := pending[ev.Peer]; ok {
 					delete(pending, ev.Peer) // never reported up
 				} else {
-					t.q.pushPeer(ev.Peer, room.EventPeerDown)
+					t.q.pushPeer(ev.Peer, roomnet.EventPeerDown)
 				}
 			}
 		}
@@ -435,7 +436,7 @@ func (t *Topic) peerLoop() {
 		for p, since := range pending {
 			if listed[p] || now.Sub(since) >= peerUpWait {
 				delete(pending, p)
-				t.q.pushPeer(p, room.EventPeerUp)
+				t.q.pushPeer(p, roomnet.EventPeerUp)
 			}
 		}
 	}

@@ -15,12 +15,13 @@ import (
 	"time"
 
 	"github.com/convene-p2p/convene/ephemeral"
-	"github.com/convene-p2p/convene/room"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // The protocol test vectors (docs/PROTOCOL.md 2.13) live in
@@ -42,7 +43,7 @@ type vectorKey struct {
 	PeerIDHex  string `json:"peer_id_bytes"`
 }
 
-// vectorEnvelope is one valid envelope and the room.Message it encodes.
+// vectorEnvelope is one valid envelope and the roomnet.Message it encodes.
 type vectorEnvelope struct {
 	Name         string            `json:"name"`
 	Author       string            `json:"author"`
@@ -221,7 +222,7 @@ func vSign(t *testing.T, who vIdentity, topic string, data []byte, seqno uint64)
 	}
 }
 
-func vEnvelope(t *testing.T, name string, author vIdentity, m room.Message) vectorEnvelope {
+func vEnvelope(t *testing.T, name string, author vIdentity, m roomnet.Message) vectorEnvelope {
 	t.Helper()
 	b, err := EncodeMessage(m)
 	if err != nil {
@@ -282,26 +283,26 @@ func buildVectors(t *testing.T) vectorFile {
 	sb := vectorStore(t, b.id, vEpochB, [2]string{"status", `"away"`})
 	snapB := sb.EncodeSnapshot()
 	meta := map[string]string{"color": "red"}
-	helloA := room.Message{Kind: room.KindHello, Epoch: vEpochA, Name: "alice", Meta: meta, State: snapA,
-		View: room.ViewDigest(room.PeerID(a.id))}
+	helloA := roomnet.Message{Kind: roomnet.KindHello, Epoch: vEpochA, Name: "alice", Meta: meta, State: snapA,
+		View: roomnet.ViewDigest(roomnet.PeerID(a.id))}
 	helloA2 := helloA
-	helloA2.View = room.ViewDigest(room.PeerID(a.id), room.PeerID(b.id))
-	hbA := room.Message{Kind: room.KindHeartbeat, Epoch: vEpochA, Name: "alice", Meta: meta, State: snapA}
+	helloA2.View = roomnet.ViewDigest(roomnet.PeerID(a.id), roomnet.PeerID(b.id))
+	hbA := roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: vEpochA, Name: "alice", Meta: meta, State: snapA}
 	refA := hbA
 	refA.Refute = true
-	hbB := room.Message{Kind: room.KindHeartbeat, Epoch: vEpochB, Name: "bob", State: snapB}
+	hbB := roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: vEpochB, Name: "bob", State: snapB}
 	sa.EncodeDelta() // what was written so far went out in earlier deltas
 	if _, err := sa.Set(time.UnixMilli(vEpochA), "cursor", []byte(`{"x":124,"y":457}`)); err != nil {
 		t.Fatal(err)
 	}
-	deltaA := room.Message{Kind: room.KindDelta, Epoch: vEpochA, State: sa.EncodeDelta()}
+	deltaA := roomnet.Message{Kind: roomnet.KindDelta, Epoch: vEpochA, State: sa.EncodeDelta()}
 	if _, err := sa.Delete(time.UnixMilli(vEpochA), "status"); err != nil {
 		t.Fatal(err)
 	}
-	delA := room.Message{Kind: room.KindDelta, Epoch: vEpochA, State: sa.EncodeDelta()}
-	leaveA := room.Message{Kind: room.KindLeave, Epoch: vEpochA}
-	bcA := room.Message{Kind: room.KindBroadcast, Epoch: vEpochA, Payload: []byte(`{"chat":"hi"}`)}
-	suspA := room.Message{Kind: room.KindSuspect, Epoch: vEpochA, Subject: room.PeerID(b.id), SubjectEpoch: vEpochB}
+	delA := roomnet.Message{Kind: roomnet.KindDelta, Epoch: vEpochA, State: sa.EncodeDelta()}
+	leaveA := roomnet.Message{Kind: roomnet.KindLeave, Epoch: vEpochA}
+	bcA := roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: vEpochA, Payload: []byte(`{"chat":"hi"}`)}
+	suspA := roomnet.Message{Kind: roomnet.KindSuspect, Epoch: vEpochA, Subject: roomnet.PeerID(b.id), SubjectEpoch: vEpochB}
 
 	f.Envelopes = []vectorEnvelope{
 		vEnvelope(t, "hello at join (view: itself only)", a, helloA),
@@ -317,7 +318,7 @@ func buildVectors(t *testing.T) vectorFile {
 	}
 
 	hbAHex, _ := hex.DecodeString(f.Envelopes[2].Hex)
-	bad := func(name string, who vIdentity, h string, m *room.Message, want error) vectorInvalid {
+	bad := func(name string, who vIdentity, h string, m *roomnet.Message, want error) vectorInvalid {
 		if m != nil {
 			e, err := EncodeMessage(*m)
 			if err != nil {
@@ -327,10 +328,10 @@ func buildVectors(t *testing.T) vectorFile {
 		}
 		return vectorInvalid{Name: name, Author: who.id.String(), Hex: h, Error: want.Error()}
 	}
-	noState := room.Message{Kind: room.KindHeartbeat, Epoch: vEpochA, Name: "alice"}
+	noState := roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: vEpochA, Name: "alice"}
 	wrongEpoch := hbA
 	wrongEpoch.Epoch = vEpochA + 1
-	deltaInHB := room.Message{Kind: room.KindHeartbeat, Epoch: vEpochA, State: deltaA.State}
+	deltaInHB := roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: vEpochA, State: deltaA.State}
 	f.Invalid = []vectorInvalid{
 		bad("kind 0", a, "00"+hex.EncodeToString(binary.AppendUvarint(nil, vEpochA)), nil, ErrMalformed),
 		bad("kind 7", a, "07"+hex.EncodeToString(binary.AppendUvarint(nil, vEpochA)), nil, ErrMalformed),
@@ -345,7 +346,7 @@ func buildVectors(t *testing.T) vectorFile {
 	}
 
 	seq := vSeqno
-	sign := func(name string, who vIdentity, m room.Message) vectorSigned {
+	sign := func(name string, who vIdentity, m roomnet.Message) vectorSigned {
 		e, err := EncodeMessage(m)
 		if err != nil {
 			t.Fatal(err)
@@ -591,7 +592,7 @@ func checkFileVectors(t *testing.T, f vectorFile) {
 		default:
 			t.Errorf("leave %q: protocol %q", v.Name, v.Protocol)
 		}
-		if m, err := r.check(env, author(v.Author)); err != nil || m.Kind != room.KindLeave ||
+		if m, err := r.check(env, author(v.Author)); err != nil || m.Kind != roomnet.KindLeave ||
 			hex.EncodeToString(env) != v.Envelope {
 			t.Errorf("leave %q: envelope %+v, %v", v.Name, m, err)
 		}

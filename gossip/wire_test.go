@@ -10,7 +10,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/convene-p2p/convene/ephemeral"
-	"github.com/convene-p2p/convene/room"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // TestCursorUpdateWireBytes measures one cursor update {x,y} as it travels:
@@ -38,14 +39,16 @@ func TestCursorUpdateWireBytes(t *testing.T) {
 	if len(delta) == 0 {
 		t.Fatal("empty delta")
 	}
-	m := room.Message{Kind: room.KindDelta, Epoch: epoch, State: delta}
+	m := roomnet.Message{Kind: roomnet.KindDelta, Epoch: epoch, State: delta}
 	env := mustEncode(t, m)
 
 	b.tracer.recordRPCs(true)
 	if err := ma.t.Publish(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-	mb.waitFor(t, 5*time.Second, "the delta", func(ev room.NetEvent) bool { return ev.Kind == room.EventMessage && ev.Msg.Kind == room.KindDelta })
+	mb.waitFor(t, 5*time.Second, "the delta", func(ev roomnet.Event) bool {
+		return ev.Kind == roomnet.EventMessage && ev.Msg.Kind == roomnet.KindDelta
+	})
 	b.tracer.recordRPCs(false)
 
 	var msg *pb.Message

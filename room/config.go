@@ -75,10 +75,11 @@ type Config struct {
 	// Limits bound the presence store (key length, value size, keys per
 	// peer, peers per room including self). Zero fields take the
 	// ephemeral package's defaults, or, over a network that checks limits
-	// at every relay (a Checker, such as the gossip package's topic), the
-	// network's: a wire limit set here must equal the network's, and New
-	// refuses limits whose full state a heartbeat could not carry. So a
-	// write that Set accepts is one every relay accepts. MaxPeers is local.
+	// at every relay (a roomnet.Checker, such as the gossip package's
+	// topic), the network's: a wire limit set here must equal the
+	// network's, and New refuses limits whose full state a heartbeat could
+	// not carry. So a write that Set accepts is one every relay accepts.
+	// MaxPeers is local.
 	Limits ephemeral.Limits
 	// Logger receives the room's diagnostics. Nil means a go-log backed
 	// logger named "convene/room", quiet unless GOLOG_LOG_LEVEL says
@@ -142,8 +143,8 @@ func (c Config) validate() (Config, error) {
 }
 
 // agreeLimits makes the room's presence limits those the network checks at
-// every relay (see Checker): each zero wire limit takes the network's value,
-// and one that differs is an error.
+// every relay (see roomnet.Checker): each zero wire limit takes the
+// network's value, and one that differs is an error.
 func (c Config) agreeLimits(net ephemeral.Limits) (Config, error) {
 	lim, err := c.Limits.Merge(net)
 	if err != nil {
@@ -179,8 +180,8 @@ func (c Config) quarantine() time.Duration { return min(time.Second, c.Timeout) 
 func (c Config) goneRetention() time.Duration { return max(2*c.Timeout, 3*time.Minute) }
 
 // Clock is the only way a Room reads time. Nil means the real clock.
-// Network timeouts (Fetch, Publish) use context deadlines and so the
-// runtime's clock, not this one.
+// Network timeouts (roomnet.Network's Fetch and Publish) use context
+// deadlines and so the runtime's clock, not this one.
 type Clock interface {
 	Now() time.Time
 	// After is like time.After.

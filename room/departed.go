@@ -3,6 +3,8 @@ package room
 import (
 	"slices"
 	"time"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // restartGraceMax bounds how long a member whose probe failed keeps its
@@ -67,33 +69,6 @@ func (m *machine) expireFailing(now time.Time) {
 	}
 }
 
-// relayMaxAge bounds the age of what a member relays in its Fetch replies:
-// it relays only members it heard from directly (or by fetch) within
-// HeartbeatInterval×1.2 (a live member's heartbeat period with its ±10%
-// jitter and some delivery delay), at most Timeout/2. A receiver counts a
-// relayed message of a new member as heard that long ago, and a relayed
-// message of a known member as no sign of life at all, so relays can
-// never keep a dead member alive: a member admitted through relays alone
-// times out Timeout−relayMaxAge after its admission, and is never relayed
-// on by the members that admitted it that way.
-func (c Config) relayMaxAge() time.Duration {
-	return min(c.HeartbeatInterval+c.HeartbeatInterval/5, c.Timeout/2)
-}
-
-// relayable reports whether member p may be relayed: heard from less
-// than the age bound ago (after oldest), and not failing or suspected.
-func (m *machine) relayable(p PeerID, oldest time.Time) bool {
-	mem := m.members[p]
-	if mem == nil || !mem.heard.After(oldest) {
-		return false
-	}
-	if _, ok := m.failing[p]; ok {
-		return false
-	}
-	_, ok := m.suspects[p]
-	return !ok
-}
-
 // Readmission after a timeout is held (see holdReadmit).
 const (
 	readmitHoldMax = time.Second
@@ -118,7 +93,7 @@ type readmit struct {
 }
 
 type heldMsg struct {
-	msg    Message
+	msg    roomnet.Message
 	signed []byte
 }
 
@@ -130,7 +105,7 @@ type heldMsg struct {
 // the other side, then its goodbye. Admitting it on the first heartbeat
 // would show it joining and leaving again within milliseconds; held, its
 // goodbye (remoteLeave) cancels the readmission and it never reappears.
-func (m *machine) holdReadmit(now time.Time, p PeerID, msg Message, signed []byte) bool {
+func (m *machine) holdReadmit(now time.Time, p PeerID, msg roomnet.Message, signed []byte) bool {
 	if m.members[p] != nil {
 		return false
 	}
@@ -151,7 +126,7 @@ func (m *machine) holdReadmit(now time.Time, p PeerID, msg Message, signed []byt
 	} else if msg.Epoch < r.epoch {
 		return true // older than what is held: drop
 	}
-	if msg.Kind == KindHello || msg.Kind == KindHeartbeat {
+	if msg.Kind == roomnet.KindHello || msg.Kind == roomnet.KindHeartbeat {
 		clear(r.msgs)
 		r.msgs = r.msgs[:0]
 	}
@@ -159,7 +134,7 @@ func (m *machine) holdReadmit(now time.Time, p PeerID, msg Message, signed []byt
 		// Keep the identity message (if first) and the newest deltas; a
 		// heartbeat after the readmission heals what is lost.
 		i := 0
-		if k := r.msgs[0].msg.Kind; k == KindHello || k == KindHeartbeat {
+		if k := r.msgs[0].msg.Kind; k == roomnet.KindHello || k == roomnet.KindHeartbeat {
 			i = 1
 		}
 		r.msgs = append(r.msgs[:i], r.msgs[i+1:]...)
@@ -190,7 +165,7 @@ func (m *machine) expireReadmits(now time.Time) {
 		}
 		delete(m.gone, p)
 		for _, h := range r.msgs {
-			m.announce(now, p, h.msg, fromGossip, h.signed)
+			m.receiveState(now, p, h.msg, fromGossip, h.signed)
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // An in-memory network for the shell tests: a bus that connects every
@@ -15,18 +17,18 @@ import (
 // back to the message and its author, so relayed messages in a fetch
 // reply arrive as the author's (the bus is the fake's signature check).
 
-var _ Network = (*fakeNet)(nil)
+var _ roomnet.Network = (*fakeNet)(nil)
 
 type bus struct {
 	mu          sync.Mutex
 	nets        map[PeerID]*fakeNet
 	cut         map[[2]PeerID]bool
 	dropPublish bool // lose every publish (only Fetch gets through)
-	signed      map[string]NetEvent
+	signed      map[string]roomnet.Event
 }
 
 func newBus() *bus {
-	return &bus{nets: make(map[PeerID]*fakeNet), cut: make(map[[2]PeerID]bool), signed: make(map[string]NetEvent)}
+	return &bus{nets: make(map[PeerID]*fakeNet), cut: make(map[[2]PeerID]bool), signed: make(map[string]roomnet.Event)}
 }
 
 func link(a, b PeerID) [2]PeerID {
@@ -44,8 +46,8 @@ func (b *bus) join(self PeerID) *fakeNet {
 	defer b.mu.Unlock()
 	for _, o := range b.nets {
 		if !b.cut[link(self, o.self)] {
-			o.push(NetEvent{Kind: EventPeerUp, From: self})
-			n.push(NetEvent{Kind: EventPeerUp, From: o.self})
+			o.push(roomnet.Event{Kind: roomnet.EventPeerUp, From: self})
+			n.push(roomnet.Event{Kind: roomnet.EventPeerUp, From: o.self})
 		}
 	}
 	b.nets[self] = n
@@ -61,13 +63,13 @@ func (b *bus) setCut(a, c PeerID, cut bool) {
 		return
 	}
 	b.cut[link(a, c)] = cut
-	kind := EventPeerUp
+	kind := roomnet.EventPeerUp
 	if cut {
-		kind = EventPeerDown
+		kind = roomnet.EventPeerDown
 	}
 	if na, nc := b.nets[a], b.nets[c]; na != nil && nc != nil {
-		na.push(NetEvent{Kind: kind, From: c})
-		nc.push(NetEvent{Kind: kind, From: a})
+		na.push(roomnet.Event{Kind: kind, From: c})
+		nc.push(roomnet.Event{Kind: kind, From: a})
 	}
 }
 
@@ -83,13 +85,13 @@ type fakeNet struct {
 	wake chan struct{}
 
 	mu        sync.Mutex
-	q         []NetEvent
+	q         []roomnet.Event
 	closed    bool
-	serve     func() (Served, bool)
-	published []Message
+	serve     func() (roomnet.Served, bool)
+	published []roomnet.Message
 }
 
-func (n *fakeNet) push(ev NetEvent) {
+func (n *fakeNet) push(ev roomnet.Event) {
 	n.mu.Lock()
 	if !n.closed {
 		n.q = append(n.q, ev)
@@ -101,23 +103,23 @@ func (n *fakeNet) push(ev NetEvent) {
 	}
 }
 
-func (n *fakeNet) Publish(ctx context.Context, m Message) error {
+func (n *fakeNet) Publish(ctx context.Context, m roomnet.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
-		return ErrNetworkClosed
+		return roomnet.ErrNetworkClosed
 	}
 	n.published = append(n.published, m)
 	n.mu.Unlock()
 	b := n.bus
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	ev := NetEvent{Kind: EventMessage, From: n.self, Msg: m}
+	ev := roomnet.Event{Kind: roomnet.EventMessage, From: n.self, Msg: m}
 	switch m.Kind {
-	case KindHello, KindHeartbeat, KindDelta:
+	case roomnet.KindHello, roomnet.KindHeartbeat, roomnet.KindDelta:
 		ev.Signed = fmt.Appendf(nil, "signed-%d", len(b.signed))
 		b.signed[string(ev.Signed)] = ev
 	}
@@ -132,33 +134,33 @@ func (n *fakeNet) Publish(ctx context.Context, m Message) error {
 	return nil
 }
 
-func (n *fakeNet) Next(ctx context.Context) (NetEvent, error) {
-	for {
-		n.mu.Lock()
-		if n.closed {
-			n.mu.Unlock()
-			return NetEvent{}, ErrNetworkClosed
-		}
-		if len(n.q) > 0 {
-			ev := n.q[0]
-			n.q = n.q[1:]
-			n.mu.Unlock()
-			return ev, nil
-		}
-		n.mu.Unlock()
+func (n *fakeNet) Ready() <-chan struct{} { return n.wake }
+
+func (n *fakeNet) TryNext() (roomnet.Event, bool, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return roomnet.Event{}, false, roomnet.ErrNetworkClosed
+	}
+	if len(n.q) == 0 {
+		return roomnet.Event{}, false, nil
+	}
+	ev := n.q[0]
+	n.q = n.q[1:]
+	if len(n.q) > 0 {
 		select {
-		case <-n.wake:
-		case <-ctx.Done():
-			return NetEvent{}, ctx.Err()
+		case n.wake <- struct{}{}:
+		default:
 		}
 	}
+	return ev, true, nil
 }
 
 var errUnreachable = errors.New("fakenet: peer unreachable")
 
-func (n *fakeNet) Fetch(ctx context.Context, p PeerID) (FetchReply, error) {
+func (n *fakeNet) Fetch(ctx context.Context, p PeerID) (roomnet.FetchReply, error) {
 	if err := ctx.Err(); err != nil {
-		return FetchReply{}, err
+		return roomnet.FetchReply{}, err
 	}
 	b := n.bus
 	b.mu.Lock()
@@ -166,19 +168,19 @@ func (n *fakeNet) Fetch(ctx context.Context, p PeerID) (FetchReply, error) {
 	cut := b.cut[link(n.self, p)]
 	b.mu.Unlock()
 	if o == nil || cut || n.isClosed() {
-		return FetchReply{}, errUnreachable
+		return roomnet.FetchReply{}, errUnreachable
 	}
 	o.mu.Lock()
 	serve, closed := o.serve, o.closed
 	o.mu.Unlock()
 	if closed || serve == nil {
-		return FetchReply{}, errUnreachable
+		return roomnet.FetchReply{}, errUnreachable
 	}
 	s, ok := serve()
 	if !ok {
-		return FetchReply{}, errors.New("fakenet: refused")
+		return roomnet.FetchReply{}, errors.New("fakenet: refused")
 	}
-	reply := FetchReply{State: s.State}
+	reply := roomnet.FetchReply{State: s.State}
 	b.mu.Lock()
 	for _, tok := range s.Relayed {
 		if ev, ok := b.signed[string(tok)]; ok && ev.From != n.self && ev.From != p {
@@ -189,7 +191,7 @@ func (n *fakeNet) Fetch(ctx context.Context, p PeerID) (FetchReply, error) {
 	return reply, nil
 }
 
-func (n *fakeNet) Serve(f func() (Served, bool)) {
+func (n *fakeNet) Serve(f func() (roomnet.Served, bool)) {
 	n.mu.Lock()
 	n.serve = f
 	n.mu.Unlock()
@@ -222,7 +224,7 @@ func (n *fakeNet) Close() error {
 		delete(b.nets, n.self)
 		for _, o := range b.nets {
 			if !b.cut[link(n.self, o.self)] {
-				o.push(NetEvent{Kind: EventPeerDown, From: n.self})
+				o.push(roomnet.Event{Kind: roomnet.EventPeerDown, From: n.self})
 			}
 		}
 	}
@@ -230,40 +232,12 @@ func (n *fakeNet) Close() error {
 }
 
 // sent returns the kinds of the messages published so far.
-func (n *fakeNet) sent() []MessageKind {
+func (n *fakeNet) sent() []roomnet.MessageKind {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	var out []MessageKind
+	var out []roomnet.MessageKind
 	for _, m := range n.published {
 		out = append(out, m.Kind)
 	}
 	return out
-}
-
-// pollNet is a fakeNet that is also a Poller: the room then takes events
-// from it on its loop instead of through its reader goroutine.
-type pollNet struct{ *fakeNet }
-
-var _ Poller = pollNet{}
-
-func (n pollNet) Ready() <-chan struct{} { return n.wake }
-
-func (n pollNet) TryNext() (NetEvent, bool, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.closed {
-		return NetEvent{}, false, ErrNetworkClosed
-	}
-	if len(n.q) == 0 {
-		return NetEvent{}, false, nil
-	}
-	ev := n.q[0]
-	n.q = n.q[1:]
-	if len(n.q) > 0 {
-		select {
-		case n.wake <- struct{}{}:
-		default:
-		}
-	}
-	return ev, true, nil
 }

@@ -3,6 +3,8 @@ package room
 import (
 	"testing"
 	"time"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // Issue 16.3: a member that left during a partition must not flap back at
@@ -48,7 +50,7 @@ func TestMachineGoodbyeIsFinalForItsEpochAtHeal(t *testing.T) {
 				now := heal.Add(time.Duration(i) * time.Millisecond)
 				switch {
 				case st.leave:
-					a.receive(now, "b", Message{Kind: KindLeave, Epoch: b.epoch()}, nil)
+					a.receive(now, "b", roomnet.Message{Kind: roomnet.KindLeave, Epoch: b.epoch()}, nil)
 				case st.relay:
 					s.deliver(c, now, b, b.heartbeat()) // c still holds b
 					s.now = now

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // Issue 16.2: ghosts brought back by relays. c crashed; a still relays c's
@@ -20,12 +22,12 @@ func TestMachineRelayNeverReadmitsADroppedIncarnation(t *testing.T) {
 	}{
 		{"failed probe", func(x, c *tm, now time.Time) time.Time {
 			x.peerDown(now, "c")
-			x.fetched(now, x.out().fetches[0], FetchReply{}, errors.New("connection refused"))
+			x.fetched(now, x.out().fetches[0], roomnet.FetchReply{}, errors.New("connection refused"))
 			x.tick(now.Add(cfg.restartGrace()))
 			return now.Add(cfg.restartGrace())
 		}},
 		{"suspicion", func(x, c *tm, now time.Time) time.Time {
-			x.receive(now, "b", Message{Kind: KindSuspect, Epoch: 1, Subject: "c", SubjectEpoch: c.epoch()}, nil)
+			x.receive(now, "b", roomnet.Message{Kind: roomnet.KindSuspect, Epoch: 1, Subject: "c", SubjectEpoch: c.epoch()}, nil)
 			x.tick(now.Add(refuteWindow))
 			return now.Add(refuteWindow)
 		}},
@@ -114,7 +116,7 @@ func TestMachineRelayLivenessIsBoundedByItsAge(t *testing.T) {
 	if o := n.out(); !hasEvent(o.events, MemberJoined, "c") {
 		t.Fatalf("the newcomer did not admit c: %q", describe(o.events))
 	}
-	if got, _ := n.served(t0.Add(age)); relaysServed(got, s, "c") {
+	if got, _ := n.serve(t0.Add(age)); relaysServed(got, s, "c") {
 		t.Errorf("the newcomer relays a member it knows only from a relay")
 	}
 	// More relays of c (other newcomers' fetches) do not extend it.
@@ -132,14 +134,14 @@ func TestMachineRelayLivenessIsBoundedByItsAge(t *testing.T) {
 	// A member a is about to drop (its probe failed) is not relayed.
 	s.deliver(a, t0.Add(time.Second), c, c.heartbeat())
 	a.peerDown(t0.Add(time.Second), "c")
-	a.fetched(t0.Add(time.Second), a.out().fetches[0], FetchReply{}, errors.New("refused"))
+	a.fetched(t0.Add(time.Second), a.out().fetches[0], roomnet.FetchReply{}, errors.New("refused"))
 	s.now = t0.Add(time.Second)
 	if relaysIn(s.reply(t, a), "c") {
 		t.Errorf("a relays c during its restart grace after a failed probe")
 	}
 }
 
-func relaysIn(r FetchReply, p PeerID) bool {
+func relaysIn(r roomnet.FetchReply, p PeerID) bool {
 	for _, ev := range r.Relayed {
 		if ev.From == p {
 			return true
@@ -148,7 +150,7 @@ func relaysIn(r FetchReply, p PeerID) bool {
 	return false
 }
 
-func relaysServed(sv Served, s *signer, p PeerID) bool {
+func relaysServed(sv roomnet.Served, s *signer, p PeerID) bool {
 	for _, tok := range sv.Relayed {
 		if ev, ok := s.msgs[string(tok)]; ok && ev.From == p {
 			return true

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/convene-p2p/convene/ephemeral"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // Table and scenario tests of the pure machine: every input carries an
@@ -51,7 +53,7 @@ func (x *tm) out() output { return x.take() }
 
 // deliver hands msgs, authored by from, to x at now and returns x's
 // outputs.
-func (x *tm) deliver(now time.Time, from *tm, msgs ...Message) output {
+func (x *tm) deliver(now time.Time, from *tm, msgs ...roomnet.Message) output {
 	for _, msg := range msgs {
 		x.receive(now, from.self.Peer, msg, nil)
 	}
@@ -59,7 +61,7 @@ func (x *tm) deliver(now time.Time, from *tm, msgs ...Message) output {
 }
 
 // heartbeat is the heartbeat x would publish now.
-func (x *tm) heartbeat() Message { return x.selfMessage(KindHeartbeat) }
+func (x *tm) heartbeat() roomnet.Message { return x.selfMessage(roomnet.KindHeartbeat) }
 
 func (x *tm) mustSet(now time.Time, key, value string) {
 	x.t.Helper()
@@ -127,7 +129,7 @@ func describe(evs []Event) []string {
 	return out
 }
 
-func kinds(msgs []Message) []string {
+func kinds(msgs []roomnet.Message) []string {
 	var out []string
 	for _, m := range msgs {
 		out = append(out, m.Kind.String())
@@ -146,7 +148,7 @@ func eq(t *testing.T, what string, got, want []string) {
 func (x *tm) run(from, end time.Time) (times []time.Time, outs []output) {
 	now := from
 	for {
-		d, ok := x.deadline()
+		d, ok := x.nextDeadline()
 		if !ok || d.After(end) {
 			return times, outs
 		}
@@ -161,11 +163,108 @@ func (x *tm) run(from, end time.Time) (times []time.Time, outs []output) {
 	}
 }
 
-func TestMachineMemberJoinsOnHello(t *testing.T) {
+// writeBurst makes x set key to 0, 1, … (n writes, the first at start,
+// then every step), running x's timers that are due before each write,
+// and then its timers until PublishInterval after the last write (the
+// trailing edge). It returns every message x published, with the time of
+// each, and the time of the last write.
+func (x *tm) writeBurst(start time.Time, step time.Duration, n int, key string) (at []time.Time, msgs []roomnet.Message, last time.Time) {
+	x.t.Helper()
+	keep := func(now time.Time, o output) {
+		for _, m := range o.publish {
+			at, msgs = append(at, now), append(msgs, m)
+		}
+	}
+	now := start
+	for i := range n {
+		now = start.Add(time.Duration(i) * step)
+		for d, ok := x.nextDeadline(); ok && !d.After(now); d, ok = x.nextDeadline() {
+			x.tick(d)
+			keep(d, x.take())
+		}
+		x.mustSet(now, key, fmt.Sprint(i))
+		keep(now, x.take())
+	}
+	times, outs := x.run(now, now.Add(x.cfg.PublishInterval))
+	for i, o := range outs {
+		keep(times[i], o)
+	}
+	return at, msgs, now
+}
+
+// newA returns testConfig and machine a (epoch 1) with its hello taken.
+func newA(t *testing.T) (Config, *tm) {
+	t.Helper()
 	cfg := testConfig()
 	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
 	a.out()
+	return cfg, a
+}
+
+// newAB returns testConfig and two machines of epoch 1, named a and b
+// unless names says otherwise; the first one's hello is taken, the
+// second's is still pending (deliver it, or take it).
+func newAB(t *testing.T, names ...string) (Config, *tm, *tm) {
+	t.Helper()
+	if len(names) == 0 {
+		names = []string{"a", "b"}
+	}
+	cfg := testConfig()
+	a := newTM(t, names[0], 1, cfg)
+	a.out()
+	return cfg, a, newTM(t, names[1], 1, cfg)
+}
+
+// admit makes from set the key/value pairs kv and delivers everything
+// from has pending (its hello first, if not taken yet) to x at now.
+func (x *tm) admit(now time.Time, from *tm, kv ...string) output {
+	for i := 0; i+1 < len(kv); i += 2 {
+		from.mustSet(now, kv[i], kv[i+1])
+	}
+	return x.deliver(now, from, from.out().publish...)
+}
+
+// publishTimes returns when the outputs of run published a message of
+// kind.
+func publishTimes(times []time.Time, outs []output, kind roomnet.MessageKind) []time.Time {
+	var at []time.Time
+	for i, o := range outs {
+		for _, m := range o.publish {
+			if m.Kind == kind {
+				at = append(at, times[i])
+			}
+		}
+	}
+	return at
+}
+
+// heartbeatTimes returns when the outputs of run published a heartbeat.
+func heartbeatTimes(times []time.Time, outs []output) []time.Time {
+	return publishTimes(times, outs, roomnet.KindHeartbeat)
+}
+
+// published returns every message the outputs published, in order.
+func published(outs []output) []roomnet.Message {
+	var msgs []roomnet.Message
+	for _, o := range outs {
+		msgs = append(msgs, o.publish...)
+	}
+	return msgs
+}
+
+// count returns how many of msgs are of kind.
+func count(msgs []roomnet.Message, kind roomnet.MessageKind) int {
+	n := 0
+	for _, m := range msgs {
+		if m.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+func TestMachineMemberJoinsOnHello(t *testing.T) {
+	_, a, b := newAB(t)
 	b.mustSet(t0, "cursor", "1,2")
 	hello := b.out().publish // hello (before the set), delta
 	eq(t, "b publishes", kinds(hello), []string{"hello", "delta"})
@@ -196,10 +295,7 @@ func TestMachineHelloCarriesFullState(t *testing.T) {
 }
 
 func TestMachineIdentityFromHeartbeat(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
+	_, a, b := newAB(t)
 	b.out() // the hello is lost
 	b.mustSet(t0, "k", "v")
 	delta := b.out().publish
@@ -228,7 +324,7 @@ func TestMachineFetchReplyIsJoinSnapshot(t *testing.T) {
 		t.Fatalf("fetches = %+v", o.fetches)
 	}
 	// What b's Serve answers: its view's serve message.
-	reply := FetchReply{State: b.heartbeat()}
+	reply := roomnet.FetchReply{State: b.heartbeat()}
 	a.fetched(t0.Add(time.Millisecond), o.fetches[0], reply, nil)
 	o = a.out()
 	eq(t, "events", describe(o.events), []string{"member-joined b(B)", "presence-changed b remote +k"})
@@ -238,9 +334,7 @@ func TestMachineFetchReplyIsJoinSnapshot(t *testing.T) {
 }
 
 func TestMachineFirstPeerUpRepublishesHelloDebounced(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	for i, p := range []PeerID{"b", "c", "d"} {
 		a.peerUp(t0.Add(time.Duration(i)*time.Millisecond), p)
 	}
@@ -248,26 +342,15 @@ func TestMachineFirstPeerUpRepublishesHelloDebounced(t *testing.T) {
 		t.Errorf("fetches = %d, want 3", got)
 	}
 	times, outs := a.run(t0, t0.Add(500*time.Millisecond))
-	var hellos []time.Time
-	for i, o := range outs {
-		for _, m := range o.publish {
-			if m.Kind == KindHello {
-				hellos = append(hellos, times[i])
-			}
-		}
-	}
+	hellos := publishTimes(times, outs, roomnet.KindHello)
 	if len(hellos) != 1 || !hellos[0].Equal(t0.Add(cfg.PublishInterval)) {
 		t.Errorf("hellos at %v, want one at %v", hellos, t0.Add(cfg.PublishInterval))
 	}
 }
 
 func TestMachineLeaveRemovesWithReasonLeft(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
-	b.mustSet(t0, "k", "v")
-	a.deliver(t0, b, b.out().publish...)
+	_, a, b := newAB(t)
+	a.admit(t0, b, "k", "v")
 	if err := b.leave(t0.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -283,10 +366,7 @@ func TestMachineLeaveRemovesWithReasonLeft(t *testing.T) {
 }
 
 func TestMachineSilenceTimesOutExactlyAtDeadline(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
+	cfg, a, b := newAB(t)
 	heard := t0.Add(100 * time.Millisecond)
 	b.mustSet(t0, "k", "v")
 	a.deliver(heard, b, b.out().publish...)
@@ -296,7 +376,7 @@ func TestMachineSilenceTimesOutExactlyAtDeadline(t *testing.T) {
 	if o := a.out(); len(describe(o.events)) != 0 {
 		t.Errorf("events just before the deadline: %q", describe(o.events))
 	}
-	d, ok := a.deadline()
+	d, ok := a.nextDeadline()
 	if !ok || d.After(deadline) {
 		t.Errorf("deadline = %v %v, want <= %v", d, ok, deadline)
 	}
@@ -307,16 +387,13 @@ func TestMachineSilenceTimesOutExactlyAtDeadline(t *testing.T) {
 }
 
 func TestMachineHeartbeatKeepsMemberAlive(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
+	_, a, b := newAB(t)
 	a.deliver(t0, b, b.out().publish...)
 	// Run both for 20 s of virtual time, b's heartbeats delivered to a.
 	now := t0
 	for now.Before(t0.Add(20 * time.Second)) {
-		da, _ := a.deadline()
-		db, _ := b.deadline()
+		da, _ := a.nextDeadline()
+		db, _ := b.nextDeadline()
 		now = da
 		if db.Before(da) {
 			now = db
@@ -332,9 +409,7 @@ func TestMachineHeartbeatKeepsMemberAlive(t *testing.T) {
 }
 
 func TestMachineRestartWithNewEpoch(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	old := newTM(t, "b", 100, cfg)
 	for i := range 50 { // a high counter in the old epoch
 		old.mustSet(t0, "x", fmt.Sprint(i))
@@ -378,9 +453,7 @@ func TestMachineRestartWithNewEpoch(t *testing.T) {
 }
 
 func TestMachineStaleLeaveFromOldEpochIgnored(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	old := newTM(t, "b", 100, cfg)
 	a.deliver(t0, old, old.out().publish...)
 	if err := old.leave(t0); err != nil {
@@ -398,9 +471,7 @@ func TestMachineStaleLeaveFromOldEpochIgnored(t *testing.T) {
 }
 
 func TestMachineLeftMemberNotBroughtBackByReplays(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	b := newTM(t, "b", 100, cfg)
 	b.mustSet(t0, "k", "v")
 	early := b.out().publish             // hello, delta
@@ -418,7 +489,7 @@ func TestMachineLeftMemberNotBroughtBackByReplays(t *testing.T) {
 	}
 	eq(t, "members after replays", a.memberIDs(), []string{"a"})
 	// A fetch reply of that epoch: nothing either.
-	a.fetched(t0.Add(10*time.Second), fetchRequest{peer: "b", purpose: fetchSnapshot, started: t0}, FetchReply{State: early[2]}, nil)
+	a.fetched(t0.Add(10*time.Second), fetchRequest{peer: "b", purpose: fetchSnapshot, started: t0}, roomnet.FetchReply{State: early[2]}, nil)
 	eq(t, "members after a stale fetch reply", a.memberIDs(), []string{"a"})
 
 	// A newer epoch does bring it back.
@@ -428,9 +499,7 @@ func TestMachineLeftMemberNotBroughtBackByReplays(t *testing.T) {
 }
 
 func TestMachineLeaveBeforeHelloKeepsPeerOut(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	b := newTM(t, "b", 5, cfg)
 	hello := b.out().publish
 	if err := b.leave(t0); err != nil {
@@ -454,7 +523,7 @@ func TestMachineHeartbeatCadence(t *testing.T) {
 	n := 0
 	for i, o := range outs {
 		for _, m := range o.publish {
-			if m.Kind != KindHeartbeat {
+			if m.Kind != roomnet.KindHeartbeat {
 				t.Errorf("unexpected %v", m.Kind)
 				continue
 			}
@@ -475,33 +544,11 @@ func TestMachineHeartbeatCadence(t *testing.T) {
 }
 
 func TestMachineCoalescesLocalWrites(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	r := newTM(t, "r", 1, cfg)
-	a.out()
+	_, a, r := newAB(t, "a", "r")
 	r.out()
-	var publishes []Message
 	// 1000 writes over 100ms, the timers run in between.
-	now := t0
-	for i := range 1000 {
-		now = t0.Add(time.Duration(i) * 100 * time.Microsecond)
-		if d, ok := a.deadline(); ok && !d.After(now) {
-			a.tick(d)
-			publishes = append(publishes, a.out().publish...)
-		}
-		a.mustSet(now, "cursor", fmt.Sprint(i))
-		publishes = append(publishes, a.out().publish...)
-	}
-	_, outs := a.run(now, now.Add(cfg.PublishInterval))
-	for _, o := range outs {
-		publishes = append(publishes, o.publish...)
-	}
-	deltas := 0
-	for _, m := range publishes {
-		if m.Kind == KindDelta {
-			deltas++
-		}
-	}
+	_, publishes, now := a.writeBurst(t0, 100*time.Microsecond, 1000, "cursor")
+	deltas := count(publishes, roomnet.KindDelta)
 	// Leading edge + one per 50ms window + the trailing edge.
 	if deltas < 2 || deltas > 4 {
 		t.Errorf("%d deltas for 1000 writes in 100ms (publishes %q)", deltas, kinds(publishes))
@@ -513,9 +560,7 @@ func TestMachineCoalescesLocalWrites(t *testing.T) {
 }
 
 func TestMachineBurstOfWritesAtOneInstant(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	for i := range 1000 {
 		a.mustSet(t0, "cursor", fmt.Sprint(i))
 	}
@@ -534,16 +579,14 @@ func TestMachineBurstOfWritesAtOneInstant(t *testing.T) {
 // gets every write published at once: an update that comes a little early
 // after the previous publish is not held back to the end of the window.
 func TestMachinePacingDoesNotPhaseLockAnAppTickingAtThePublishRate(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	rng := rand.New(rand.NewPCG(1, 2))
 	jitter := cfg.PublishInterval / 10
 	held := 0
 	for i := range 200 {
 		// Nominal tick i*PublishInterval, off by up to ±10%.
 		now := t0.Add(time.Duration(i)*cfg.PublishInterval - jitter + time.Duration(rng.Int64N(int64(2*jitter)+1)))
-		if d, ok := a.deadline(); ok && !d.After(now) {
+		if d, ok := a.nextDeadline(); ok && !d.After(now) {
 			a.tick(d)
 			a.out()
 		}
@@ -561,35 +604,15 @@ func TestMachinePacingDoesNotPhaseLockAnAppTickingAtThePublishRate(t *testing.T)
 // most 2 + T/PublishInterval deltas in any span T, never two closer than
 // PublishInterval/2, and the trailing edge carries the last value.
 func TestMachinePacingBoundsSustainedBurst(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	r := newTM(t, "r", 1, cfg)
-	a.out()
+	cfg, a, r := newAB(t, "a", "r")
 	r.out()
-	var at []time.Time
-	var sent []Message // deltas and any heartbeat, in order
-	collect := func(now time.Time, o output) {
-		sent = append(sent, o.publish...)
-		for _, m := range o.publish {
-			if m.Kind == KindDelta {
-				at = append(at, now)
-			}
-		}
-	}
 	end := t0.Add(time.Second)
-	now := t0
-	for i := 0; now.Before(end); i++ {
-		now = t0.Add(time.Duration(i) * time.Millisecond)
-		for d, ok := a.deadline(); ok && !d.After(now); d, ok = a.deadline() {
-			a.tick(d)
-			collect(d, a.out())
+	times, sent, now := a.writeBurst(t0, time.Millisecond, int(end.Sub(t0)/time.Millisecond)+1, "cursor")
+	var at []time.Time // when the deltas went out
+	for i, m := range sent {
+		if m.Kind == roomnet.KindDelta {
+			at = append(at, times[i])
 		}
-		a.mustSet(now, "cursor", fmt.Sprint(i))
-		collect(now, a.out())
-	}
-	times, outs := a.run(now, now.Add(cfg.PublishInterval))
-	for i, o := range outs {
-		collect(times[i], o)
 	}
 	for i := 1; i < len(at); i++ {
 		if gap := at[i].Sub(at[i-1]); gap < cfg.PublishInterval/2 {
@@ -614,16 +637,14 @@ func TestMachinePacingBoundsSustainedBurst(t *testing.T) {
 }
 
 func TestMachineAnswersNewcomerWithEarlyHeartbeat(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	// Five newcomers' hellos at the same instant.
 	for i := range 5 {
 		n := newTM(t, fmt.Sprint("n", i), 1, cfg)
 		a.deliver(t0.Add(200*time.Millisecond), n, n.out().publish...)
 	}
 	at := t0.Add(200 * time.Millisecond)
-	d, ok := a.deadline()
+	d, ok := a.nextDeadline()
 	if !ok || d.Before(at) || d.After(at.Add(maxAnswerJitter)) {
 		t.Fatalf("answer deadline %v, want within [%v, +50ms]", d.Sub(t0), at.Sub(t0))
 	}
@@ -631,7 +652,7 @@ func TestMachineAnswersNewcomerWithEarlyHeartbeat(t *testing.T) {
 	var hbs []time.Time
 	for i, o := range outs {
 		for _, m := range o.publish {
-			if m.Kind == KindHeartbeat {
+			if m.Kind == roomnet.KindHeartbeat {
 				hbs = append(hbs, times[i])
 			}
 		}
@@ -643,7 +664,7 @@ func TestMachineAnswersNewcomerWithEarlyHeartbeat(t *testing.T) {
 	// PublishInterval after the previous heartbeat.
 	n := newTM(t, "late", 1, cfg)
 	a.deliver(hbs[0].Add(time.Millisecond), n, n.out().publish...)
-	d, _ = a.deadline()
+	d, _ = a.nextDeadline()
 	if d.Before(hbs[0].Add(cfg.PublishInterval)) {
 		t.Errorf("second answer at %v, sooner than PublishInterval after %v", d.Sub(t0), hbs[0].Sub(t0))
 	}
@@ -651,23 +672,10 @@ func TestMachineAnswersNewcomerWithEarlyHeartbeat(t *testing.T) {
 	// heartbeat is the repeat of the answer just sent, not sooner.
 	a.tick(d)
 	a.out()
-	a.deliver(d.Add(time.Millisecond), n, Message{Kind: KindHello, Epoch: 1, Name: "LATE"})
-	if d2, _ := a.deadline(); d2.Before(d.Add(answerRepeatDelay)) {
+	a.deliver(d.Add(time.Millisecond), n, roomnet.Message{Kind: roomnet.KindHello, Epoch: 1, Name: "LATE"})
+	if d2, _ := a.nextDeadline(); d2.Before(d.Add(answerRepeatDelay)) {
 		t.Errorf("a known member's hello was answered (deadline %v)", d2.Sub(d))
 	}
-}
-
-// heartbeatTimes returns when the outputs of run published a heartbeat.
-func heartbeatTimes(times []time.Time, outs []output) []time.Time {
-	var hbs []time.Time
-	for i, o := range outs {
-		for _, m := range o.publish {
-			if m.Kind == KindHeartbeat {
-				hbs = append(hbs, times[i])
-			}
-		}
-	}
-	return hbs
 }
 
 func offsets(ts []time.Time, from time.Time) []time.Duration {
@@ -684,15 +692,13 @@ func offsets(ts []time.Time, from time.Time) []time.Duration {
 // then heartbeats are regular again. The newcomer's first hello is lost
 // (no peers yet): the one it republishes on its first PeerUp is answered.
 func TestMachineRepeatsAnswerToNewcomerOnce(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	n := newTM(t, "n", 1, cfg)
 	n.out() // the hello at join reaches nobody
 	n.peerUp(t0.Add(100*time.Millisecond), "b")
 	n.out()
 	_, nouts := n.run(t0.Add(100*time.Millisecond), t0.Add(200*time.Millisecond))
-	var hello []Message
+	var hello []roomnet.Message
 	for _, o := range nouts {
 		hello = append(hello, o.publish...)
 	}
@@ -713,7 +719,7 @@ func TestMachineRepeatsAnswerToNewcomerOnce(t *testing.T) {
 		t.Errorf("repeat %v after the answer, want within [%v, %v]", d, answerRepeatDelay, answerRepeatDelay+maxAnswerJitter)
 	}
 	// Then the regular period, from the repeat.
-	next, _ := a.deadline()
+	next, _ := a.nextDeadline()
 	if d := next.Sub(hbs[1]); d < cfg.HeartbeatInterval*9/10 || d > cfg.HeartbeatInterval*11/10 {
 		t.Errorf("next heartbeat %v after the repeat, want HeartbeatInterval ±10%%", d)
 	}
@@ -733,9 +739,7 @@ func TestMachineRepeatsAnswerToNewcomerOnce(t *testing.T) {
 // its own answer, and the pending repeat moves after it, so the two
 // answers still cost one repeat.
 func TestMachineAnswerRepeatCoalescedAcrossNewcomers(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	h := t0.Add(200 * time.Millisecond)
 	for i := range 4 {
 		n := newTM(t, fmt.Sprint("n", i), 1, cfg)
@@ -772,9 +776,7 @@ func TestMachineAnswerRepeatCoalescedAcrossNewcomers(t *testing.T) {
 // answered nor repeated: once the repeat for a newcomer is out, heartbeats
 // are regular whatever the known members send.
 func TestMachineAnswerNotRepeatedForKnownMembers(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	b := newTM(t, "b", 1, cfg)
 	h := t0.Add(100 * time.Millisecond)
 	a.deliver(h, b, b.out().publish...)
@@ -784,11 +786,11 @@ func TestMachineAnswerNotRepeatedForKnownMembers(t *testing.T) {
 	}
 	// b, known now, says hello again, heartbeats, writes: nothing early.
 	now := h.Add(answerRepeatDelay + 300*time.Millisecond)
-	a.deliver(now, b, Message{Kind: KindHello, Epoch: 1, Name: "B"}, b.heartbeat())
+	a.deliver(now, b, roomnet.Message{Kind: roomnet.KindHello, Epoch: 1, Name: "B"}, b.heartbeat())
 	b.mustSet(now, "k", "v")
 	a.deliver(now, b, b.out().publish...)
-	if !a.answerAt.IsZero() || !a.repeatAt.IsZero() {
-		t.Fatalf("a known member was answered: answer at %v, repeat at %v", a.answerAt, a.repeatAt)
+	if a.answerAt.isSet() || a.repeatAt.isSet() {
+		t.Fatalf("a known member was answered: answer at %v, repeat at %v", a.answerAt.at, a.repeatAt.at)
 	}
 	times, outs = a.run(now, now.Add(cfg.HeartbeatInterval*8/10))
 	if hbs := heartbeatTimes(times, outs); len(hbs) != 0 {
@@ -813,15 +815,15 @@ func TestMachineAnswerRepeatSatisfiedByAnyHeartbeatAtItsTime(t *testing.T) {
 		if hbs := heartbeatTimes(times, outs); len(hbs) != 1 {
 			t.Fatalf("answers %v", offsets(hbs, h))
 		}
-		if a.repeatAt.IsZero() {
+		if !a.repeatAt.isSet() {
 			t.Fatal("no repeat scheduled")
 		}
-		return a, a.repeatAt
+		return a, a.repeatAt.at
 	}
 	t.Run("regular heartbeat", func(t *testing.T) {
 		a, repeat := answered(t)
 		regular := repeat.Add(-cfg.PublishInterval / 2)
-		a.nextHeartbeat = regular // as if the period ended just there
+		a.nextHeartbeat.set(regular) // as if the period ended just there
 		times, outs := a.run(regular, regular.Add(cfg.HeartbeatInterval*8/10))
 		if hbs := heartbeatTimes(times, outs); len(hbs) != 1 || !hbs[0].Equal(regular) {
 			t.Errorf("heartbeats from %v before the repeat was due: %v, want only the regular one",
@@ -833,7 +835,7 @@ func TestMachineAnswerRepeatSatisfiedByAnyHeartbeatAtItsTime(t *testing.T) {
 		n2 := newTM(t, "n2", 1, cfg)
 		h2 := repeat.Add(-cfg.PublishInterval / 2)
 		a.deliver(h2, n2, n2.out().publish...)
-		a.answerAt = h2 // no jitter: answer at once
+		a.answerAt.set(h2) // no jitter: answer at once
 		times, outs := a.run(h2, h2.Add(cfg.HeartbeatInterval*8/10))
 		hbs := heartbeatTimes(times, outs)
 		if len(hbs) != 2 || !hbs[0].Equal(h2) {
@@ -846,12 +848,8 @@ func TestMachineAnswerRepeatSatisfiedByAnyHeartbeatAtItsTime(t *testing.T) {
 }
 
 func TestMachinePeerDownFailedProbeRemoves(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
-	b.mustSet(t0, "k", "v")
-	a.deliver(t0, b, b.out().publish...)
+	cfg, a, b := newAB(t)
+	a.admit(t0, b, "k", "v")
 
 	down := t0.Add(500 * time.Millisecond)
 	a.peerDown(down, "b")
@@ -859,7 +857,7 @@ func TestMachinePeerDownFailedProbeRemoves(t *testing.T) {
 	if len(o.fetches) != 1 || o.fetches[0].purpose != fetchProbe {
 		t.Fatalf("fetches = %+v, want one probe", o.fetches)
 	}
-	a.fetched(down.Add(10*time.Millisecond), o.fetches[0], FetchReply{}, errors.New("unreachable"))
+	a.fetched(down.Add(10*time.Millisecond), o.fetches[0], roomnet.FetchReply{}, errors.New("unreachable"))
 	if o = a.out(); len(o.events) != 0 {
 		t.Fatalf("removed before the restart grace ended: %q", describe(o.events))
 	}
@@ -877,30 +875,27 @@ func TestMachinePeerDownFailedProbeRemoves(t *testing.T) {
 		t.Fatalf("fetches = %+v, want a confirming probe", o.fetches)
 	}
 	// The probe succeeds after all: b is back, with its state.
-	a.fetched(gone.Add(120*time.Millisecond), o.fetches[0], FetchReply{State: b.heartbeat()}, nil)
+	a.fetched(gone.Add(120*time.Millisecond), o.fetches[0], roomnet.FetchReply{State: b.heartbeat()}, nil)
 	o = a.out()
 	eq(t, "events after a successful probe", describe(o.events), []string{"member-joined b(B)", "presence-changed b remote +k"})
 }
 
 func TestMachinePeerDownProbeNotTrustedOverFreshMessages(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
+	_, a, b := newAB(t)
 	a.deliver(t0, b, b.out().publish...)
 	a.peerDown(t0.Add(time.Second), "b")
 	probe := a.out().fetches[0]
 	// b is heard from (through another path) while the probe runs, well
 	// after the hint.
 	a.deliver(t0.Add(1500*time.Millisecond), b, b.heartbeat())
-	a.fetched(t0.Add(2*time.Second), probe, FetchReply{}, errors.New("timeout"))
+	a.fetched(t0.Add(2*time.Second), probe, roomnet.FetchReply{}, errors.New("timeout"))
 	if o := a.out(); len(o.events) != 0 {
 		t.Errorf("events: %q", describe(o.events))
 	}
 	// And a successful probe changes nothing.
 	a.peerDown(t0.Add(2*time.Second), "b")
 	probe = a.out().fetches[0]
-	a.fetched(t0.Add(2100*time.Millisecond), probe, FetchReply{State: b.heartbeat()}, nil)
+	a.fetched(t0.Add(2100*time.Millisecond), probe, roomnet.FetchReply{State: b.heartbeat()}, nil)
 	if o := a.out(); len(o.events) != 0 {
 		t.Errorf("events after a successful probe: %q", describe(o.events))
 	}
@@ -908,12 +903,8 @@ func TestMachinePeerDownProbeNotTrustedOverFreshMessages(t *testing.T) {
 }
 
 func TestMachineTimedOutMemberReturnsAfterPartitionHeals(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
-	b.mustSet(t0, "k", "v")
-	a.deliver(t0, b, b.out().publish...)
+	cfg, a, b := newAB(t)
+	a.admit(t0, b, "k", "v")
 	a.tick(t0.Add(cfg.Timeout))
 	eq(t, "events", describe(a.out().events), []string{"presence-changed b timeout -k gone", "member-left b timeout"})
 	// The partition heals: b's next heartbeat (same epoch, nothing new).
@@ -982,7 +973,7 @@ func TestMachineLingerThenDestroyed(t *testing.T) {
 	if err := a.set(destroyedAt, "k", nil, 0); !errors.Is(err, ErrClosed) {
 		t.Errorf("set after destroy: %v", err)
 	}
-	if _, ok := a.deadline(); ok {
+	if _, ok := a.nextDeadline(); ok {
 		t.Errorf("a destroyed machine has a deadline")
 	}
 }
@@ -1006,8 +997,7 @@ func TestMachineRejoinWithinLinger(t *testing.T) {
 	cfg := testConfig()
 	a := newTM(t, "a", 1, cfg)
 	b := newTM(t, "b", 1, cfg)
-	b.mustSet(t0, "k", "v")
-	a.deliver(t0, b, b.out().publish...)
+	a.admit(t0, b, "k", "v")
 	a.out()
 	a.mustSet(t0, "mine", "1")
 	b.deliver(t0, a, a.out().publish...)
@@ -1094,33 +1084,27 @@ func TestMachineLimitErrors(t *testing.T) {
 }
 
 func TestMachineBroadcast(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
+	cfg, a, b := newAB(t)
 	a.deliver(t0, b, b.out().publish...)
-	o := a.deliver(t0, b, Message{Kind: KindBroadcast, Epoch: 1, Payload: []byte("hi")})
+	o := a.deliver(t0, b, roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: []byte("hi")})
 	eq(t, "from a member", describe(o.events), []string{"broadcast b hi"})
 	if o.events[0].Member.Name != "B" {
 		t.Errorf("sender identity %+v", o.events[0].Member)
 	}
 	stranger := newTM(t, "s", 1, cfg)
-	o = a.deliver(t0, stranger, Message{Kind: KindBroadcast, Epoch: 1, Payload: []byte("yo")})
+	o = a.deliver(t0, stranger, roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: []byte("yo")})
 	eq(t, "from a non-member", describe(o.events), []string{"broadcast s yo"})
 	eq(t, "members", a.memberIDs(), []string{"a", "b"})
 	// From an incarnation that said goodbye: dropped.
-	a.deliver(t0, b, Message{Kind: KindLeave, Epoch: 1})
-	o = a.deliver(t0, b, Message{Kind: KindBroadcast, Epoch: 1, Payload: []byte("late")})
+	a.deliver(t0, b, roomnet.Message{Kind: roomnet.KindLeave, Epoch: 1})
+	o = a.deliver(t0, b, roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: []byte("late")})
 	if len(o.events) != 0 {
 		t.Errorf("stale broadcast delivered: %q", describe(o.events))
 	}
 }
 
 func TestMachineRemoteKeyTTL(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
+	_, a, b := newAB(t)
 	b.out()
 	if err := b.set(t0, "typing", []byte("yes"), 2*time.Second); err != nil {
 		t.Fatal(err)
@@ -1139,11 +1123,9 @@ func TestMachineRemoteKeyTTL(t *testing.T) {
 }
 
 func TestMachineIgnoresOwnAndAnonymousMessages(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
-	a.receive(t0, "a", Message{Kind: KindHello, Epoch: 9}, nil)
-	a.receive(t0, "", Message{Kind: KindHello, Epoch: 9}, nil)
+	_, a := newA(t)
+	a.receive(t0, "a", roomnet.Message{Kind: roomnet.KindHello, Epoch: 9}, nil)
+	a.receive(t0, "", roomnet.Message{Kind: roomnet.KindHello, Epoch: 9}, nil)
 	a.peerUp(t0, "a")
 	if o := a.out(); len(o.events)+len(o.fetches) != 0 {
 		t.Errorf("outputs: %+v", o)
@@ -1152,15 +1134,13 @@ func TestMachineIgnoresOwnAndAnonymousMessages(t *testing.T) {
 }
 
 func TestMachineRetriesFailedSnapshotFetch(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	a.peerUp(t0, "b")
 	req := a.out().fetches[0]
 	now := t0
 	var gaps []time.Duration
 	for {
-		a.fetched(now, req, FetchReply{}, errUnreachableTest)
+		a.fetched(now, req, roomnet.FetchReply{}, errUnreachableTest)
 		a.out()
 		_, outs := a.run(now, now.Add(time.Second))
 		var next *fetchRequest
@@ -1182,7 +1162,7 @@ func TestMachineRetriesFailedSnapshotFetch(t *testing.T) {
 	// A new PeerUp starts over; a success ends the retries.
 	a.peerUp(now, "b")
 	req = a.out().fetches[0]
-	a.fetched(now, req, FetchReply{}, errUnreachableTest)
+	a.fetched(now, req, roomnet.FetchReply{}, errUnreachableTest)
 	b := newTM(t, "b", 1, cfg)
 	a.deliver(now.Add(time.Millisecond), b, b.out().publish...)
 	a.tick(now.Add(time.Second))
@@ -1224,13 +1204,11 @@ func TestMachineDeletePropagates(t *testing.T) {
 }
 
 func TestMachineForgetsRemovedPeersAfterRetention(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	a.out()
+	cfg, a := newA(t)
 	b := newTM(t, "b", 1, cfg)
 	hello := b.out().publish
 	a.deliver(t0, b, hello...)
-	a.deliver(t0, b, Message{Kind: KindLeave, Epoch: 1})
+	a.deliver(t0, b, roomnet.Message{Kind: roomnet.KindLeave, Epoch: 1})
 	if len(a.gone) != 1 {
 		t.Fatalf("gone = %v", a.gone)
 	}
@@ -1245,32 +1223,8 @@ func TestMachineForgetsRemovedPeersAfterRetention(t *testing.T) {
 	}
 }
 
-func TestSenderDropsOnlyHeartbeatsAndDeltas(t *testing.T) {
-	s := newSender()
-	leave := s.push(Message{Kind: KindLeave})
-	first := s.push(Message{Kind: KindHeartbeat})
-	for range maxSendQueue - 2 {
-		s.push(Message{Kind: KindDelta})
-	}
-	s.push(Message{Kind: KindHello}) // the queue is full: the oldest heartbeat goes
-	if err := <-first; !errors.Is(err, errDropped) {
-		t.Errorf("oldest heartbeat: %v", err)
-	}
-	select {
-	case err := <-leave:
-		t.Errorf("the leave was dropped: %v", err)
-	default:
-	}
-	if len(s.q) != maxSendQueue || s.q[0].msg.Kind != KindLeave || s.q[len(s.q)-1].msg.Kind != KindHello {
-		t.Errorf("queue: %d items, first %v last %v", len(s.q), s.q[0].msg.Kind, s.q[len(s.q)-1].msg.Kind)
-	}
-}
-
 func TestMachinePeerDownQueuedMessagesDoNotSaveADeadPeer(t *testing.T) {
-	cfg := testConfig()
-	a := newTM(t, "a", 1, cfg)
-	b := newTM(t, "b", 1, cfg)
-	a.out()
+	cfg, a, b := newAB(t)
 	a.deliver(t0, b, b.out().publish...)
 	// The network reports the peer down ahead of messages it had queued.
 	down := t0.Add(time.Second)
@@ -1279,7 +1233,7 @@ func TestMachinePeerDownQueuedMessagesDoNotSaveADeadPeer(t *testing.T) {
 	b.mustSet(down, "cursor", "1")
 	a.deliver(down.Add(time.Millisecond), b, b.out().publish...)
 	a.out()
-	a.fetched(down.Add(5*time.Millisecond), probe, FetchReply{}, errors.New("connection refused"))
+	a.fetched(down.Add(5*time.Millisecond), probe, roomnet.FetchReply{}, errors.New("connection refused"))
 	a.tick(down.Add(5*time.Millisecond + cfg.restartGrace()))
 	eq(t, "events", describe(a.out().events), []string{"presence-changed b timeout -cursor gone", "member-left b timeout"})
 }
@@ -1293,7 +1247,7 @@ func TestMachineLeavePublishesAPacedWriteBeforeTheGoodbye(t *testing.T) {
 	a := newTM(t, "a", 1, cfg)
 	r := newTM(t, "r", 1, cfg)
 	a.out()
-	var sent []Message
+	var sent []roomnet.Message
 	for i := range 3 { // the first goes out at once, the third is held
 		a.mustSet(t0, "n", fmt.Sprint(i))
 		sent = append(sent, a.out().publish...)
@@ -1302,7 +1256,7 @@ func TestMachineLeavePublishesAPacedWriteBeforeTheGoodbye(t *testing.T) {
 		t.Fatal(err)
 	}
 	sent = append(sent, a.out().publish...)
-	if len(sent) < 2 || sent[len(sent)-1].Kind != KindLeave || sent[len(sent)-2].Kind != KindDelta {
+	if len(sent) < 2 || sent[len(sent)-1].Kind != roomnet.KindLeave || sent[len(sent)-2].Kind != roomnet.KindDelta {
 		t.Fatalf("published %q, want the held delta right before the leave", kinds(sent))
 	}
 	r.deliver(t0, a, sent[:len(sent)-1]...)

@@ -4,37 +4,39 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // signer stands in for the network's signatures in machine tests: every
 // message it signs gets a unique opaque token, which open maps back to
 // the message and its author.
 type signer struct {
-	msgs map[string]NetEvent
-	now  time.Time // of the latest delivery: when reply asks for Served
+	msgs map[string]roomnet.Event
+	now  time.Time // of the latest delivery: when reply asks for roomnet.Served
 }
 
-func newSigner() *signer { return &signer{msgs: make(map[string]NetEvent)} }
+func newSigner() *signer { return &signer{msgs: make(map[string]roomnet.Event)} }
 
 // deliver hands msgs, authored by from and signed, to x at now.
-func (s *signer) deliver(x *tm, now time.Time, from *tm, msgs ...Message) output {
+func (s *signer) deliver(x *tm, now time.Time, from *tm, msgs ...roomnet.Message) output {
 	s.now = now
 	for _, msg := range msgs {
 		tok := fmt.Appendf(nil, "sig-%d", len(s.msgs))
-		s.msgs[string(tok)] = NetEvent{Kind: EventMessage, From: from.self.Peer, Msg: msg, Signed: tok}
+		s.msgs[string(tok)] = roomnet.Event{Kind: roomnet.EventMessage, From: from.self.Peer, Msg: msg, Signed: tok}
 		x.receive(now, from.self.Peer, msg, tok)
 	}
 	return x.take()
 }
 
-// reply is the FetchReply the network would build from x's Served.
-func (s *signer) reply(t *testing.T, x *tm) FetchReply {
+// reply is the roomnet.FetchReply the network would build from x's roomnet.Served.
+func (s *signer) reply(t *testing.T, x *tm) roomnet.FetchReply {
 	t.Helper()
-	served, ok := x.served(s.now)
+	served, ok := x.serve(s.now)
 	if !ok {
 		t.Fatal("served refused")
 	}
-	r := FetchReply{State: served.State}
+	r := roomnet.FetchReply{State: served.State}
 	for _, tok := range served.Relayed {
 		ev, ok := s.msgs[string(tok)]
 		if !ok {
@@ -105,7 +107,7 @@ func TestMachineKeepsMinimalRelaySetPerMember(t *testing.T) {
 	eq(t, "after a restart", s.relayed(t, a), []string{"b:heartbeat sig-6"})
 
 	// A member that leaves is no longer relayed.
-	s.deliver(a, now, b2, Message{Kind: KindLeave, Epoch: 2})
+	s.deliver(a, now, b2, roomnet.Message{Kind: roomnet.KindLeave, Epoch: 2})
 	eq(t, "after leave", s.relayed(t, a), nil)
 }
 
@@ -154,8 +156,8 @@ func TestMachineJoinSnapshotIncludesRelayedMembers(t *testing.T) {
 		t.Errorf("newcomer fetches relayed members: %+v", o.fetches)
 	}
 	// No early answer is scheduled for relayed members.
-	if !n.answerAt.IsZero() {
-		t.Errorf("newcomer schedules an answer at %v", n.answerAt.Sub(now))
+	if n.answerAt.isSet() {
+		t.Errorf("newcomer schedules an answer at %v", n.answerAt.at.Sub(now))
 	}
 
 	// A probe's reply relays nothing: relays only count for the snapshot.
@@ -183,7 +185,7 @@ func TestMachineRelayedMessagesObeyGoneRecords(t *testing.T) {
 	s.deliver(a, t0, b, b.heartbeat())
 	reply := s.reply(t, a)
 	// n saw b leave (this incarnation) before its fetch of a completed.
-	n.receive(t0, "b", Message{Kind: KindLeave, Epoch: 1}, nil)
+	n.receive(t0, "b", roomnet.Message{Kind: roomnet.KindLeave, Epoch: 1}, nil)
 	n.out()
 	n.fetched(t0.Add(time.Millisecond), fetchRequest{peer: "a", purpose: fetchSnapshot, started: t0}, reply, nil)
 	eq(t, "members", n.memberIDs(), []string{"a", "n"})
@@ -208,27 +210,27 @@ func TestMachineHelloWithCompleteViewIsNotAnswered(t *testing.T) {
 			}
 		}
 		x.out()
-		x.answerAt = time.Time{} // the answers among the members themselves are not the point here
+		x.answerAt.clear() // the answers among the members themselves are not the point here
 	}
 	a, b := ms[0], ms[1]
-	if a.digest != ViewDigest("a", "b", "c", "d") || b.digest != a.digest {
-		t.Fatalf("digests %x, %x; want ViewDigest of the four members %x", a.digest, b.digest, ViewDigest("a", "b", "c", "d"))
+	if a.digest != roomnet.ViewDigest("a", "b", "c", "d") || b.digest != a.digest {
+		t.Fatalf("digests %x, %x; want roomnet.ViewDigest of the four members %x", a.digest, b.digest, roomnet.ViewDigest("a", "b", "c", "d"))
 	}
 
 	now := t0.Add(time.Second)
 	n := newTM(t, "n", 1, cfg)
 	join := n.out().publish[0]
-	if join.Kind != KindHello || join.View != ViewDigest("n") {
-		t.Fatalf("join hello %+v, want View = ViewDigest(n)", join)
+	if join.Kind != roomnet.KindHello || join.View != roomnet.ViewDigest("n") {
+		t.Fatalf("join hello %+v, want View = roomnet.ViewDigest(n)", join)
 	}
 	n.peerUp(now, "a")
 	n.fetched(now.Add(time.Millisecond), n.out().fetches[0], s.reply(t, a), nil)
 	n.out()
 	times, outs := n.run(now, now.Add(cfg.PublishInterval))
-	var hello *Message
+	var hello *roomnet.Message
 	for _, o := range outs {
 		for i := range o.publish {
-			if o.publish[i].Kind == KindHello {
+			if o.publish[i].Kind == roomnet.KindHello {
 				hello = &o.publish[i]
 			}
 		}
@@ -236,12 +238,12 @@ func TestMachineHelloWithCompleteViewIsNotAnswered(t *testing.T) {
 	if hello == nil {
 		t.Fatalf("no hello after the first PeerUp (ran until %v)", times)
 	}
-	if want := ViewDigest("a", "b", "c", "d", "n"); hello.View != want {
+	if want := roomnet.ViewDigest("a", "b", "c", "d", "n"); hello.View != want {
 		t.Fatalf("hello View %x, want %x", hello.View, want)
 	}
 	for _, x := range ms {
 		x.deliver(now.Add(60*time.Millisecond), n, *hello)
-		if !x.answerAt.IsZero() {
+		if x.answerAt.isSet() {
 			t.Errorf("%s answers a newcomer whose view matches its own", x.self.Peer)
 		}
 	}
@@ -249,13 +251,13 @@ func TestMachineHelloWithCompleteViewIsNotAnswered(t *testing.T) {
 	// A newcomer that has seen nobody yet (its hello at join) is answered.
 	n2 := newTM(t, "n2", 1, cfg)
 	b.deliver(now.Add(100*time.Millisecond), n2, n2.out().publish...)
-	if b.answerAt.IsZero() {
+	if !b.answerAt.isSet() {
 		t.Error("b does not answer a newcomer that knows nobody")
 	}
 
 	// The digest follows removals.
-	b.deliver(now.Add(200*time.Millisecond), ms[2], Message{Kind: KindLeave, Epoch: 1})
-	if want := ViewDigest("a", "b", "d", "n", "n2"); b.digest != want {
+	b.deliver(now.Add(200*time.Millisecond), ms[2], roomnet.Message{Kind: roomnet.KindLeave, Epoch: 1})
+	if want := roomnet.ViewDigest("a", "b", "d", "n", "n2"); b.digest != want {
 		t.Errorf("digest after c left %x, want %x", b.digest, want)
 	}
 }

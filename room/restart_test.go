@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // Issue 9.1: a peer restarted behind a frozen connection. The PeerDown of
@@ -29,7 +31,7 @@ func TestMachineProbeFailedAfterPeerUpProbesAgain(t *testing.T) {
 	if len(snap) != 1 || snap[0].purpose != fetchSnapshot {
 		t.Fatalf("fetches after PeerUp = %+v, want one snapshot fetch", snap)
 	}
-	a.fetched(down.Add(time.Second), probe, FetchReply{}, errors.New("stream reset"))
+	a.fetched(down.Add(time.Second), probe, roomnet.FetchReply{}, errors.New("stream reset"))
 	o := a.out()
 	if len(o.events) != 0 {
 		t.Fatalf("a probe that failed after the peer came up again removed it: %q", describe(o.events))
@@ -39,7 +41,7 @@ func TestMachineProbeFailedAfterPeerUpProbesAgain(t *testing.T) {
 	}
 	b2 := newTM(t, "b", 2, cfg)
 	b2.mustSet(t0, "gen", "2")
-	a.fetched(down.Add(time.Second+10*time.Millisecond), o.fetches[0], FetchReply{State: b2.heartbeat()}, nil)
+	a.fetched(down.Add(time.Second+10*time.Millisecond), o.fetches[0], roomnet.FetchReply{State: b2.heartbeat()}, nil)
 	o = a.out()
 	eq(t, "events", describe(o.events), []string{"presence-changed b remote ~gen"})
 	if got := a.state("b")["gen"]; got != "2" {
@@ -49,7 +51,7 @@ func TestMachineProbeFailedAfterPeerUpProbesAgain(t *testing.T) {
 	// A probe that fails with no PeerUp after its start still removes.
 	a.peerDown(down.Add(2*time.Second), "b")
 	probe = a.out().fetches[0]
-	a.fetched(down.Add(2100*time.Millisecond), probe, FetchReply{}, errors.New("unreachable"))
+	a.fetched(down.Add(2100*time.Millisecond), probe, roomnet.FetchReply{}, errors.New("unreachable"))
 	a.tick(down.Add(2100*time.Millisecond + cfg.restartGrace()))
 	eq(t, "events", describe(a.out().events), []string{"presence-changed b timeout -gen gone", "member-left b timeout"})
 }
@@ -82,7 +84,7 @@ func TestMachineRestartWithinGraceAfterFailedProbeIsSeamless(t *testing.T) {
 			a.peerDown(down, "b")
 			probe := a.out().fetches[0]
 			failed := down.Add(time.Millisecond)
-			a.fetched(failed, probe, FetchReply{}, errors.New("connection refused"))
+			a.fetched(failed, probe, roomnet.FetchReply{}, errors.New("connection refused"))
 			// In flight from the dead process: no reprieve.
 			if o := a.deliver(failed.Add(time.Millisecond), b1, b1.heartbeat()); len(o.events) != 0 {
 				t.Fatalf("events = %q", describe(o.events))

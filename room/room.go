@@ -8,19 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
-)
 
-// Shell sizes.
-const (
-	maxFetches   = 8   // concurrent Fetch calls per room
-	maxSendQueue = 256 // queued publishes before the oldest droppable one goes
-	inboundQueue = 64  // network events between the reader and the loop
-	pollBatch    = 256 // events taken from a Poller per wake-up
-	drainTimeout = 2 * time.Second
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // Room is one joined room: the local peer's presence in it, the other
@@ -30,7 +22,7 @@ type Room struct {
 	id    string
 	self  Identity
 	cfg   Config
-	net   Network
+	net   roomnet.Network
 	clock Clock
 	log   *slog.Logger
 	hub   *hub
@@ -39,36 +31,15 @@ type Room struct {
 	stats *counters // the machine's, read by Stats
 
 	reqs     chan request
-	inbound  chan NetEvent // nil with a Poller network
-	poll     Poller        // the network, if it is a Poller
 	fetchRes chan fetchResult
-	netGone  chan struct{} // closed by the reader when the network ends
 
 	ctx    context.Context // cancelled to stop every goroutine
 	cancel context.CancelFunc
 	send   *sender
-	wg     sync.WaitGroup // reader, sender, fetchers; the loop waits for them
+	wg     sync.WaitGroup // sender, fetchers; the loop waits for them
 
 	done     chan struct{} // closed when the room is destroyed
 	closeErr error         // set before done is closed
-}
-
-// request is an API call run on the loop goroutine.
-type request struct {
-	fn    func(m *machine, now time.Time) error
-	ack   bool // reply with the ack of the last message the call published
-	reply chan reply
-}
-
-type reply struct {
-	err error
-	ack <-chan error
-}
-
-type fetchResult struct {
-	req   fetchRequest
-	reply FetchReply
-	err   error
 }
 
 // New joins room id as self over net and returns the live room (status
@@ -77,7 +48,7 @@ type fetchResult struct {
 // destroyed; on error net is untouched and still the caller's.
 // self.Peer must be the network's local peer. The zero Config means
 // DefaultConfig.
-func New(id string, self Identity, cfg Config, net Network, opts ...Option) (*Room, error) {
+func New(id string, self Identity, cfg Config, net roomnet.Network, opts ...Option) (*Room, error) {
 	if err := ValidateID(id); err != nil {
 		return nil, err
 	}
@@ -91,11 +62,11 @@ func New(id string, self Identity, cfg Config, net Network, opts ...Option) (*Ro
 	if err != nil {
 		return nil, err
 	}
-	if c, ok := net.(Checker); ok {
+	if c, ok := net.(roomnet.Checker); ok {
 		if cfg, err = cfg.agreeLimits(c.Limits()); err != nil {
 			return nil, err
 		}
-		if err := c.CheckFull(self); err != nil {
+		if err := c.CheckFull(self.Peer, self.Name, self.Meta); err != nil {
 			return nil, fmt.Errorf("room: config: %w", err)
 		}
 	}
@@ -124,7 +95,6 @@ func New(id string, self Identity, cfg Config, net Network, opts ...Option) (*Ro
 		hub:      newHub(id, o.watchBuffer),
 		reqs:     make(chan request),
 		fetchRes: make(chan fetchResult),
-		netGone:  make(chan struct{}),
 		ctx:      ctx,
 		cancel:   cancel,
 		send:     newSender(),
@@ -133,13 +103,6 @@ func New(id string, self Identity, cfg Config, net Network, opts ...Option) (*Ro
 	}
 	r.view.Store(m.view(nil))
 	net.Serve(r.serve)
-	if p, ok := net.(Poller); ok {
-		r.poll = p
-	} else {
-		r.inbound = make(chan NetEvent, inboundQueue)
-		r.wg.Add(1)
-		go r.readLoop()
-	}
 	r.wg.Add(1)
 	go r.send.run(ctx, &r.wg, net, r.log)
 	go r.run(m)
@@ -159,250 +122,6 @@ func nextEpoch(now time.Time) uint64 {
 			return e
 		}
 	}
-}
-
-// serve answers other peers' Fetch, while joined: our own state, and the
-// other members' signed messages (from the loop; a fetch is rare, one
-// round trip through the loop is cheap).
-func (r *Room) serve() (Served, bool) {
-	if v := r.view.Load(); v.status != Joined {
-		return Served{}, false
-	}
-	var (
-		s  Served
-		ok bool
-	)
-	if err := r.do(func(m *machine, now time.Time) error {
-		s, ok = m.served(now)
-		return nil
-	}); err != nil {
-		return Served{}, false
-	}
-	return s, ok
-}
-
-// readLoop feeds network events to the loop until the network or the room
-// ends (networks that are not a Poller).
-func (r *Room) readLoop() {
-	defer r.wg.Done()
-	for {
-		ev, err := r.net.Next(r.ctx)
-		if err != nil {
-			if r.ctx.Err() == nil {
-				r.networkEnded(err)
-				close(r.netGone)
-			}
-			return
-		}
-		select {
-		case r.inbound <- ev:
-		case <-r.ctx.Done():
-			return
-		}
-	}
-}
-
-func (r *Room) networkEnded(err error) {
-	if !errors.Is(err, ErrNetworkClosed) {
-		r.log.Warn("room: network failed", "room", r.id, "err", err)
-	}
-}
-
-// pollEvents hands up to pollBatch queued events of a Poller network to
-// the machine; it reports an error if the network ended.
-func (r *Room) pollEvents(m *machine) error {
-	for range pollBatch {
-		ev, ok, err := r.poll.TryNext()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return nil
-		}
-		r.handle(m, ev)
-	}
-	return nil // more are queued: Ready has a value again
-}
-
-// run is the room's loop: the only goroutine that touches the machine.
-func (r *Room) run(m *machine) {
-	var (
-		timer       <-chan time.Time
-		armed       time.Time
-		fetchQueue  []fetchRequest
-		fetchActive int
-	)
-	startFetches := func() {
-		for fetchActive < maxFetches && len(fetchQueue) > 0 {
-			req := fetchQueue[0]
-			fetchQueue = fetchQueue[1:]
-			fetchActive++
-			r.wg.Add(1)
-			go r.fetch(req)
-		}
-	}
-	// flush carries out the machine's outputs; it reports whether the room
-	// must be torn down, and returns the ack of the last publish.
-	flush := func() (destroy bool, ack <-chan error) {
-		out := m.take()
-		// The snapshot first: a consumer that sees an event reads a state
-		// at least as new.
-		r.view.Store(m.view(r.view.Load()))
-		for _, msg := range out.publish {
-			ack = r.send.push(msg)
-		}
-		evs := out.events
-		if out.destroy {
-			// RoomDestroyed (the machine's last event) is held back:
-			// teardown delivers it once the network is closed and every
-			// goroutine has stopped, so a watcher that sees it may join
-			// the same room again on the same network at once.
-			evs = slices.DeleteFunc(evs, func(ev Event) bool { return ev.Type == RoomDestroyed })
-		}
-		r.hub.emit(evs)
-		fetchQueue = append(fetchQueue, out.fetches...)
-		startFetches()
-		return out.destroy, ack
-	}
-	flush()                   // the hello
-	var ready <-chan struct{} // nil without a Poller: never selected
-	if r.poll != nil {
-		ready = r.poll.Ready()
-	}
-	for {
-		if d, ok := m.deadline(); ok && (armed.IsZero() || d.Before(armed)) {
-			armed = d
-			timer = r.clock.After(max(d.Sub(r.clock.Now()), 0))
-		}
-		var destroy bool
-		select {
-		case <-r.ctx.Done(): // Close
-			r.teardown(m, false)
-			return
-		case <-r.netGone: // the network ended on its own
-			r.teardown(m, false)
-			return
-		case req := <-r.reqs:
-			err := req.fn(m, r.clock.Now())
-			var ack <-chan error
-			destroy, ack = flush()
-			if !req.ack {
-				ack = nil
-			}
-			req.reply <- reply{err: err, ack: ack}
-		case ev := <-r.inbound:
-			r.handle(m, ev)
-			// Take what else is queued before one flush: under load, one
-			// snapshot per batch rather than per message.
-			for more := true; more; {
-				select {
-				case ev := <-r.inbound:
-					r.handle(m, ev)
-				default:
-					more = false
-				}
-			}
-			destroy, _ = flush()
-		case <-ready:
-			// Everything queued (up to pollBatch) before one flush, as
-			// above.
-			if err := r.pollEvents(m); err != nil {
-				if r.ctx.Err() == nil {
-					r.networkEnded(err)
-				}
-				r.teardown(m, false)
-				return
-			}
-			destroy, _ = flush()
-		case res := <-r.fetchRes:
-			fetchActive--
-			m.fetched(r.clock.Now(), res.req, res.reply, res.err)
-			destroy, _ = flush()
-		case <-timer:
-			timer, armed = nil, time.Time{}
-			m.tick(r.clock.Now())
-			destroy, _ = flush()
-		}
-		if destroy { // linger over
-			r.teardown(m, true)
-			return
-		}
-	}
-}
-
-// handle feeds one network event to the machine.
-func (r *Room) handle(m *machine, ev NetEvent) {
-	now := r.clock.Now()
-	switch ev.Kind {
-	case EventMessage:
-		m.receive(now, ev.From, ev.Msg, ev.Signed)
-	case EventPeerUp:
-		m.peerUp(now, ev.From)
-	case EventPeerDown:
-		m.peerDown(now, ev.From)
-	}
-}
-
-// teardown destroys the room. After a graceful end (linger over) queued
-// publishes (a goodbye) are still handed to the network first. Then every
-// goroutine is stopped, the network closed, the goroutines waited for, and
-// only then the watchers told (RoomDestroyed, on every destroy path: the
-// flush that ended the room held it back) and Done closed.
-func (r *Room) teardown(m *machine, graceful bool) {
-	if graceful {
-		r.send.drain(r.ctx, drainTimeout)
-	}
-	r.cancel()
-	err := r.net.Close() // also unblocks a Next or Fetch that ignores ctx
-	r.wg.Wait()
-	m.destroy()
-	r.view.Store(m.view(r.view.Load()))
-	r.hub.emit(m.take().events)
-	r.hub.close()
-	if err != nil && !errors.Is(err, ErrNetworkClosed) {
-		r.closeErr = fmt.Errorf("room: close network: %w", err)
-	}
-	close(r.done)
-}
-
-// fetch runs one Fetch and reports to the loop.
-func (r *Room) fetch(req fetchRequest) {
-	defer r.wg.Done()
-	timeout := r.cfg.fetchTimeout()
-	if req.purpose == fetchProbe {
-		timeout = r.cfg.probeTimeout()
-	}
-	ctx, cancel := context.WithTimeout(r.ctx, timeout)
-	rep, err := r.net.Fetch(ctx, req.peer)
-	cancel()
-	if err != nil {
-		r.log.Debug("room: fetch failed", "room", r.id, "peer", logPeer(req.peer), "probe", req.purpose == fetchProbe, "err", err)
-	}
-	select {
-	case r.fetchRes <- fetchResult{req: req, reply: rep, err: err}:
-	case <-r.ctx.Done():
-	}
-}
-
-// do runs fn on the loop and returns its error.
-func (r *Room) do(fn func(m *machine, now time.Time) error) error {
-	rep, err := r.call(fn, false)
-	if err != nil {
-		return err
-	}
-	return rep.err
-}
-
-func (r *Room) call(fn func(m *machine, now time.Time) error, ack bool) (reply, error) {
-	req := request{fn: fn, ack: ack, reply: make(chan reply, 1)}
-	select {
-	case r.reqs <- req:
-	case <-r.done:
-		return reply{}, ErrClosed
-	case <-r.ctx.Done():
-		return reply{}, ErrClosed
-	}
-	return <-req.reply, nil
 }
 
 // ID returns the room ID.
@@ -524,9 +243,9 @@ func (r *Room) Broadcast(ctx context.Context, payload []byte) error {
 	case Closed:
 		return ErrClosed
 	}
-	err := r.net.Publish(ctx, Message{Kind: KindBroadcast, Epoch: v.epoch, Payload: payload})
+	err := r.net.Publish(ctx, roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: v.epoch, Payload: payload})
 	if err != nil {
-		if errors.Is(err, ErrNetworkClosed) {
+		if errors.Is(err, roomnet.ErrNetworkClosed) {
 			return ErrClosed
 		}
 		return fmt.Errorf("room: broadcast: %w", err)
@@ -614,98 +333,4 @@ func (r *Room) Close() error {
 	r.cancel()
 	<-r.done
 	return r.closeErr
-}
-
-// sender publishes the machine's messages in order on its own goroutine,
-// so that a slow network never stalls the loop.
-type sender struct {
-	mu       sync.Mutex
-	q        []sendItem
-	wake     chan struct{}
-	draining bool
-	drained  chan struct{}
-}
-
-type sendItem struct {
-	msg Message
-	ack chan error // nil for messages that may be dropped
-}
-
-func newSender() *sender {
-	return &sender{wake: make(chan struct{}, 1), drained: make(chan struct{})}
-}
-
-// push queues msg and returns a channel that receives the publish error.
-// Heartbeats and deltas may be dropped (oldest first) if the network falls
-// far behind: the next heartbeat heals what they carried. Hellos and
-// leaves are never dropped.
-func (s *sender) push(msg Message) <-chan error {
-	it := sendItem{msg: msg, ack: make(chan error, 1)}
-	s.mu.Lock()
-	if len(s.q) >= maxSendQueue {
-		for i, old := range s.q {
-			if old.msg.Kind == KindHeartbeat || old.msg.Kind == KindDelta {
-				old.ack <- errDropped
-				s.q = append(s.q[:i], s.q[i+1:]...)
-				break
-			}
-		}
-	}
-	s.q = append(s.q, it)
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-	return it.ack
-}
-
-var errDropped = errors.New("room: publish dropped: network too slow")
-
-func (s *sender) run(ctx context.Context, wg *sync.WaitGroup, net Network, log *slog.Logger) {
-	defer wg.Done()
-	for {
-		s.mu.Lock()
-		if len(s.q) == 0 {
-			draining := s.draining
-			s.mu.Unlock()
-			if draining {
-				close(s.drained)
-				return
-			}
-			select {
-			case <-s.wake:
-				continue
-			case <-ctx.Done():
-				return
-			}
-		}
-		it := s.q[0]
-		s.q = s.q[1:]
-		s.mu.Unlock()
-		err := net.Publish(ctx, it.msg)
-		if err != nil && ctx.Err() == nil {
-			log.Debug("room: publish failed", "kind", it.msg.Kind, "err", err)
-		}
-		it.ack <- err
-	}
-}
-
-// drain makes the sender publish what is queued and stop, waiting at most
-// d or until ctx ends (the caller then cancels the sender's context).
-func (s *sender) drain(ctx context.Context, d time.Duration) {
-	s.mu.Lock()
-	s.draining = true
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-s.drained:
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // Shell tests: real Rooms over the in-memory bus, in a synctest bubble so
@@ -21,22 +23,22 @@ func shellConfig() Config {
 	return cfg
 }
 
-// pollNets makes newRoom hand its rooms a Poller network (see
-// TestShellOverPollerNetwork).
-var pollNets bool
-
 func newRoom(t *testing.T, b *bus, peer string, cfg Config, opts ...Option) *Room {
 	t.Helper()
-	var net Network = b.join(PeerID(peer))
-	if pollNets {
-		net = pollNet{net.(*fakeNet)}
-	}
-	r, err := New("lobby", Identity{Peer: PeerID(peer), Name: "name-" + peer}, cfg, net, opts...)
+	r, err := New("lobby", Identity{Peer: PeerID(peer), Name: "name-" + peer}, cfg, b.join(PeerID(peer)), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.Close() })
 	return r
+}
+
+// mustSet sets key to value in r's own presence, or fails the test.
+func mustSet(t *testing.T, r *Room, key, value string) {
+	t.Helper()
+	if err := r.Set(key, []byte(value)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // next waits (on virtual time) for the next event of w that matches.
@@ -86,9 +88,7 @@ func TestRoomTwoPeersSeeEachOther(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := newRoom(t, b, "c", shellConfig())
-		if err := c.Set("status", []byte("here")); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, c, "status", "here")
 		synctest.Wait()
 		eq(t, "a's members", memberPeers(a), []string{"a", "c"})
 		eq(t, "c's members", memberPeers(c), []string{"a", "c"})
@@ -251,9 +251,7 @@ func TestRoomLaggedOnSlowWatcher(t *testing.T) {
 			t.Errorf("Stats: WatchDropped %d, WatchLags %d; want 22 and 2", st.WatchDropped, st.WatchLags)
 		}
 		// After the gap, events flow again.
-		if err := a.Set("after", []byte("v")); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, a, "after", "v")
 		for _, w := range []*Watcher{slow, fast} {
 			ev, err := w.Next(ctx)
 			if err != nil || ev.Type != PresenceChanged || ev.Change.Added[0] != "after" {
@@ -320,9 +318,7 @@ func TestRoomLeaveThenDoneAfterLinger(t *testing.T) {
 		cfg := shellConfig()
 		a := newRoom(t, b, "a", cfg)
 		c := newRoom(t, b, "c", cfg)
-		if err := a.Set("k", []byte("v")); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, a, "k", "v")
 		synctest.Wait()
 		wc := c.Watch()
 		defer wc.Close()
@@ -354,9 +350,7 @@ func TestRoomLeaveThenDoneAfterLinger(t *testing.T) {
 		}
 		eq(t, "a's members while lingering", memberPeers(a), []string{"c"})
 		// Still receiving while lingering.
-		if err := c.Set("during", []byte("linger")); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, c, "during", "linger")
 		synctest.Wait()
 		if v, _ := a.Get("c", "during"); string(v) != "linger" {
 			t.Errorf("lingering room did not receive: %q", v)
@@ -391,9 +385,7 @@ func TestRoomRejoinDuringLinger(t *testing.T) {
 		if a.Status() != Joined {
 			t.Fatalf("status %v", a.Status())
 		}
-		if err := a.Set("back", []byte("yes")); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, a, "back", "yes")
 		next(t, wc, time.Millisecond, isType(MemberLeft, "a"))
 		next(t, wc, time.Millisecond, isType(MemberJoined, "a"))
 		time.Sleep(2 * cfg.Linger)
@@ -468,9 +460,7 @@ func TestRoomPartitionHeals(t *testing.T) {
 		cfg := shellConfig()
 		a := newRoom(t, b, "a", cfg)
 		c := newRoom(t, b, "c", cfg)
-		if err := c.Set("k", []byte("v")); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, c, "k", "v")
 		synctest.Wait()
 		w := a.Watch()
 		defer w.Close()
@@ -517,9 +507,7 @@ func TestRoomRestartWithSameKeyIsOneMember(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer r2.Close()
-		if err := r2.Set("y", []byte("new")); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, r2, "y", "new")
 		synctest.Wait()
 		_ = old.Close() // the old process' network ends without a PeerDown
 		time.Sleep(2 * cfg.Timeout)
@@ -616,7 +604,7 @@ func TestRoomCoalescesPublishes(t *testing.T) {
 		synctest.Wait()
 		deltas := 0
 		for _, k := range net.sent()[before:] {
-			if k == KindDelta {
+			if k == roomnet.KindDelta {
 				deltas++
 			}
 		}
@@ -635,7 +623,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 		id   string
 		self Identity
 		cfg  Config
-		net  Network
+		net  roomnet.Network
 	}{
 		"bad id":    {"a/b", Identity{Peer: "a"}, Config{}, b.join("x1")},
 		"no peer":   {"ok", Identity{}, Config{}, b.join("x2")},
@@ -694,7 +682,7 @@ func TestRoomLeaveWithNegativeLinger(t *testing.T) {
 		if ev := next(t, w, time.Millisecond, isType(MemberLeft, "a")); ev.Reason != ReasonLeft {
 			t.Errorf("the goodbye was not sent before the network closed: %+v", ev)
 		}
-		if k := net.sent(); k[len(k)-1] != KindLeave {
+		if k := net.sent(); k[len(k)-1] != roomnet.KindLeave {
 			t.Errorf("last publish %v", k)
 		}
 	})
@@ -808,7 +796,7 @@ func TestRoomUsesItsClock(t *testing.T) {
 	})
 }
 
-func kindNames(ks []MessageKind) []string {
+func kindNames(ks []roomnet.MessageKind) []string {
 	var out []string
 	for _, k := range ks {
 		out = append(out, k.String())
@@ -830,9 +818,7 @@ func TestRoomDeleteAndTTL(t *testing.T) {
 		if err := a.SetTTL("typing", []byte("yes"), 0); err == nil {
 			t.Error("SetTTL with a zero ttl succeeded")
 		}
-		if err := a.Set("k", []byte("v")); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, a, "k", "v")
 		time.Sleep(shellConfig().PublishInterval)
 		synctest.Wait()
 		if _, ok := c.Get("a", "typing"); !ok {
@@ -855,9 +841,7 @@ func TestRoomDeleteAndTTL(t *testing.T) {
 			t.Error("a still sees its own typing after its TTL")
 		}
 		var v int
-		if err := a.Set("bad", []byte("{")); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, a, "bad", "{")
 		if ok, err := a.GetJSON("a", "bad", &v); !ok || err == nil {
 			t.Errorf("GetJSON of bad JSON: %v %v", ok, err)
 		}
@@ -959,42 +943,4 @@ func TestRoomDestroyedIsDeliveredAfterTheNetworkIsClosed(t *testing.T) {
 			})
 		})
 	}
-}
-
-// The shell tests above again, with networks that are Pollers: the room
-// reads events on its own loop (Ready/TryNext) instead of through its
-// reader goroutine. Not parallel: it flips pollNets.
-func TestShellOverPollerNetwork(t *testing.T) {
-	pollNets = true
-	defer func() { pollNets = false }()
-	for name, test := range map[string]func(*testing.T){
-		"TwoPeersSeeEachOther":       TestRoomTwoPeersSeeEachOther,
-		"JoinSnapshotWithoutPublish": TestRoomJoinSnapshotWithoutAnyPublish,
-		"WatcherOrder":               TestRoomWatcherOrder,
-		"LaggedOnSlowWatcher":        TestRoomLaggedOnSlowWatcher,
-		"LeaveThenDoneAfterLinger":   TestRoomLeaveThenDoneAfterLinger,
-		"RejoinDuringLinger":         TestRoomRejoinDuringLinger,
-		"KilledPeerGone":             TestRoomKilledPeerGoneWithinASecond,
-		"SilentPeerTimesOut":         TestRoomSilentPeerTimesOut,
-		"PartitionHeals":             TestRoomPartitionHeals,
-		"Broadcast":                  TestRoomBroadcast,
-		"ConcurrentUse":              TestRoomConcurrentUse,
-	} {
-		t.Run(name, test)
-	}
-	t.Run("DestroyedWhenNetworkEnds", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			net := newBus().join("a")
-			a, err := New("lobby", Identity{Peer: "a"}, shellConfig(), pollNet{net})
-			if err != nil {
-				t.Fatal(err)
-			}
-			w := a.Watch()
-			_ = net.Close()
-			<-a.Done()
-			if ev, err := w.Next(context.Background()); err != nil || ev.Type != RoomDestroyed {
-				t.Errorf("event %+v %v", ev, err)
-			}
-		})
-	})
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // suspectRoom is a room of a (the observer), b (the accuser, connected to
@@ -37,7 +39,7 @@ func TestMachineFailedProbePublishesSuspect(t *testing.T) {
 	down := t0.Add(time.Second)
 	b.peerDown(down, "c")
 	probe := b.out().fetches[0]
-	b.fetched(down.Add(5*time.Millisecond), probe, FetchReply{}, errors.New("connection refused"))
+	b.fetched(down.Add(5*time.Millisecond), probe, roomnet.FetchReply{}, errors.New("connection refused"))
 	o := b.out()
 	eq(t, "publish at once", kinds(o.publish), []string{"suspect"})
 	b.tick(down.Add(5*time.Millisecond + b.cfg.restartGrace()))
@@ -52,7 +54,7 @@ func TestMachineFailedProbePublishesSuspect(t *testing.T) {
 func TestMachineSuspectedMemberDroppedAfterRefutationWindow(t *testing.T) {
 	a, b, c := suspectRoom(t)
 	at := t0.Add(time.Second)
-	a.deliver(at, b, Message{Kind: KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
+	a.deliver(at, b, roomnet.Message{Kind: roomnet.KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
 	times, outs := a.run(at, at.Add(time.Second))
 	var removed time.Time
 	for i, o := range outs {
@@ -85,14 +87,14 @@ func TestMachineSuspectedMemberDroppedAfterRefutationWindow(t *testing.T) {
 func TestMachineSuspectRefutedBySubject(t *testing.T) {
 	a, b, c := suspectRoom(t)
 	at := t0.Add(time.Second)
-	suspect := Message{Kind: KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()}
+	suspect := roomnet.Message{Kind: roomnet.KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()}
 	a.deliver(at, b, suspect)
 	c.deliver(at, b, suspect)
 	times, outs := c.run(at, at.Add(refuteWindow))
-	var refutation []Message
+	var refutation []roomnet.Message
 	for i, o := range outs {
 		for _, m := range o.publish {
-			if m.Kind == KindHeartbeat && len(refutation) == 0 {
+			if m.Kind == roomnet.KindHeartbeat && len(refutation) == 0 {
 				refutation = append(refutation, m)
 				if d := times[i].Sub(at); d > maxAnswerJitter {
 					t.Errorf("refutation after %v, want within %v", d, maxAnswerJitter)
@@ -129,10 +131,10 @@ func TestMachineSuspectIgnoredFromStrangersAndForOtherIncarnations(t *testing.T)
 	a, b, c := suspectRoom(t)
 	at := t0.Add(time.Second)
 	x := newTM(t, "x", 1, cfg) // never announced to a
-	a.deliver(at, x, Message{Kind: KindSuspect, Epoch: 1, Subject: "c", SubjectEpoch: c.epoch()})
-	a.deliver(at, b, Message{Kind: KindSuspect, Epoch: b.epoch() + 1, Subject: "c", SubjectEpoch: c.epoch()})
-	a.deliver(at, b, Message{Kind: KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch() + 1})
-	a.deliver(at, b, Message{Kind: KindSuspect, Epoch: b.epoch(), Subject: "nobody", SubjectEpoch: 1})
+	a.deliver(at, x, roomnet.Message{Kind: roomnet.KindSuspect, Epoch: 1, Subject: "c", SubjectEpoch: c.epoch()})
+	a.deliver(at, b, roomnet.Message{Kind: roomnet.KindSuspect, Epoch: b.epoch() + 1, Subject: "c", SubjectEpoch: c.epoch()})
+	a.deliver(at, b, roomnet.Message{Kind: roomnet.KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch() + 1})
+	a.deliver(at, b, roomnet.Message{Kind: roomnet.KindSuspect, Epoch: b.epoch(), Subject: "nobody", SubjectEpoch: 1})
 	if len(a.suspects) != 0 {
 		t.Fatalf("suspects = %v, want none", a.suspects)
 	}
@@ -140,8 +142,8 @@ func TestMachineSuspectIgnoredFromStrangersAndForOtherIncarnations(t *testing.T)
 	eq(t, "members", a.memberIDs(), []string{"a", "b", "c"})
 
 	// A second accusation later does not move the deadline.
-	a.deliver(at, b, Message{Kind: KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
-	a.deliver(at.Add(refuteWindow/2), b, Message{Kind: KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
+	a.deliver(at, b, roomnet.Message{Kind: roomnet.KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
+	a.deliver(at.Add(refuteWindow/2), b, roomnet.Message{Kind: roomnet.KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
 	if s := a.suspects["c"]; !s.due.Equal(at.Add(refuteWindow)) {
 		t.Errorf("due %v, want %v", s.due.Sub(t0), at.Add(refuteWindow).Sub(t0))
 	}
@@ -162,13 +164,13 @@ func left(outs []output) []string {
 
 // refutationOf runs the subject c from at until it publishes its
 // refutation of a suspect it was given, and returns it.
-func refutationOf(t *testing.T, c *tm, at time.Time, suspect Message) (Message, time.Time) {
+func refutationOf(t *testing.T, c *tm, at time.Time, suspect roomnet.Message) (roomnet.Message, time.Time) {
 	t.Helper()
 	c.deliver(at, accuserOf(c, suspect), suspect)
 	times, outs := c.run(at, at.Add(refuteWindow))
 	for i, o := range outs {
 		for _, m := range o.publish {
-			if m.Kind == KindHeartbeat {
+			if m.Kind == roomnet.KindHeartbeat {
 				if !m.Refute {
 					t.Fatalf("c's answer to a suspect is not marked Refute: %+v", m)
 				}
@@ -177,12 +179,12 @@ func refutationOf(t *testing.T, c *tm, at time.Time, suspect Message) (Message, 
 		}
 	}
 	t.Fatal("c did not refute")
-	return Message{}, time.Time{}
+	return roomnet.Message{}, time.Time{}
 }
 
 // accuserOf is a stand-in for the suspect's author b in suspectRoom (a
 // delivery needs only the author's peer ID).
-func accuserOf(c *tm, _ Message) *tm {
+func accuserOf(c *tm, _ roomnet.Message) *tm {
 	return &tm{machine: &machine{self: Identity{Peer: "b"}}, t: c.t}
 }
 
@@ -211,7 +213,7 @@ func TestMachineSuspectBurstsAroundARefutationNeverDropALiveMember(t *testing.T)
 					if i%2 == 1 {
 						from = ds[i%len(ds)]
 					}
-					a.deliver(now, from, Message{Kind: KindSuspect, Epoch: from.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
+					a.deliver(now, from, roomnet.Message{Kind: roomnet.KindSuspect, Epoch: from.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
 				}
 			}
 			at := t0.Add(time.Second)
@@ -220,7 +222,7 @@ func TestMachineSuspectBurstsAroundARefutationNeverDropALiveMember(t *testing.T)
 			}
 			// Before the refutation.
 			accuse(at, size)
-			suspect := Message{Kind: KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()}
+			suspect := roomnet.Message{Kind: roomnet.KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()}
 			ref, when := refutationOf(t, c, at, suspect)
 			_, outs := a.run(at, when.Add(5*time.Millisecond))
 			a.deliver(when.Add(5*time.Millisecond), c, ref)
@@ -247,7 +249,7 @@ func TestMachineSuspectBurstsAroundARefutationNeverDropALiveMember(t *testing.T)
 func TestMachineSuspectArrivingOnlyAfterTheRefutationIsVoid(t *testing.T) {
 	a, b, c := suspectRoom(t)
 	at := t0.Add(time.Second)
-	suspect := Message{Kind: KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()}
+	suspect := roomnet.Message{Kind: roomnet.KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()}
 	ref, when := refutationOf(t, c, at, suspect)
 	a.deliver(when, c, ref)
 	a.deliver(when.Add(300*time.Millisecond), b, suspect)
@@ -267,7 +269,7 @@ func TestMachineSuspectArrivingOnlyAfterTheRefutationIsVoid(t *testing.T) {
 		}
 	}
 	a.deliver(later.Add(-time.Millisecond), c, c.heartbeat())
-	a.deliver(later, e, Message{Kind: KindSuspect, Epoch: e.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
+	a.deliver(later, e, roomnet.Message{Kind: roomnet.KindSuspect, Epoch: e.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
 	_, outs = a.run(later, later.Add(2*refuteWindow))
 	eq(t, "dropped after the hold", left(outs), []string{"c"})
 }
@@ -286,7 +288,7 @@ func TestMachineBaselessAccuserIgnoredAndOpenSuspicionsBounded(t *testing.T) {
 	}
 	at := t0.Add(time.Second)
 	for _, d := range ds {
-		a.deliver(at, b, Message{Kind: KindSuspect, Epoch: b.epoch(), Subject: d.self.Peer, SubjectEpoch: d.epoch()})
+		a.deliver(at, b, roomnet.Message{Kind: roomnet.KindSuspect, Epoch: b.epoch(), Subject: d.self.Peer, SubjectEpoch: d.epoch()})
 	}
 	if n := len(a.suspects); n != maxSuspectsPerAccuser {
 		t.Fatalf("%d open suspicions from one accuser, want %d", n, maxSuspectsPerAccuser)
@@ -299,7 +301,7 @@ func TestMachineBaselessAccuserIgnoredAndOpenSuspicionsBounded(t *testing.T) {
 	eq(t, "dropped", left(outs), nil)
 	// b is now baseless: its accusation of c, which really is silent from
 	// here on, is ignored.
-	a.deliver(at.Add(100*time.Millisecond), b, Message{Kind: KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
+	a.deliver(at.Add(100*time.Millisecond), b, roomnet.Message{Kind: roomnet.KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
 	if len(a.suspects) != 0 {
 		t.Fatalf("a baseless accuser opened a suspicion: %v", a.suspects)
 	}
@@ -310,12 +312,12 @@ func TestMachineBaselessAccuserIgnoredAndOpenSuspicionsBounded(t *testing.T) {
 func TestMachineRefutationIsMarkedOnce(t *testing.T) {
 	_, b, c := suspectRoom(t)
 	at := t0.Add(time.Second)
-	_, when := refutationOf(t, c, at, Message{Kind: KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
+	_, when := refutationOf(t, c, at, roomnet.Message{Kind: roomnet.KindSuspect, Epoch: b.epoch(), Subject: "c", SubjectEpoch: c.epoch()})
 	_, outs := c.run(when.Add(time.Millisecond), when.Add(3*testConfig().HeartbeatInterval))
 	n := 0
 	for _, o := range outs {
 		for _, m := range o.publish {
-			if m.Kind == KindHeartbeat {
+			if m.Kind == roomnet.KindHeartbeat {
 				n++
 				if m.Refute {
 					t.Errorf("a later heartbeat is marked Refute")

@@ -3,7 +3,16 @@ package room
 import (
 	"slices"
 	"time"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
+
+// refuteWindow is how long a member suspected by another member's failed
+// probe (roomnet.KindSuspect) has to show a sign of life before it is dropped
+// (capped at Timeout/2). The subject refutes within milliseconds when it
+// is alive and reachable: it answers a suspect about itself with a
+// heartbeat at once.
+const refuteWindow = 500 * time.Millisecond
 
 // Suspicion rules (docs/PROTOCOL.md, "Suspicion"). A suspect can make a
 // receiver drop a member only if that member stays silent for the whole
@@ -55,7 +64,7 @@ type accusations struct {
 	refuted  map[PeerID]hold
 	baseless map[PeerID]time.Time
 	sweepAt  time.Time
-	owed     bool // the next heartbeat is a refutation (Message.Refute)
+	owed     bool // the next heartbeat is a refutation (roomnet.Message.Refute)
 }
 
 // hold is a refutation of one incarnation, valid until until.
@@ -71,7 +80,7 @@ type hold struct {
 // unless it hears from it in between, or the suspect is void (see the
 // rules above). An accusation cannot remove a member that keeps being
 // heard: at worst it costs that member one heartbeat per PublishInterval.
-func (m *machine) suspect(now time.Time, from PeerID, msg Message) {
+func (m *machine) suspect(now time.Time, from PeerID, msg roomnet.Message) {
 	accuser := m.members[from]
 	if accuser == nil || msg.Epoch != accuser.epoch {
 		return
@@ -121,7 +130,7 @@ func (m *machine) suspect(now time.Time, from PeerID, msg Message) {
 // refutation handles a refutation heartbeat from member p (already applied
 // as a heartbeat): it clears p's open suspicion, makes its accusers
 // baseless, and voids suspects about this incarnation for suspectHold.
-func (m *machine) refutation(now time.Time, p PeerID, msg Message) {
+func (m *machine) refutation(now time.Time, p PeerID, msg roomnet.Message) {
 	mem := m.members[p]
 	if !msg.Refute || mem == nil || mem.epoch != msg.Epoch {
 		return

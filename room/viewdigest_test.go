@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // The view-digest test vectors in docs/PROTOCOL.md (2.12) are what the code
@@ -47,9 +49,9 @@ func TestViewDigestVectors(t *testing.T) {
 		var got uint64
 		switch fields[0] {
 		case "hash":
-			got = peerHash(peers[0])
+			got = roomnet.PeerHash(peers[0])
 		case "digest":
-			got = ViewDigest(peers...)
+			got = roomnet.ViewDigest(peers...)
 		default:
 			t.Fatalf("unknown vector %q", line)
 		}

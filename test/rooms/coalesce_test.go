@@ -9,6 +9,8 @@ import (
 	"github.com/convene-p2p/convene/gossip"
 	"github.com/convene-p2p/convene/room"
 	tn "github.com/convene-p2p/convene/test/internal/testnet"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // countingNet forwards everything to the real gossip Topic and counts
@@ -16,19 +18,19 @@ import (
 type countingNet struct {
 	*gossip.Topic
 	mu     sync.Mutex
-	counts map[room.MessageKind]int
+	counts map[roomnet.MessageKind]int
 }
 
-var _ room.Network = (*countingNet)(nil)
+var _ roomnet.Network = (*countingNet)(nil)
 
-func (c *countingNet) Publish(ctx context.Context, m room.Message) error {
+func (c *countingNet) Publish(ctx context.Context, m roomnet.Message) error {
 	c.mu.Lock()
 	c.counts[m.Kind]++
 	c.mu.Unlock()
 	return c.Topic.Publish(ctx, m)
 }
 
-func (c *countingNet) count(k room.MessageKind) int {
+func (c *countingNet) count(k roomnet.MessageKind) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.counts[k]
@@ -64,7 +66,7 @@ func TestCoalescingBurstOf1000SetsCostsFewPublishesFinalValueEverywhere(t *testi
 	if err != nil {
 		t.Fatal(err)
 	}
-	net := &countingNet{Topic: topic, counts: map[room.MessageKind]int{}}
+	net := &countingNet{Topic: topic, counts: map[roomnet.MessageKind]int{}}
 	sender, err := room.New(roomID, room.Identity{Peer: room.PeerID(h.ID()), Name: "sender"}, cfg, net)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +111,7 @@ func TestCoalescingBurstOf1000SetsCostsFewPublishesFinalValueEverywhere(t *testi
 		t.Cleanup(func() { w.Close(); <-done })
 	}
 
-	deltas0, total0, published0 := net.count(room.KindDelta), net.total(), topic.Stats().Published
+	deltas0, total0, published0 := net.count(roomnet.KindDelta), net.total(), topic.Stats().Published
 	start := time.Now()
 	for i := range sets {
 		if err := sender.SetJSON("cursor", cursor{i, i}); err != nil {
@@ -125,7 +127,7 @@ func TestCoalescingBurstOf1000SetsCostsFewPublishesFinalValueEverywhere(t *testi
 		})
 	}
 	elapsed := time.Since(start)
-	deltas := net.count(room.KindDelta) - deltas0
+	deltas := net.count(roomnet.KindDelta) - deltas0
 	total := net.total() - total0
 	// The wrapper counts a publish (a heartbeat, say) just before gossip
 	// does, so gossip's counter may trail it by a message in flight.

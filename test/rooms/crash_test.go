@@ -9,6 +9,8 @@ import (
 	"github.com/convene-p2p/convene/repo"
 	"github.com/convene-p2p/convene/room"
 	tn "github.com/convene-p2p/convene/test/internal/testnet"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // Repo.Close leaves every joined room with a goodbye: the other members
@@ -105,7 +107,7 @@ func TestSilentMemberExpiresAfterTimeout(t *testing.T) {
 	tn.Connect(t, x.Host, b.Host())
 	x.WaitPeers(t, 1)
 	epoch := uint64(time.Now().UnixMilli())
-	x.Publish(t, tn.Encode(t, room.Message{Kind: room.KindHello, Epoch: epoch, Name: "Hung",
+	x.Publish(t, tn.Encode(t, roomnet.Message{Kind: roomnet.KindHello, Epoch: epoch, Name: "Hung",
 		State: tn.State(t, x.ID(), epoch, "cursor", `{"x":1}`)}))
 	px := room.PeerID(x.ID())
 	joined := rec.WaitFor(t, tn.Wait, "B admits the silent peer", tn.MemberJoined(px))

@@ -14,6 +14,8 @@ import (
 	"github.com/convene-p2p/convene/ephemeral"
 	"github.com/convene-p2p/convene/room"
 	tn "github.com/convene-p2p/convene/test/internal/testnet"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // floodDeltas returns n valid deltas of author's own state (epoch
@@ -30,7 +32,7 @@ func floodDeltas(t testing.TB, author peer.ID, epoch uint64, n int) [][]byte {
 		if _, err := st.Set(now, "x", fmt.Appendf(nil, "%d", i)); err != nil {
 			t.Fatal(err)
 		}
-		out[i] = tn.Encode(t, room.Message{Kind: room.KindDelta, Epoch: epoch, State: st.EncodeDelta()})
+		out[i] = tn.Encode(t, roomnet.Message{Kind: roomnet.KindDelta, Epoch: epoch, State: st.EncodeDelta()})
 	}
 	return out
 }
@@ -57,11 +59,11 @@ func TestFloodDoesNotDropHonestUpdates(t *testing.T) {
 		evil.Listen() // a GossipSub peer to B: scored like one
 		tn.Connect(t, evil.Host, b.r.Host())
 		const epochE = 9
-		kind := room.KindHello
+		kind := roomnet.KindHello
 		tn.Announce(t, tn.Wait, "B admits the flooder", func() {
-			evil.SendRPC(t, b.r.Host(), roomID, evil.Own(t, roomID, tn.Encode(t, room.Message{Kind: kind, Epoch: epochE, Name: "flooder",
+			evil.SendRPC(t, b.r.Host(), roomID, evil.Own(t, roomID, tn.Encode(t, roomnet.Message{Kind: kind, Epoch: epochE, Name: "flooder",
 				State: tn.State(t, evil.Host.ID(), epochE)})))
-			kind = room.KindHeartbeat
+			kind = roomnet.KindHeartbeat
 		}, func() bool { return tn.CountMember(b.rm, room.PeerID(evil.Host.ID())) == 1 })
 		var flood [][]*pb.Message
 		for i, d := range floodDeltas(t, evil.Host.ID(), epochE, 2000) {

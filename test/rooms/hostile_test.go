@@ -15,6 +15,8 @@ import (
 	"github.com/convene-p2p/convene/repo"
 	"github.com/convene-p2p/convene/room"
 	tn "github.com/convene-p2p/convene/test/internal/testnet"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // honest is an honest member with a pubsub tracer on its host.
@@ -58,8 +60,8 @@ func settle(t *testing.T, a *room.Room, hs ...*honest) {
 	}
 }
 
-func isKind(k room.MessageKind) func(room.Message) bool {
-	return func(m room.Message) bool { return m.Kind == k }
+func isKind(k roomnet.MessageKind) func(roomnet.Message) bool {
+	return func(m roomnet.Message) bool { return m.Kind == k }
 }
 
 // A hostile peer — plain go-libp2p-pubsub nodes on the room topic, and
@@ -89,13 +91,13 @@ func TestHostilePeerCannotForgeReplayOrCrashHonestMembersKeepWorking(t *testing.
 	if err := a.rm.SetJSON("cursor", map[string]int{"x": 1}); err != nil {
 		t.Fatal(err)
 	}
-	oldDelta := spy.Capture(t, tn.Wait, author, isKind(room.KindDelta))
-	oldHeartbeat := spy.Capture(t, tn.Wait, author, isKind(room.KindHeartbeat))
+	oldDelta := spy.Capture(t, tn.Wait, author, isKind(roomnet.KindDelta))
+	oldHeartbeat := spy.Capture(t, tn.Wait, author, isKind(roomnet.KindHeartbeat))
 	ctx := context.Background()
 	if err := a.r.LeaveRoom(ctx, roomID); err != nil {
 		t.Fatal(err)
 	}
-	oldLeave := spy.Capture(t, tn.Wait, author, isKind(room.KindLeave))
+	oldLeave := spy.Capture(t, tn.Wait, author, isKind(roomnet.KindLeave))
 	if _, err := a.r.JoinRoom(ctx, roomID, room.Config{}); err != nil { // rejoin: new epoch
 		t.Fatal(err)
 	}
@@ -153,7 +155,7 @@ func TestHostilePeerCannotForgeReplayOrCrashHonestMembersKeepWorking(t *testing.
 	forger := tn.NewPlain(t, roomID)
 	tn.Connect(t, forger.Host, b.r.Host())
 	forger.WaitPeers(t, 1)
-	forged := tn.Encode(t, room.Message{Kind: room.KindHeartbeat, Epoch: 1 << 60, Name: "A",
+	forged := tn.Encode(t, roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: 1 << 60, Name: "A",
 		State: tn.State(t, author, 1<<60, "cursor", `{"x":666}`)})
 	wrongB := b.r.Stats().WrongAuthor
 	forger.Publish(t, forged)
@@ -194,7 +196,7 @@ func TestHostilePeerCannotForgeReplayOrCrashHonestMembersKeepWorking(t *testing.
 	tn.Connect(t, huge.Host, b.r.Host())
 	huge.WaitPeers(t, 1)
 	oversizedB := b.r.Stats().Oversized
-	huge.Publish(t, tn.Encode(t, room.Message{Kind: room.KindBroadcast, Epoch: 1, Payload: make([]byte, 900<<10)}))
+	huge.Publish(t, tn.Encode(t, roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: make([]byte, 900<<10)}))
 	tn.Eventually(t, tn.Wait, "B rejects the 900 KiB message", func() bool { return b.r.Stats().Oversized > oversizedB })
 
 	// Malformed RPC frames on GossipSub streams, and garbage on Fetch.
@@ -214,10 +216,10 @@ func TestHostilePeerCannotForgeReplayOrCrashHonestMembersKeepWorking(t *testing.
 	flooder.WaitPeers(t, 1)
 	// A member (only members' broadcasts are delivered): it says hello.
 	fe := uint64(time.Now().UnixMilli())
-	kind := room.KindHello
+	kind := roomnet.KindHello
 	tn.Announce(t, tn.Wait, "B and C admit the flooder", func() {
-		flooder.Publish(t, tn.Encode(t, room.Message{Kind: kind, Epoch: fe, Name: "flooder", State: tn.State(t, flooder.ID(), fe)}))
-		kind = room.KindHeartbeat
+		flooder.Publish(t, tn.Encode(t, roomnet.Message{Kind: kind, Epoch: fe, Name: "flooder", State: tn.State(t, flooder.ID(), fe)}))
+		kind = roomnet.KindHeartbeat
 	}, func() bool {
 		return tn.CountMember(b.rm, room.PeerID(flooder.ID())) == 1 && tn.CountMember(c.rm, room.PeerID(flooder.ID())) == 1
 	})
@@ -225,7 +227,7 @@ func TestHostilePeerCannotForgeReplayOrCrashHonestMembersKeepWorking(t *testing.
 	floods := 3 * gossip.DefaultBurst
 	floodStart := time.Now()
 	for i := range floods {
-		flooder.Publish(t, tn.Encode(t, room.Message{Kind: room.KindBroadcast, Epoch: fe, Payload: fmt.Appendf(nil, "flood %d", i)}))
+		flooder.Publish(t, tn.Encode(t, roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: fe, Payload: fmt.Appendf(nil, "flood %d", i)}))
 	}
 	floodTime := time.Since(floodStart)
 	settle(t, a.rm, b) // B's room has handled what B received of the flood

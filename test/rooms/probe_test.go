@@ -12,6 +12,8 @@ import (
 	"github.com/convene-p2p/convene/gossip"
 	"github.com/convene-p2p/convene/room"
 	tn "github.com/convene-p2p/convene/test/internal/testnet"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // Issue 15, 4: the independent js peer's malformed senders, each a fresh
@@ -30,16 +32,16 @@ func TestMalformedFetchRepliesAndEnvelopesMakeNoMember(t *testing.T) {
 	recB := tn.RecordRoom(t, b.rm)
 	cases := []struct {
 		name string
-		msg  func(x peer.ID) room.Message
+		msg  func(x peer.ID) roomnet.Message
 	}{
-		{"heartbeat without state", func(peer.ID) room.Message {
-			return room.Message{Kind: room.KindHeartbeat, Epoch: 7, Name: "nobody"}
+		{"heartbeat without state", func(peer.ID) roomnet.Message {
+			return roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: 7, Name: "nobody"}
 		}},
-		{"hello without state", func(peer.ID) room.Message {
-			return room.Message{Kind: room.KindHello, Epoch: 7, Name: "nobody"}
+		{"hello without state", func(peer.ID) roomnet.Message {
+			return roomnet.Message{Kind: roomnet.KindHello, Epoch: 7, Name: "nobody"}
 		}},
-		{"epoch mismatch", func(x peer.ID) room.Message {
-			return room.Message{Kind: room.KindHeartbeat, Epoch: 8, Name: "two-faced", State: tn.State(t, x, 7, "k", "v")}
+		{"epoch mismatch", func(x peer.ID) roomnet.Message {
+			return roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: 8, Name: "two-faced", State: tn.State(t, x, 7, "k", "v")}
 		}},
 	}
 	for _, tc := range cases {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/convene-p2p/convene/room"
 	tn "github.com/convene-p2p/convene/test/internal/testnet"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // Issue 15, 3: what scoring promises (docs/PROTOCOL.md 2.6.2). A plain
@@ -40,10 +42,10 @@ func TestInvalidMessagesBanTheirAuthorAtEveryRelay(t *testing.T) {
 	x.WaitPeers(t, 1)
 	px := room.PeerID(x.ID())
 	epoch := uint64(time.Now().UnixMilli())
-	kind := room.KindHello
+	kind := roomnet.KindHello
 	tn.Announce(t, tn.Wait, "A and B admit X", func() {
-		x.Publish(t, tn.Encode(t, room.Message{Kind: kind, Epoch: epoch, Name: "X", State: tn.State(t, x.ID(), epoch)}))
-		kind = room.KindHeartbeat
+		x.Publish(t, tn.Encode(t, roomnet.Message{Kind: kind, Epoch: epoch, Name: "X", State: tn.State(t, x.ID(), epoch)}))
+		kind = roomnet.KindHeartbeat
 	}, func() bool { return tn.CountMember(a.rm, px) == 1 && tn.CountMember(b.rm, px) == 1 })
 	recB := tn.RecordRoom(t, b.rm)
 	tn.Connect(t, x.Host, a.r.Host())
@@ -77,7 +79,7 @@ func TestInvalidMessagesBanTheirAuthorAtEveryRelay(t *testing.T) {
 			seq++
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
-			_ = x.Topic.Publish(ctx, tn.Encode(t, room.Message{Kind: room.KindBroadcast, Epoch: epoch, Payload: fmt.Appendf(nil, "valid %d", seq)}))
+			_ = x.Topic.Publish(ctx, tn.Encode(t, roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: epoch, Payload: fmt.Appendf(nil, "valid %d", seq)}))
 			// A paced sender: about one broadcast per 20 ms.
 			tick := time.NewTimer(20 * time.Millisecond)
 			defer tick.Stop()

@@ -10,6 +10,8 @@ import (
 	"github.com/convene-p2p/convene/gossip"
 	"github.com/convene-p2p/convene/room"
 	tn "github.com/convene-p2p/convene/test/internal/testnet"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // reps returns short normally and long with CONVENE_LONG=1.
@@ -54,7 +56,7 @@ func TestSuspectBurstsNeverEvictAMemberThatKeepsBeingHeard(t *testing.T) {
 	}
 	// Any of A's messages carries its epoch: the delta if the spy is
 	// already among A's topic peers, else A's next heartbeat.
-	captured := spy.Capture(t, tn.Wait, a.r.ID(), func(m room.Message) bool { return m.Epoch != 0 })
+	captured := spy.Capture(t, tn.Wait, a.r.ID(), func(m roomnet.Message) bool { return m.Epoch != 0 })
 	am, err := gossip.DecodeMessage(captured.GetData())
 	if err != nil {
 		t.Fatal(err)
@@ -73,9 +75,9 @@ func TestSuspectBurstsNeverEvictAMemberThatKeepsBeingHeard(t *testing.T) {
 			evil := tn.NewInjector(t)
 			pe := room.PeerID(evil.Host.ID())
 			const epochE = 7
-			hello := evil.Own(t, roomID, tn.Encode(t, room.Message{Kind: room.KindHello, Epoch: epochE, Name: "mallory",
+			hello := evil.Own(t, roomID, tn.Encode(t, roomnet.Message{Kind: roomnet.KindHello, Epoch: epochE, Name: "mallory",
 				State: tn.State(t, evil.Host.ID(), epochE, "role", "accuser"),
-				View:  room.ViewDigest(pa, pb_, pc, pe)}))
+				View:  roomnet.ViewDigest(pa, pb_, pc, pe)}))
 			for _, h := range []*honest{a, b, c} {
 				evil.SendRPC(t, h.r.Host(), roomID, hello)
 			}
@@ -85,7 +87,7 @@ func TestSuspectBurstsNeverEvictAMemberThatKeepsBeingHeard(t *testing.T) {
 			burst := func() []*pb.Message {
 				ms := make([]*pb.Message, size)
 				for i := range ms {
-					ms[i] = evil.Own(t, roomID, tn.Encode(t, room.Message{Kind: room.KindSuspect, Epoch: epochE, Subject: pa, SubjectEpoch: epochA}))
+					ms[i] = evil.Own(t, roomID, tn.Encode(t, roomnet.Message{Kind: roomnet.KindSuspect, Epoch: epochE, Subject: pa, SubjectEpoch: epochA}))
 				}
 				return ms
 			}

@@ -25,6 +25,8 @@ import (
 	"github.com/convene-p2p/convene/gossip"
 	"github.com/convene-p2p/convene/p2p"
 	"github.com/convene-p2p/convene/room"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 const (
@@ -98,7 +100,7 @@ func rawPayloadSize() (int, error) {
 	if _, err := st.Set(time.Now(), cursorKey, cursorValue(1)); err != nil {
 		return 0, err
 	}
-	b, err := gossip.EncodeMessage(room.Message{Kind: room.KindDelta, Epoch: st.Epoch(), State: st.EncodeDelta()})
+	b, err := gossip.EncodeMessage(roomnet.Message{Kind: roomnet.KindDelta, Epoch: st.Epoch(), State: st.EncodeDelta()})
 	if err != nil {
 		return 0, err
 	}

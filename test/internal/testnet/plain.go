@@ -20,7 +20,8 @@ import (
 
 	"github.com/convene-p2p/convene/ephemeral"
 	"github.com/convene-p2p/convene/gossip"
-	"github.com/convene-p2p/convene/room"
+
+	"github.com/convene-p2p/convene/room/roomnet"
 )
 
 // Plain is a plain go-libp2p-pubsub node on a room topic, not a Convene
@@ -109,7 +110,7 @@ func (p *Plain) WaitPeers(t testing.TB, n int) {
 // Capture returns the first message received from author whose envelope
 // matches, waiting up to d; the message keeps its signature, so it can be
 // replayed with Inject.
-func (p *Plain) Capture(t testing.TB, d time.Duration, author peer.ID, match func(room.Message) bool) *pb.Message {
+func (p *Plain) Capture(t testing.TB, d time.Duration, author peer.ID, match func(roomnet.Message) bool) *pb.Message {
 	t.Helper()
 	timer := time.NewTimer(d)
 	defer timer.Stop()
@@ -131,7 +132,7 @@ func (p *Plain) Capture(t testing.TB, d time.Duration, author peer.ID, match fun
 }
 
 // Encode encodes a room message in the wire envelope.
-func Encode(t testing.TB, m room.Message) []byte {
+func Encode(t testing.TB, m roomnet.Message) []byte {
 	t.Helper()
 	b, err := gossip.EncodeMessage(m)
 	if err != nil {

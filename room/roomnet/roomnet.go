@@ -1,4 +1,8 @@
-package room
+// Package roomnet is the seam between a room and its network: the messages
+// a room publishes and receives, the events a network hands to it, and the
+// Network interface the gossip package implements over GossipSub. An app
+// does not need it; a network implementer (or a test fake) does.
+package roomnet
 
 import (
 	"context"
@@ -8,17 +12,9 @@ import (
 )
 
 // PeerID is a peer's verified identity: the bytes of its libp2p peer ID,
-// held as a string so that this package needs no libp2p import.
+// held as a string so that this package needs no libp2p import. It is the
+// same type as room.PeerID.
 type PeerID = ephemeral.PeerID
-
-// Identity is how a member presents itself in a room. Peer is
-// cryptographically bound (the message signer); Name and Meta are
-// self-asserted display data and must be treated as such.
-type Identity struct {
-	Peer PeerID
-	Name string
-	Meta map[string]string
-}
 
 // MessageKind says what a room message is.
 type MessageKind uint8
@@ -100,12 +96,14 @@ type Message struct {
 func ViewDigest(peers ...PeerID) uint64 {
 	var d uint64
 	for _, p := range peers {
-		d ^= peerHash(p)
+		d ^= PeerHash(p)
 	}
 	return d
 }
 
-func peerHash(p PeerID) uint64 {
+// PeerHash is one peer's term of ViewDigest: ViewDigest(p) for one peer,
+// so that a digest can be updated by XOR as members come and go.
+func PeerHash(p PeerID) uint64 {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(p); i++ {
 		h ^= uint64(p[i])
@@ -119,7 +117,7 @@ func peerHash(p PeerID) uint64 {
 	return h
 }
 
-// EventKind says what a network NetEvent carries.
+// EventKind says what an Event carries.
 type EventKind uint8
 
 const (
@@ -134,9 +132,9 @@ const (
 	EventPeerDown
 )
 
-// NetEvent is what Network.Next returns. (It is not the room Event that
-// watchers receive.)
-type NetEvent struct {
+// Event is what the network hands to the room (Network.TryNext): an
+// inbound message or a transport hint.
+type Event struct {
 	Kind EventKind
 	From PeerID
 	Msg  Message // only for EventMessage
@@ -153,7 +151,7 @@ type NetEvent struct {
 type Served struct {
 	// State is the local peer's own state (a KindHeartbeat message).
 	State Message
-	// Relayed holds other members' signed messages (NetEvent.Signed) that
+	// Relayed holds other members' signed messages (Event.Signed) that
 	// together carry their current identity and state: per member, its
 	// latest hello or heartbeat, then the later messages that hold its
 	// newest value of some key. The network may send only a prefix of it
@@ -171,22 +169,7 @@ type FetchReply struct {
 	// its From (signature, topic, decoding, limits); invalid ones are
 	// dropped. A relayed message proves what its author said, not that
 	// it is still alive.
-	Relayed []NetEvent
-}
-
-// Poller is an optional extension of Network. A room whose network
-// implements it takes inbound events straight from it on its own loop,
-// with no reader goroutine and channel in between: one goroutine hand-off
-// less per delivered message.
-type Poller interface {
-	// Ready returns a channel that receives a value when events may be
-	// available (and after Close). Only the room reads it.
-	Ready() <-chan struct{}
-	// TryNext returns the next inbound event without blocking, in Next's
-	// order; ok is false if none is queued. If it returns an event and
-	// more are queued, Ready receives a value again. After Close it
-	// returns ErrNetworkClosed.
-	TryNext() (ev NetEvent, ok bool, err error)
+	Relayed []Event
 }
 
 // Checker is an optional extension of Network, for a network whose relays
@@ -200,9 +183,10 @@ type Checker interface {
 	// Limits are the presence limits the network's validators apply at
 	// every relay, with defaults filled in.
 	Limits() ephemeral.Limits
-	// CheckFull returns an error if a hello or heartbeat of self carrying
+	// CheckFull returns an error if a hello or heartbeat of peer, with
+	// this name and meta (its room Identity), carrying
 	// the largest state Limits allow would be refused by the network.
-	CheckFull(self Identity) error
+	CheckFull(peer PeerID, name string, meta map[string]string) error
 }
 
 // ErrNetworkClosed is returned by a Network after Close.
@@ -219,14 +203,22 @@ type Network interface {
 	// after 2 s), so that a Close right after it cannot lose the goodbye
 	// for those peers. A receiver may get a goodbye twice.
 	Publish(ctx context.Context, m Message) error
-	// Next blocks until the next inbound event. Messages are already
-	// validated: decodable, within limits, authored by From, within the
-	// author's rate limit. Own messages are not returned. An
-	// EventPeerUp/EventPeerDown of a peer is returned after that peer's
-	// messages that were received before it (a PeerDown never overtakes
-	// the peer's goodbye); messages that arrive later may follow it. After
-	// Close it returns ErrNetworkClosed.
-	Next(ctx context.Context) (NetEvent, error)
+	// Ready returns a channel that receives a value when events may be
+	// queued (and after Close). Only the room reads it.
+	Ready() <-chan struct{}
+	// TryNext returns the next inbound event without blocking; ok is false
+	// if none is queued. If it returns an event and more are queued, Ready
+	// receives a value again. Messages are already validated: decodable,
+	// within limits, authored by From, within the author's rate limit. Own
+	// messages are not returned. An EventPeerUp/EventPeerDown of a peer is
+	// returned after that peer's messages that were received before it (a
+	// PeerDown never overtakes the peer's goodbye); messages that arrive
+	// later may follow it. After Close it returns ErrNetworkClosed.
+	//
+	// Polling is the only way events reach a room: the room takes them on
+	// its own loop, up to a batch per wake-up, with no reader goroutine and
+	// channel in between.
+	TryNext() (ev Event, ok bool, err error)
 	// Fetch asks peer, over a direct authenticated stream, for its own
 	// current state in this room (a KindHeartbeat message) and the other
 	// members' signed messages it relays. It fails if the peer cannot be
@@ -235,10 +227,9 @@ type Network interface {
 	// Serve sets the function that answers other peers' Fetch requests. It
 	// is called from network goroutines, may wait briefly for the room's
 	// loop, and must be safe for concurrent use; returning ok=false
-	// refuses the request. New calls
-	// Serve once, before it starts reading events; requests that arrive
-	// before that should be refused (the asking room retries a failed
-	// join-snapshot fetch a few times).
+	// refuses the request. A room calls Serve once, before it starts
+	// polling events; requests that arrive before that should be refused
+	// (the asking room retries a failed join-snapshot fetch a few times).
 	Serve(state func() (s Served, ok bool))
 	// Close leaves the topic and releases everything; it is idempotent.
 	Close() error
