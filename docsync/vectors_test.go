@@ -41,18 +41,18 @@ var vectorsDir = filepath.Join("..", "testdata", "docsync")
 // vector is one frame of testdata/docsync/frames.json: its fields and the
 // whole frame on the wire (length prefix included) in hex.
 type vector struct {
-	Name     string   `json:"name"`
-	Type     string   `json:"type"`
-	Version  uint64   `json:"version,omitempty"`
-	Session  string   `json:"session,omitempty"` // 16 hex digits
-	Digest   string   `json:"digest,omitempty"`
-	DigestOf string   `json:"digest_of,omitempty"` // the document ID hashed into Digest
+	Name     string `json:"name"`
+	Type     string `json:"type"`
+	Version  uint64 `json:"version,omitempty"`
+	Session  string `json:"session,omitempty"` // 16 hex digits
+	Digest   string `json:"digest,omitempty"`
+	DigestOf string `json:"digest_of,omitempty"` // the document ID hashed into Digest
 	// DigestPeer is the peer whose DocDigest the frame carries.
-	DigestPeer string `json:"digest_peer,omitempty"`
-	Heads    []string `json:"heads,omitempty"`
-	Doc      string   `json:"doc,omitempty"`
-	Data     string   `json:"data,omitempty"`
-	Hex      string   `json:"hex"`
+	DigestPeer string   `json:"digest_peer,omitempty"`
+	Heads      []string `json:"heads,omitempty"`
+	Doc        string   `json:"doc,omitempty"`
+	Data       string   `json:"data,omitempty"`
+	Hex        string   `json:"hex"`
 }
 
 // badVector is bytes a reader must refuse, and the error it wraps.
