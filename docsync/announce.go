@@ -37,8 +37,8 @@ type PubSub interface {
 
 // AnnounceDigest is the digest an announcement carries for document id:
 // SHA-256("convene/docsync/1 announce\x00" ‖ id). It differs from
-// DocDigest on purpose: a Have naming DocDigest(id) fetches the document
-// (the digest stands for the ID on a session), and an announcement
+// DocDigest on purpose: a Have naming DocDigest(sender, id) fetches the
+// document (the digest stands for the ID on a session), and an announcement
 // reaches every peer on the topic, so what it carries must not. A peer
 // that knows the ID computes both; one that does not can match neither to
 // anything, and a Have naming an AnnounceDigest is answered Unavailable.

@@ -149,7 +149,7 @@ func TestHostileBehindHavesGetBoundedSnapshots(t *testing.T) {
 	for i := range rounds {
 		for _, f := range []Frame{
 			{Type: Hello, Version: Version, Session: uint64(1000 + i)},
-			{Type: Have, Digest: DocDigest("long"), Heads: old.Heads()},
+			{Type: Have, Digest: DocDigest(bad.ID(), "long"), Heads: old.Heads()},
 		} {
 			b, err := AppendFrame(nil, f, 0)
 			if err != nil {

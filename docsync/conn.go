@@ -52,6 +52,10 @@ type conn struct {
 	// behind, per document, over the whole connection (a fresh Hello does
 	// not clear it): a peer cannot trigger more than maxBehindSnapshots.
 	behindN map[string]int
+
+	// theirs maps DocDigest(peer, id) to id for the tracked documents,
+	// built on the peer's first Have; guarded by s.mu (resolveTheirs).
+	theirs map[Digest]string
 }
 
 // pair is one document synced with the peer.
@@ -539,7 +543,7 @@ func (c *conn) dispatch(f Frame) error {
 			c.offerAll()
 		}
 	case Have:
-		id, ok := s.resolve(f.Digest)
+		id, ok := c.resolveTheirs(f.Digest)
 		if !ok {
 			c.unavailable(f.Digest)
 			return nil
@@ -579,12 +583,12 @@ func (c *conn) dispatch(f Frame) error {
 			return nil
 		}
 		if err != nil || h == nil {
-			c.unavailable(DocDigest(f.Doc))
+			c.unavailable(DocDigest(c.peer, f.Doc))
 			return nil
 		}
 		p, ok := c.pairFor(f.Doc, h)
 		if !ok {
-			c.unavailable(DocDigest(f.Doc))
+			c.unavailable(DocDigest(c.peer, f.Doc))
 			return nil
 		}
 		c.receive(f, p)
@@ -769,7 +773,8 @@ func (c *conn) unavailable(d Digest) {
 	c.queue(Frame{Type: Unavailable, Digest: d})
 }
 
-// resolve maps a digest to a document here: tracked, or known to Docs.
+// resolve maps a digest as we name documents (DocDigest(self, id): the
+// echo in an Unavailable) to a document here: tracked, or known to Docs.
 func (s *Service) resolve(d Digest) (string, bool) {
 	s.mu.Lock()
 	id, ok := s.digests[d]
@@ -777,5 +782,26 @@ func (s *Service) resolve(d Digest) (string, bool) {
 	if ok {
 		return id, true
 	}
-	return s.docs.Resolve(d)
+	return s.docs.Resolve(s.host.ID(), d)
+}
+
+// resolveTheirs maps a digest as the peer names documents (DocDigest(peer,
+// id): its Have) to a document here. The tracked documents' digests for
+// this peer are computed once per connection (under s.mu; Track and
+// Untrack keep them current), the stored ones by Docs.
+func (c *conn) resolveTheirs(d Digest) (string, bool) {
+	s := c.s
+	s.mu.Lock()
+	if c.theirs == nil {
+		c.theirs = make(map[Digest]string, len(s.tracked))
+		for id := range s.tracked {
+			c.theirs[DocDigest(c.peer, id)] = id
+		}
+	}
+	id, ok := c.theirs[d]
+	s.mu.Unlock()
+	if ok {
+		return id, true
+	}
+	return s.docs.Resolve(c.peer, d)
 }

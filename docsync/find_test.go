@@ -41,7 +41,7 @@ func TestFindNobodyHasIsUnavailableWhenEveryPeerSaidSo(t *testing.T) {
 	if got := f.svc.Stats().UnavailableIn; got < 2 {
 		t.Fatalf("UnavailableIn = %d, want one from each of 2 peers", got)
 	}
-	if _, ok := p1.docs.Resolve(DocDigest("nobody-has-this")); !h.Empty() || ok {
+	if _, ok := p1.docs.Resolve(f.h.ID(), DocDigest(f.h.ID(), "nobody-has-this")); !h.Empty() || ok {
 		t.Fatal("the find created data or a document somewhere")
 	}
 	t.Logf("unavailable after %v", took)

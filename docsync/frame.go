@@ -10,6 +10,7 @@ import (
 	"io"
 
 	"github.com/convene-p2p/convene/doc"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // ProtocolID is the libp2p protocol of document sync streams. Each peer
@@ -19,7 +20,8 @@ const ProtocolID = "/convene/docsync/1.0.0"
 
 // Version is the frame format version, carried in Hello. A peer refuses a
 // session whose Hello carries another version (it closes the stream).
-const Version = 1
+// Version 2 binds a Have's digest to the peer sending it (DocDigest).
+const Version = 2
 
 // Limits of the frame format (docs/PROTOCOL.md part 4).
 const (
@@ -93,16 +95,27 @@ func (t FrameType) String() string {
 	return fmt.Sprintf("type-%d", uint8(t))
 }
 
-// Digest names a document without revealing its ID: the SHA-256 of
-// "convene/docsync/1 doc\x00" and the ID. A peer that knows the ID can
-// match it; one that does not learns nothing but that some document
-// exists (an ID that can be guessed can be tested, so make IDs random).
+// Digest names a document without revealing its ID (see DocDigest). A
+// peer that knows the ID can match it; one that does not learns nothing
+// but that some document exists (an ID that can be guessed can be tested,
+// so make IDs random).
 type Digest [digestLen]byte
 
-// DocDigest is document id's Digest.
-func DocDigest(id string) Digest {
+// DocDigest is the Digest by which peer p names document id in its Have
+// frames: the SHA-256 of "convene/docsync/2 doc\x00", the uvarint length
+// of p's bytes, p's bytes and the ID. It is bound to the naming peer, so a
+// digest that p sends proves to the receiver that p knows the ID, and a
+// peer that received it cannot replay it: naming the document as itself
+// needs DocDigest(itself, id), which only the ID gives. (Version 1 had one
+// digest per document, so any peer told our Have could fetch the document
+// by sending its digest back.) An Unavailable answering a Have echoes the
+// Have's digest; one answering a frame that named the ID carries
+// DocDigest(that frame's sender, id).
+func DocDigest(p peer.ID, id string) Digest {
 	s := sha256.New()
-	s.Write([]byte("convene/docsync/1 doc\x00"))
+	s.Write([]byte("convene/docsync/2 doc\x00"))
+	s.Write(binary.AppendUvarint(nil, uint64(len(p))))
+	s.Write([]byte(p))
 	s.Write([]byte(id))
 	var d Digest
 	s.Sum(d[:0])
@@ -271,15 +284,21 @@ func WriteFrame(w io.Writer, f Frame, max int) (int, error) {
 // ErrTooLarge before anything is allocated; the stream is then unusable.
 // A frame of an unknown type is consumed whole and returned with
 // ErrUnknownType (the stream stays usable). io.EOF means a clean end
-// between frames.
+// between frames; an end inside a frame is ErrMalformed (truncated). A
+// failed read (a reset stream, a deadline) is returned wrapped as it is,
+// neither ErrMalformed nor ErrTooLarge: the bytes were not bad.
 func ReadFrame(r *bufio.Reader, max int) (Frame, int, error) {
 	if max <= 0 {
 		max = DefaultMaxFrame
 	}
-	n, err := binary.ReadUvarint(r)
+	rec := &recordingReader{r: r}
+	n, err := binary.ReadUvarint(rec)
 	if err != nil {
-		if errors.Is(err, io.EOF) {
+		switch {
+		case errors.Is(err, io.EOF):
 			return Frame{}, 0, io.EOF
+		case rec.err != nil && !errors.Is(rec.err, io.EOF):
+			return Frame{}, 0, fmt.Errorf("docsync: read: %w", rec.err)
 		}
 		return Frame{}, 0, fmt.Errorf("%w: length: %v", ErrMalformed, err)
 	}
@@ -292,10 +311,28 @@ func ReadFrame(r *bufio.Reader, max int) (Frame, int, error) {
 	}
 	body := make([]byte, n)
 	if _, err := io.ReadFull(r, body); err != nil {
+		if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return Frame{}, k, fmt.Errorf("docsync: read: %w", err)
+		}
 		return Frame{}, k, fmt.Errorf("%w: body: %v", ErrMalformed, err)
 	}
 	f, err := DecodeBody(body)
 	return f, k + int(n), err
+}
+
+// recordingReader keeps the last error of the reader under a uvarint, so
+// that ReadFrame tells a failed read (a reset stream) from bad bytes.
+type recordingReader struct {
+	r   *bufio.Reader
+	err error
+}
+
+func (r *recordingReader) ReadByte() (byte, error) {
+	b, err := r.r.ReadByte()
+	if err != nil {
+		r.err = err
+	}
+	return b, err
 }
 
 // Announcement is what a peer publishes on its namespace's announce topic

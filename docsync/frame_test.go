@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/convene-p2p/convene/doc"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func sampleFrames() []Frame {
@@ -16,12 +17,12 @@ func sampleFrames() []Frame {
 	h1[0], h2[31] = 1, 2
 	return []Frame{
 		{Type: Hello, Version: Version, Session: 0x0102030405060708},
-		{Type: Have, Digest: DocDigest("notes"), Heads: doc.Heads{h1, h2}},
-		{Type: Have, Digest: DocDigest("empty")},
+		{Type: Have, Digest: DocDigest(vectorPeer(), "notes"), Heads: doc.Heads{h1, h2}},
+		{Type: Have, Digest: DocDigest(vectorPeer(), "empty")},
 		{Type: Request, Doc: "notes", Data: []byte{0x42, 0, 0, 0}},
 		{Type: Request, Doc: "notes"},
 		{Type: Sync, Doc: "notes", Data: []byte{0x42, 1, 2}},
-		{Type: Unavailable, Digest: DocDigest("notes")},
+		{Type: Unavailable, Digest: DocDigest(vectorPeer(), "notes")},
 		{Type: Snapshot, Doc: "notes", Data: []byte{0x85, 0x6f, 0x4a, 0x83}},
 		{Type: Delete, Doc: "notes"},
 	}
@@ -107,7 +108,7 @@ func TestUnknownFrameTypeIsSkipped(t *testing.T) {
 func TestAnnouncementRoundTrip(t *testing.T) {
 	var h doc.Hash
 	h[5] = 9
-	a := Announcement{Digest: DocDigest("x"), Heads: doc.Heads{h}}
+	a := Announcement{Digest: AnnounceDigest("x"), Heads: doc.Heads{h}}
 	b, err := EncodeAnnouncement(a)
 	if err != nil {
 		t.Fatal(err)
@@ -123,10 +124,21 @@ func TestAnnouncementRoundTrip(t *testing.T) {
 	}
 }
 
-func TestDigestHidesTheID(t *testing.T) {
-	d := DocDigest("secret-doc")
-	if bytes.Contains(d[:], []byte("secret")) || d == DocDigest("secret-doc2") || d != DocDigest("secret-doc") {
+func TestDigestHidesTheIDAndIsBoundToThePeer(t *testing.T) {
+	p, q := vectorPeer(), peer.ID("another peer")
+	d := DocDigest(p, "secret-doc")
+	if bytes.Contains(d[:], []byte("secret")) || d == DocDigest(p, "secret-doc2") || d != DocDigest(p, "secret-doc") {
 		t.Fatal("digest is not a stable one-way name")
+	}
+	if d == DocDigest(q, "secret-doc") {
+		t.Fatal("two peers name a document by the same digest: one could replay the other's")
+	}
+	// The peer's bytes are length-prefixed: no (peer, id) split collides.
+	if DocDigest("ab", "c") == DocDigest("a", "bc") {
+		t.Fatal("digest input is ambiguous")
+	}
+	if AnnounceDigest("secret-doc") == d {
+		t.Fatal("announce and doc digests share a domain")
 	}
 }
 
@@ -185,7 +197,7 @@ func FuzzReadFrame(f *testing.F) {
 }
 
 func FuzzDecodeAnnouncement(f *testing.F) {
-	b, _ := EncodeAnnouncement(Announcement{Digest: DocDigest("x"), Heads: doc.Heads{{1}}})
+	b, _ := EncodeAnnouncement(Announcement{Digest: AnnounceDigest("x"), Heads: doc.Heads{{1}}})
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, err := DecodeAnnouncement(b)

@@ -30,11 +30,11 @@ func (d *memDocs) Lookup(_ context.Context, id string) (*doc.Handle, bool, error
 	return d.hs[id], d.deleted[id], nil
 }
 
-func (d *memDocs) Resolve(g Digest) (string, bool) {
+func (d *memDocs) Resolve(p peer.ID, g Digest) (string, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for id := range d.hs {
-		if DocDigest(id) == g {
+		if DocDigest(p, id) == g {
 			return id, true
 		}
 	}

@@ -51,11 +51,11 @@ func (d *handles) Lookup(_ context.Context, id string) (*doc.Handle, bool, error
 	return d.hs[id], false, nil
 }
 
-func (d *handles) Resolve(g docsync.Digest) (string, bool) {
+func (d *handles) Resolve(p peer.ID, g docsync.Digest) (string, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for id := range d.hs {
-		if docsync.DocDigest(id) == g {
+		if docsync.DocDigest(p, id) == g {
 			return id, true
 		}
 	}
@@ -465,7 +465,7 @@ func TestHostileFloodOfRandomIDs(t *testing.T) {
 		case 2:
 			f = docsync.Frame{Type: docsync.Sync, Doc: name, Data: []byte{0x42, 0, 0, 0}}
 		default:
-			f = docsync.Frame{Type: docsync.Have, Digest: docsync.DocDigest(name)}
+			f = docsync.Frame{Type: docsync.Have, Digest: docsync.DocDigest(w.bad.ID(), name)}
 		}
 		if _, err := bw.Write(frame(t, f)); err != nil {
 			t.Fatalf("the victim ended the stream after %d frames of a well-formed flood: %v", i, err)
@@ -653,7 +653,7 @@ func TestHostilePeerRefusedByPermissionHook(t *testing.T) {
 			for _, m := range [][]byte{
 				hello(t),
 				frame(t, docsync.Frame{Type: docsync.Request, Doc: docID}),
-				frame(t, docsync.Frame{Type: docsync.Have, Digest: docsync.DocDigest(docID)}),
+				frame(t, docsync.Frame{Type: docsync.Have, Digest: docsync.DocDigest(w.bad.ID(), docID)}),
 				frame(t, docsync.Frame{Type: docsync.Snapshot, Doc: docID, Data: valid}),
 			} {
 				if _, err := s.Write(m); err != nil {

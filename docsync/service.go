@@ -68,8 +68,8 @@ type Docs interface {
 	// tombstone.
 	Lookup(ctx context.Context, id string) (h *doc.Handle, deleted bool, err error)
 	// Resolve returns the ID of the document here (open or stored, not
-	// deleted) whose Digest is d.
-	Resolve(d Digest) (id string, ok bool)
+	// deleted) by which peer p names d: DocDigest(p, id) == d.
+	Resolve(p peer.ID, d Digest) (id string, ok bool)
 }
 
 // Config configures a Service. The zero value (with Host and Docs set by
@@ -178,7 +178,7 @@ type Service struct {
 	closed  bool
 	peers   map[peer.ID]*conn
 	tracked map[string]*tracked
-	digests map[Digest]string // of tracked
+	digests map[Digest]string // of tracked, as we name them: DocDigest(self, id)
 	finds   map[string]*find
 }
 
@@ -276,11 +276,16 @@ func (s *Service) Track(h *doc.Handle) {
 		s.mu.Unlock()
 		return
 	}
-	t := &tracked{h: h, digest: DocDigest(id), adigest: AnnounceDigest(id), w: h.Watch()}
+	t := &tracked{h: h, digest: DocDigest(s.host.ID(), id), adigest: AnnounceDigest(id), w: h.Watch()}
 	s.tracked[id] = t
 	s.digests[t.digest] = id
 	s.adigests[t.adigest] = id
 	conns := s.connsLocked()
+	for _, c := range conns {
+		if c.theirs != nil {
+			c.theirs[DocDigest(c.peer, id)] = id
+		}
+	}
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go s.watch(t)
@@ -295,10 +300,15 @@ func (s *Service) Untrack(id string) {
 	s.mu.Lock()
 	t := s.tracked[id]
 	delete(s.tracked, id)
-	delete(s.digests, DocDigest(id))
+	delete(s.digests, DocDigest(s.host.ID(), id))
 	delete(s.adigests, AnnounceDigest(id))
 	delete(s.toAnnounce, id)
 	conns := s.connsLocked()
+	for _, c := range conns {
+		if c.theirs != nil {
+			delete(c.theirs, DocDigest(c.peer, id))
+		}
+	}
 	s.mu.Unlock()
 	if t != nil {
 		t.w.Close()

@@ -3,6 +3,7 @@ package docsync
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,7 +15,24 @@ import (
 	"testing"
 
 	"github.com/convene-p2p/convene/doc"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
+
+// vectorPeer is the peer the vectors' DocDigests are bound to: the
+// Ed25519 key whose seed is 32 bytes of 0x01.
+func vectorPeer() peer.ID {
+	seed := bytes.Repeat([]byte{1}, ed25519.SeedSize)
+	k, err := crypto.UnmarshalEd25519PrivateKey(ed25519.NewKeyFromSeed(seed))
+	if err != nil {
+		panic(err)
+	}
+	p, err := peer.IDFromPrivateKey(k)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
 
 var update = flag.Bool("update", false, "rewrite testdata/docsync/ from the codec")
 
@@ -23,16 +41,18 @@ var vectorsDir = filepath.Join("..", "testdata", "docsync")
 // vector is one frame of testdata/docsync/frames.json: its fields and the
 // whole frame on the wire (length prefix included) in hex.
 type vector struct {
-	Name     string   `json:"name"`
-	Type     string   `json:"type"`
-	Version  uint64   `json:"version,omitempty"`
-	Session  string   `json:"session,omitempty"` // 16 hex digits
-	Digest   string   `json:"digest,omitempty"`
-	DigestOf string   `json:"digest_of,omitempty"` // the document ID hashed into Digest
-	Heads    []string `json:"heads,omitempty"`
-	Doc      string   `json:"doc,omitempty"`
-	Data     string   `json:"data,omitempty"`
-	Hex      string   `json:"hex"`
+	Name     string `json:"name"`
+	Type     string `json:"type"`
+	Version  uint64 `json:"version,omitempty"`
+	Session  string `json:"session,omitempty"` // 16 hex digits
+	Digest   string `json:"digest,omitempty"`
+	DigestOf string `json:"digest_of,omitempty"` // the document ID hashed into Digest
+	// DigestPeer is the peer whose DocDigest the frame carries.
+	DigestPeer string   `json:"digest_peer,omitempty"`
+	Heads      []string `json:"heads,omitempty"`
+	Doc        string   `json:"doc,omitempty"`
+	Data       string   `json:"data,omitempty"`
+	Hex        string   `json:"hex"`
 }
 
 // badVector is bytes a reader must refuse, and the error it wraps.
@@ -70,12 +90,12 @@ func vectorFrames() []struct {
 		f        Frame
 	}{
 		{"hello", "", Frame{Type: Hello, Version: Version, Session: 0x0102030405060708}},
-		{"have with two heads", "notes", Frame{Type: Have, Digest: DocDigest("notes"), Heads: doc.Heads{h1, h2}}},
-		{"have, nothing held (a want)", "notes", Frame{Type: Have, Digest: DocDigest("notes")}},
+		{"have with two heads", "notes", Frame{Type: Have, Digest: DocDigest(vectorPeer(), "notes"), Heads: doc.Heads{h1, h2}}},
+		{"have, nothing held (a want)", "notes", Frame{Type: Have, Digest: DocDigest(vectorPeer(), "notes")}},
 		{"request with a sync message", "", Frame{Type: Request, Doc: "notes", Data: []byte{0x42, 0x00, 0x00, 0x01, 0x00}}},
 		{"request, empty", "", Frame{Type: Request, Doc: "notes"}},
 		{"sync", "", Frame{Type: Sync, Doc: "notes", Data: []byte{0x42, 0x01, 0x02, 0x03}}},
-		{"unavailable", "notes", Frame{Type: Unavailable, Digest: DocDigest("notes")}},
+		{"unavailable", "notes", Frame{Type: Unavailable, Digest: DocDigest(vectorPeer(), "notes")}},
 		{"snapshot", "", Frame{Type: Snapshot, Doc: "notes", Data: []byte{0x85, 0x6f, 0x4a, 0x83, 0x01}}},
 		{"delete", "", Frame{Type: Delete, Doc: "notes"}},
 	}
@@ -103,13 +123,16 @@ func hexHeads(hs doc.Heads) []string {
 }
 
 func buildVectors(t *testing.T) vectorFile {
-	vf := vectorFile{Comment: "docsync frame test vectors (docs/PROTOCOL.md part 4). hex is the whole frame: uvarint body length, type byte, body. An announcement's digest is AnnounceDigest(digest_of), a frame's DocDigest(digest_of). Regenerate with: go test ./docsync/ -run TestVectors -update"}
+	vf := vectorFile{Comment: "docsync frame test vectors (docs/PROTOCOL.md part 4). hex is the whole frame: uvarint body length, type byte, body. An announcement's digest is AnnounceDigest(digest_of), a frame's DocDigest(digest_peer, digest_of). Regenerate with: go test ./docsync/ -run TestVectors -update"}
 	for _, v := range vectorFrames() {
 		b, err := AppendFrame(nil, v.f, 0)
 		if err != nil {
 			t.Fatalf("%s: %v", v.name, err)
 		}
 		vec := vector{Name: v.name, Type: v.f.Type.String(), Version: v.f.Version, Doc: v.f.Doc, Heads: hexHeads(v.f.Heads), Hex: hex.EncodeToString(b), DigestOf: v.of}
+		if v.of != "" {
+			vec.DigestPeer = vectorPeer().String()
+		}
 		if v.f.Type == Hello {
 			vec.Session = fmt.Sprintf("%016x", v.f.Session)
 		}
@@ -168,8 +191,14 @@ func frameOf(t *testing.T, v vector) Frame {
 	}
 	if v.Digest != "" {
 		copy(f.Digest[:], mustHex(t, v.Digest))
-		if v.DigestOf != "" && DocDigest(v.DigestOf) != f.Digest {
-			t.Fatalf("%s: digest is not DocDigest(%q)", v.Name, v.DigestOf)
+		if v.DigestOf != "" && v.DigestPeer != "" {
+			p, err := peer.Decode(v.DigestPeer)
+			if err != nil {
+				t.Fatalf("%s: digest_peer: %v", v.Name, err)
+			}
+			if DocDigest(p, v.DigestOf) != f.Digest {
+				t.Fatalf("%s: digest is not DocDigest(%s, %q)", v.Name, p, v.DigestOf)
+			}
 		}
 	}
 	for _, h := range v.Heads {

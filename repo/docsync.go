@@ -5,6 +5,7 @@ import (
 
 	"github.com/convene-p2p/convene/doc"
 	"github.com/convene-p2p/convene/docsync"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // docSource is the Repo as docsync.Docs: lookups that never create a
@@ -23,12 +24,12 @@ func (s docSource) Lookup(ctx context.Context, id string) (*doc.Handle, bool, er
 	return h, false, err
 }
 
-func (s docSource) Resolve(g docsync.Digest) (string, bool) {
+func (s docSource) Resolve(p peer.ID, g docsync.Digest) (string, bool) {
 	d := &s.r.docs
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for id := range d.index {
-		if docsync.DocDigest(id) == g {
+		if docsync.DocDigest(p, id) == g {
 			return id, true
 		}
 	}

@@ -286,10 +286,10 @@ func (l *frameLog) find(match func(docsync.Frame) bool) bool {
 // fetch the document: an eavesdropper E on the announce topic of a default
 // Repo R records every announcement of a document it does not know (the
 // whole signed pubsub message: no ID in it; the digest is AnnounceDigest,
-// not the DocDigest a session's Have names), then asks R for the announced
+// not a DocDigest a session's Have names), then asks R for the announced
 // digest over docsync and is told Unavailable. The control: the same ask
-// naming DocDigest(id) is answered with the snapshot, so the refusal comes
-// from the digest, not from E.
+// naming DocDigest(E, id) is answered with the snapshot, so the refusal
+// comes from the digest, not from E.
 func TestAnnouncementsCarryNoIDAndFetchNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*syncWait)
 	defer cancel()
@@ -297,7 +297,7 @@ func TestAnnouncementsCarryNoIDAndFetchNothing(t *testing.T) {
 	var got frameLog
 	e.h.Host().SetStreamHandler(protocol.ID(docsync.ProtocolID), got.handle)
 	// E gets no Have on its docsync session (a peer R's Share policy
-	// allows gets one unprompted, with the DocDigest: PROTOCOL.md part 4,
+	// allows gets one unprompted, with DocDigest(R, id): PROTOCOL.md part 4,
 	// Access), so all E learns unprompted comes from the topic.
 	r := newRepo(t, func(cfg *repo.Config) {
 		cfg.DocSync.Share = func(p peer.ID, _ string) bool { return p != e.h.ID() }
@@ -334,51 +334,31 @@ func TestAnnouncementsCarryNoIDAndFetchNothing(t *testing.T) {
 			t.Fatalf("announcement %x: %v", m.Data, err)
 		}
 	}
-	did := docsync.DocDigest(id)
+	// What R names the document by in its Haves, and what E names it by
+	// once it knows the ID: neither is in an announcement.
+	rd, did := docsync.DocDigest(r.ID(), id), docsync.DocDigest(e.h.ID(), id)
 	for _, b := range raw {
 		if bytes.Contains(b, []byte(id)) {
 			t.Fatalf("an announcement carries the document ID: %x", b)
 		}
-		if bytes.Contains(b, did[:]) {
-			t.Fatalf("an announcement carries DocDigest(id), which fetches the document: %x", b)
+		if bytes.Contains(b, did[:]) || bytes.Contains(b, rd[:]) {
+			t.Fatalf("an announcement carries a DocDigest of the document: %x", b)
 		}
 	}
 	if ann.Digest != docsync.AnnounceDigest(id) {
 		t.Fatalf("announced digest %s, want AnnounceDigest(id) %s", ann.Digest, docsync.AnnounceDigest(id))
 	}
 
-	// One stream for both asks: a second inbound stream replaces the
-	// first, whose reader then reports the reset as a malformed frame and
-	// fails the whole session (docsync's ReadFrame wraps every read error
-	// in ErrMalformed), losing the answer in flight.
-	st, err := e.h.Host().NewStream(ctx, r.ID(), protocol.ID(docsync.ProtocolID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Reset()
-	send := func(fs ...docsync.Frame) {
-		t.Helper()
-		var b []byte
-		for _, f := range fs {
-			if b, err = docsync.AppendFrame(b, f, docsync.DefaultMaxFrame); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := st.Write(b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ask := func(d docsync.Digest) { send(docsync.Frame{Type: docsync.Have, Digest: d}) }
-	send(docsync.Frame{Type: docsync.Hello, Version: docsync.Version, Session: uint64(time.Now().UnixNano())})
+	s := openRawSession(t, ctx, e, r)
 	carries := func(f docsync.Frame) bool { return f.Doc != "" || f.Type == docsync.Have }
-	ask(ann.Digest)
+	s.ask(ann.Digest)
 	waitUntil(t, syncWait, "R answers the announced digest Unavailable", func() bool {
 		return got.find(func(f docsync.Frame) bool { return f.Type == docsync.Unavailable && f.Digest == ann.Digest })
 	})
 	if got.find(carries) {
 		t.Fatalf("E received a frame naming or offering a document before it named one: %+v", got.frames)
 	}
-	ask(did)
+	s.ask(did)
 	defer func() {
 		if t.Failed() {
 			got.mu.Lock()
@@ -389,7 +369,7 @@ func TestAnnouncementsCarryNoIDAndFetchNothing(t *testing.T) {
 			t.Logf("R: %+v", r.SyncStats())
 		}
 	}()
-	waitUntil(t, syncWait, "R answers DocDigest(id) with the snapshot (the control)", func() bool {
+	waitUntil(t, syncWait, "R answers DocDigest(E, id) with the snapshot (the control)", func() bool {
 		return got.find(func(f docsync.Frame) bool { return f.Type == docsync.Snapshot && f.Doc == id })
 	})
 }
