@@ -3,15 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
+
+	"github.com/convene-p2p/convene/test/bench/internal/benchproc"
 )
 
 // jsResult is what bench.mjs prints.
@@ -48,44 +48,28 @@ var pinned = []string{"loro-crdt", "y-protocols", "yjs"}
 // benchDir finds the folder holding bench.mjs: dir if given, else this source file's folder (go
 // run keeps absolute paths), else ./ or ./test/bench/compare.
 func benchDir(dir string) (string, error) {
-	cands := []string{dir}
-	if dir == "" {
-		_, file, _, ok := runtime.Caller(0)
-		if ok {
-			cands = []string{filepath.Dir(file)}
+	if dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, "bench.mjs")); err != nil {
+			return "", fmt.Errorf("compare: -dir %s: %w", dir, err)
 		}
-		cands = append(cands, ".", filepath.Join("test", "bench", "compare"))
+		return filepath.Abs(dir)
 	}
-	for _, d := range cands {
-		if d == "" {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(d, "bench.mjs")); err == nil {
-			return filepath.Abs(d)
-		}
+	d, err := benchproc.FindDir("bench.mjs", "", ".", filepath.Join("test", "bench", "compare"))
+	if err != nil {
+		return "", fmt.Errorf("compare: %w (or pass -dir)", err)
 	}
-	return "", errors.New("compare: bench.mjs not found; run from the repository root or pass -dir")
+	return d, nil
 }
 
 // runJS runs bench.mjs in dir, after `npm ci` if node_modules is missing, and checks that the
 // installed packages are the pinned versions. progress gets npm's and node's stderr.
 func runJS(dir string, st settings, sizes []int, progress io.Writer) (*jsResult, error) {
-	if _, err := exec.LookPath("node"); err != nil {
-		return nil, fmt.Errorf("compare: node not found (install Node.js >= 18, or pass -js=false): %w", err)
+	if err := benchproc.NPMInstall(dir, "loro-crdt", progress); err != nil {
+		return nil, fmt.Errorf("compare: %w (or pass -js=false)", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "loro-crdt", "package.json")); err != nil {
-		fmt.Fprintln(progress, "compare: node_modules missing, running npm ci")
-		cmd := exec.Command("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund")
-		cmd.Dir = dir
-		cmd.Stdout = progress
-		cmd.Stderr = progress
-		if err := cmd.Run(); err != nil {
-			return nil, fmt.Errorf("compare: npm ci: %w", err)
-		}
-	}
-	want, err := pinnedVersions(dir)
+	want, err := benchproc.Pinned(dir, pinned)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("compare: %w", err)
 	}
 	strSizes := make([]string, len(sizes))
 	for i, n := range sizes {
@@ -106,30 +90,8 @@ func runJS(dir string, st settings, sizes []int, progress io.Writer) (*jsResult,
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 		return nil, fmt.Errorf("compare: reading bench.mjs output: %w", err)
 	}
-	for _, p := range pinned {
-		if res.Versions[p] != want[p] {
-			return nil, fmt.Errorf("compare: %s %s installed, package.json pins %s: run npm ci in %s", p, res.Versions[p], want[p], dir)
-		}
-	}
-	return &res, nil
-}
-
-// pinnedVersions reads the exact versions from package.json.
-func pinnedVersions(dir string) (map[string]string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "package.json"))
-	if err != nil {
+	if err := benchproc.CheckPinned(dir, want, res.Versions); err != nil {
 		return nil, fmt.Errorf("compare: %w", err)
 	}
-	var pkg struct {
-		Dependencies map[string]string `json:"dependencies"`
-	}
-	if err := json.Unmarshal(b, &pkg); err != nil {
-		return nil, fmt.Errorf("compare: package.json: %w", err)
-	}
-	for _, p := range pinned {
-		if pkg.Dependencies[p] == "" {
-			return nil, fmt.Errorf("compare: package.json does not pin %s", p)
-		}
-	}
-	return pkg.Dependencies, nil
+	return &res, nil
 }

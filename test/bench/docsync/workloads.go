@@ -51,12 +51,12 @@ func newPair(s side) (*pair, error) {
 	}
 	b, err := s.start("b")
 	if err != nil {
-		a.stop()
+		a.Stop()
 		return nil, err
 	}
 	p := &pair{s: s, a: a, b: b}
 	var l listenReply
-	if err := a.call(map[string]any{"op": "listen"}, &l); err != nil {
+	if err := a.Call(map[string]any{"op": "listen"}, &l); err != nil {
 		p.close()
 		return nil, err
 	}
@@ -75,7 +75,7 @@ func (p *pair) close() {
 	var wg sync.WaitGroup
 	for _, x := range []*proc{p.a, p.b} {
 		wg.Add(1)
-		go func() { defer wg.Done(); x.stop() }()
+		go func() { defer wg.Done(); x.Stop() }()
 	}
 	wg.Wait()
 	if p.px != nil {
@@ -84,14 +84,14 @@ func (p *pair) close() {
 }
 
 func (p *pair) connect() error {
-	return p.b.call(map[string]any{"op": "connect", "addr": p.addr}, nil)
+	return p.b.Call(map[string]any{"op": "connect", "addr": p.addr}, nil)
 }
 
 // create makes the document on a (automerge-repo: repo.create; Convene: the
 // Repo's document with the shared genesis) and returns its ID.
 func create(a *proc) (string, error) {
 	var o openReply
-	err := a.call(map[string]any{"op": "open", "create": true, "doc": newDocID()}, &o)
+	err := a.Call(map[string]any{"op": "open", "create": true, "doc": newDocID()}, &o)
 	return o.Doc, err
 }
 
@@ -104,20 +104,20 @@ func newDocID() string {
 
 func edit(p *proc, id, key string, count int, rate float64, seed uint32) (editReply, error) {
 	var e editReply
-	err := p.call(map[string]any{"op": "edit", "doc": id, "key": key, "count": count, "rate": rate, "seed": seed}, &e)
+	err := p.Call(map[string]any{"op": "edit", "doc": id, "key": key, "count": count, "rate": rate, "seed": seed}, &e)
 	if err == nil && len(e.Sent) != count {
-		err = fmt.Errorf("%s: %d edits made, want %d", p.name, len(e.Sent), count)
+		err = fmt.Errorf("%s: %d edits made, want %d", p.Name(), len(e.Sent), count)
 	}
 	return e, err
 }
 
 func wait(p *proc, id string, want map[string]int, o options) (waitReply, error) {
 	var w waitReply
-	if err := p.call(map[string]any{"op": "wait", "doc": id, "want": want, "timeout_ms": o.timeout.Milliseconds()}, &w); err != nil {
+	if err := p.Call(map[string]any{"op": "wait", "doc": id, "want": want, "timeout_ms": o.timeout.Milliseconds()}, &w); err != nil {
 		return w, err
 	}
 	if !w.Done {
-		return w, fmt.Errorf("%s: not delivered within %v: %s", p.name, o.timeout, progressOf(w, want))
+		return w, fmt.Errorf("%s: not delivered within %v: %s", p.Name(), o.timeout, progressOf(w, want))
 	}
 	return w, nil
 }
@@ -133,7 +133,7 @@ func progressOf(w waitReply, want map[string]int) string {
 
 func state(p *proc, id string) (stateReply, error) {
 	var s stateReply
-	err := p.call(map[string]any{"op": "state", "doc": id}, &s)
+	err := p.Call(map[string]any{"op": "state", "doc": id}, &s)
 	return s, err
 }
 
@@ -147,12 +147,12 @@ func sameDoc(id string, text int, ps ...*proc) error {
 			return err
 		}
 		if s.Text != text {
-			return fmt.Errorf("%s: text of %d characters, want %d", p.name, s.Text, text)
+			return fmt.Errorf("%s: text of %d characters, want %d", p.Name(), s.Text, text)
 		}
 		if i == 0 {
 			first = s
 		} else if !slices.Equal(s.Heads, first.Heads) {
-			return fmt.Errorf("%s and %s: different heads %v, %v", ps[0].name, p.name, first.Heads, s.Heads)
+			return fmt.Errorf("%s and %s: different heads %v, %v", ps[0].Name(), p.Name(), first.Heads, s.Heads)
 		}
 	}
 	return nil
@@ -164,12 +164,12 @@ func (p *pair) throughProxy() error {
 	var c struct {
 		Addrs []string `json:"addrs"`
 	}
-	if err := p.b.call(map[string]any{"op": "conns"}, &c); err != nil {
+	if err := p.b.Call(map[string]any{"op": "conns"}, &c); err != nil {
 		return err
 	}
 	for _, a := range c.Addrs {
 		if !strings.Contains(a, "/tcp/"+strconv.Itoa(p.px.Port())) {
-			return fmt.Errorf("%s has a connection to %s, not through the proxy (port %d)", p.b.name, a, p.px.Port())
+			return fmt.Errorf("%s has a connection to %s, not through the proxy (port %d)", p.b.Name(), a, p.px.Port())
 		}
 	}
 	return nil
@@ -191,21 +191,21 @@ func latencyRun(s side, o options, rate float64, n, warm int) ([]float64, error)
 	if err := p.connect(); err != nil {
 		return nil, err
 	}
-	if err := p.b.call(map[string]any{"op": "open", "doc": id}, nil); err != nil {
+	if err := p.b.Call(map[string]any{"op": "open", "doc": id}, nil); err != nil {
 		return nil, err
 	}
-	if err := p.b.call(map[string]any{"op": "watch", "doc": id, "keys": []string{"a"}}, nil); err != nil {
+	if err := p.b.Call(map[string]any{"op": "watch", "doc": id, "keys": []string{"a"}}, nil); err != nil {
 		return nil, err
 	}
 	total := warm + n
 	var w waitReply
-	waitB := p.b.async(map[string]any{"op": "wait", "doc": id, "want": map[string]int{"a": total}, "timeout_ms": o.timeout.Milliseconds()}, &w)
+	waitB := p.b.Async(map[string]any{"op": "wait", "doc": id, "want": map[string]int{"a": total}, "timeout_ms": o.timeout.Milliseconds()}, &w)
 	e, err := edit(p.a, id, "a", total, rate, 1)
 	if err := errors.Join(err, waitB()); err != nil {
 		return nil, err
 	}
 	if !w.Done {
-		return nil, fmt.Errorf("%s: not delivered within %v: %s", p.b.name, o.timeout, progressOf(w, map[string]int{"a": total}))
+		return nil, fmt.Errorf("%s: not delivered within %v: %s", p.b.Name(), o.timeout, progressOf(w, map[string]int{"a": total}))
 	}
 	if s.name == "Convene" && w.Remote == 0 {
 		return nil, errors.New("convene b: no change event with a remote origin")
@@ -247,12 +247,12 @@ func fetchRun(s side, o options, changes int) (ns, bytes float64, save int, err 
 		return 0, 0, 0, err
 	}
 	var w waitReply
-	if err := p.b.call(map[string]any{"op": "fetch", "doc": id, "want": map[string]int{"a": changes}, "timeout_ms": o.timeout.Milliseconds()}, &w); err != nil {
+	if err := p.b.Call(map[string]any{"op": "fetch", "doc": id, "want": map[string]int{"a": changes}, "timeout_ms": o.timeout.Milliseconds()}, &w); err != nil {
 		return 0, 0, 0, err
 	}
 	nb := p.px.Bytes() - b0
 	if !w.Done {
-		return 0, 0, 0, fmt.Errorf("%s: fetch not complete within %v: %s", p.b.name, o.timeout, progressOf(w, map[string]int{"a": changes}))
+		return 0, 0, 0, fmt.Errorf("%s: fetch not complete within %v: %s", p.b.Name(), o.timeout, progressOf(w, map[string]int{"a": changes}))
 	}
 	if err := sameDoc(id, changes, p.a, p.b); err != nil {
 		return 0, 0, 0, err
@@ -280,10 +280,10 @@ func convergeRun(s side, o options, offline int) (ns, bytes float64, err error) 
 	if err := p.connect(); err != nil {
 		return 0, 0, err
 	}
-	if err := p.b.call(map[string]any{"op": "open", "doc": id}, nil); err != nil {
+	if err := p.b.Call(map[string]any{"op": "open", "doc": id}, nil); err != nil {
 		return 0, 0, err
 	}
-	if err := p.b.call(map[string]any{"op": "watch", "doc": id, "keys": []string{"a"}}, nil); err != nil {
+	if err := p.b.Call(map[string]any{"op": "watch", "doc": id, "keys": []string{"a"}}, nil); err != nil {
 		return 0, 0, err
 	}
 	if _, err := edit(p.a, id, "a", 1, 0, 1); err != nil {
@@ -295,11 +295,11 @@ func convergeRun(s side, o options, offline int) (ns, bytes float64, err error) 
 	// Apart.
 	p.px.Cut()
 	for _, x := range []*proc{p.a, p.b} {
-		if err := x.call(map[string]any{"op": "disconnect"}, nil); err != nil {
+		if err := x.Call(map[string]any{"op": "disconnect"}, nil); err != nil {
 			return 0, 0, err
 		}
 	}
-	if err := p.a.call(map[string]any{"op": "watch", "doc": id, "keys": []string{"b"}}, nil); err != nil {
+	if err := p.a.Call(map[string]any{"op": "watch", "doc": id, "keys": []string{"b"}}, nil); err != nil {
 		return 0, 0, err
 	}
 	var ea, eb error
@@ -331,14 +331,14 @@ func convergeRun(s side, o options, offline int) (ns, bytes float64, err error) 
 	}
 	want := offline
 	var wa waitReply
-	waitA := p.a.async(map[string]any{"op": "wait", "doc": id, "want": map[string]int{"b": want}, "timeout_ms": o.timeout.Milliseconds()}, &wa)
+	waitA := p.a.Async(map[string]any{"op": "wait", "doc": id, "want": map[string]int{"b": want}, "timeout_ms": o.timeout.Milliseconds()}, &wa)
 	wb, err := wait(p.b, id, map[string]int{"a": want}, o)
 	if err := errors.Join(err, waitA()); err != nil {
 		return 0, 0, err
 	}
 	nb := p.px.Bytes() - b0
 	if !wa.Done {
-		return 0, 0, fmt.Errorf("%s: not converged within %v: %s", p.a.name, o.timeout, progressOf(wa, map[string]int{"b": want}))
+		return 0, 0, fmt.Errorf("%s: not converged within %v: %s", p.a.Name(), o.timeout, progressOf(wa, map[string]int{"b": want}))
 	}
 	if err := sameDoc(id, 1+2*offline, p.a, p.b); err != nil {
 		return 0, 0, err
@@ -376,7 +376,7 @@ func meshRun(s side, o options, n, k, warm int, rate float64) (meshResult, error
 		for _, p := range ps {
 			if p != nil {
 				wg.Add(1)
-				go func() { defer wg.Done(); p.stop() }()
+				go func() { defer wg.Done(); p.Stop() }()
 			}
 		}
 		wg.Wait()
@@ -389,7 +389,7 @@ func meshRun(s side, o options, n, k, warm int, rate float64) (meshResult, error
 		}
 		ps[i] = p
 		var l listenReply
-		if err := p.call(map[string]any{"op": "listen"}, &l); err != nil {
+		if err := p.Call(map[string]any{"op": "listen"}, &l); err != nil {
 			return res, err
 		}
 		if addrs[i], err = s.dial(l.Port, l.Peer); err != nil {
@@ -398,7 +398,7 @@ func meshRun(s side, o options, n, k, warm int, rate float64) (meshResult, error
 	}
 	for j := range n {
 		for i := range j {
-			if err := ps[j].call(map[string]any{"op": "connect", "addr": addrs[i]}, nil); err != nil {
+			if err := ps[j].Call(map[string]any{"op": "connect", "addr": addrs[i]}, nil); err != nil {
 				return res, err
 			}
 		}
@@ -418,10 +418,10 @@ func meshRun(s side, o options, n, k, warm int, rate float64) (meshResult, error
 				want[i][key] = warm + k
 			}
 		}
-		if err := p.call(map[string]any{"op": "open", "doc": id}, nil); err != nil {
+		if err := p.Call(map[string]any{"op": "open", "doc": id}, nil); err != nil {
 			return res, err
 		}
-		if err := p.call(map[string]any{"op": "watch", "doc": id, "keys": others}, nil); err != nil {
+		if err := p.Call(map[string]any{"op": "watch", "doc": id, "keys": others}, nil); err != nil {
 			return res, err
 		}
 	}
@@ -430,7 +430,7 @@ func meshRun(s side, o options, n, k, warm int, rate float64) (meshResult, error
 		var r struct {
 			CPU int64 `json:"cpu_ns"`
 		}
-		if err := p.call(map[string]any{"op": "rusage"}, &r); err != nil {
+		if err := p.Call(map[string]any{"op": "rusage"}, &r); err != nil {
 			return res, err
 		}
 		cpu0[i] = r.CPU
@@ -444,7 +444,7 @@ func meshRun(s side, o options, n, k, warm int, rate float64) (meshResult, error
 		go func() { defer wg.Done(); edits[i], errs[i] = edit(p, id, keys[i], warm+k, rate, uint32(10+i)) }()
 		go func() {
 			defer wg.Done()
-			errs[n+i] = p.call(map[string]any{"op": "wait", "doc": id, "want": want[i], "timeout_ms": o.timeout.Milliseconds()}, &waits[i])
+			errs[n+i] = p.Call(map[string]any{"op": "wait", "doc": id, "want": want[i], "timeout_ms": o.timeout.Milliseconds()}, &waits[i])
 		}()
 	}
 	wg.Wait()
@@ -456,7 +456,7 @@ func meshRun(s side, o options, n, k, warm int, rate float64) (meshResult, error
 		var r struct {
 			CPU int64 `json:"cpu_ns"`
 		}
-		if err := p.call(map[string]any{"op": "rusage"}, &r); err != nil {
+		if err := p.Call(map[string]any{"op": "rusage"}, &r); err != nil {
 			return res, err
 		}
 		res.CPU = append(res.CPU, float64(r.CPU-cpu0[i])/total)

@@ -9,7 +9,6 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -26,6 +24,7 @@ import (
 	"time"
 
 	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/test/bench/internal/benchproc"
 )
 
 // HubOptions configure a hub comparison run.
@@ -189,41 +188,17 @@ var yhubPinned = []string{"@y/websocket-server", "y-websocket", "yjs", "y-protoc
 // prepareHub finds yhub/, runs npm ci there if node_modules is missing, and
 // checks that the installed versions are the pinned ones.
 func prepareHub(progress io.Writer) (*hubEnv, error) {
-	var cands []string
-	if _, file, _, ok := runtime.Caller(0); ok {
-		cands = append(cands, filepath.Join(filepath.Dir(file), "yhub"))
-	}
-	cands = append(cands, "yhub", filepath.Join("test", "bench", "e2e", "yhub"))
-	env := &hubEnv{}
-	for _, d := range cands {
-		if _, err := os.Stat(filepath.Join(d, "client.mjs")); err == nil {
-			env.dir, _ = filepath.Abs(d)
-			break
-		}
-	}
-	if env.dir == "" {
-		return nil, errors.New("hub: yhub/client.mjs not found: run from the repository root")
-	}
-	if _, err := exec.LookPath("node"); err != nil {
-		return nil, fmt.Errorf("hub: node not found (install Node.js >= 18): %w", err)
-	}
-	if _, err := os.Stat(filepath.Join(env.dir, "node_modules", "@y", "websocket-server", "package.json")); err != nil {
-		fmt.Fprintln(progress, "hub: node_modules missing, running npm ci")
-		cmd := exec.Command("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund")
-		cmd.Dir, cmd.Stdout, cmd.Stderr = env.dir, progress, progress
-		if err := cmd.Run(); err != nil {
-			return nil, fmt.Errorf("hub: npm ci: %w", err)
-		}
-	}
-	b, err := os.ReadFile(filepath.Join(env.dir, "package.json"))
+	dir, err := benchproc.FindDir("client.mjs", "yhub", "yhub", filepath.Join("test", "bench", "e2e", "yhub"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("hub: %w", err)
 	}
-	var pkg struct {
-		Dependencies map[string]string `json:"dependencies"`
+	env := &hubEnv{dir: dir}
+	if err := benchproc.NPMInstall(dir, "@y/websocket-server", progress); err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
 	}
-	if err := json.Unmarshal(b, &pkg); err != nil {
-		return nil, fmt.Errorf("hub: package.json: %w", err)
+	pinned, err := benchproc.Pinned(dir, yhubPinned)
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
 	}
 	if env.exe, err = os.Executable(); err != nil {
 		return nil, err
@@ -232,18 +207,16 @@ func prepareHub(progress io.Writer) (*hubEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer p.stop()
+	defer p.Stop()
 	var hello struct {
 		Node     string            `json:"node"`
 		Versions map[string]string `json:"versions"`
 	}
-	if err := p.call(map[string]any{"op": "hello"}, &hello); err != nil {
+	if err := p.Call(map[string]any{"op": "hello"}, &hello); err != nil {
 		return nil, err
 	}
-	for _, name := range yhubPinned {
-		if pkg.Dependencies[name] == "" || hello.Versions[name] != pkg.Dependencies[name] {
-			return nil, fmt.Errorf("hub: %s %s installed, package.json pins %q: run npm ci in %s", name, hello.Versions[name], pkg.Dependencies[name], env.dir)
-		}
+	if err := benchproc.CheckPinned(dir, pinned, hello.Versions); err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
 	}
 	env.node, env.versions = hello.Node, hello.Versions
 	return env, nil
@@ -382,7 +355,7 @@ func (s *hubSide) close() {
 			continue
 		}
 		wg.Add(1)
-		go func() { defer wg.Done(); p.stop() }()
+		go func() { defer wg.Done(); p.Stop() }()
 	}
 	wg.Wait()
 }
@@ -404,7 +377,7 @@ func startSide(ctx context.Context, o HubOptions, env *hubEnv, name string, N, p
 		}
 		s.server = srv
 		var hello struct{ Port int }
-		if err := srv.call(map[string]any{"op": "hello"}, &hello); err != nil {
+		if err := srv.Call(map[string]any{"op": "hello"}, &hello); err != nil {
 			return nil, err
 		}
 		s.url = fmt.Sprintf("ws://127.0.0.1:%d", hello.Port)
@@ -429,7 +402,7 @@ func startSide(ctx context.Context, o HubOptions, env *hubEnv, name string, N, p
 		go func() {
 			defer wg.Done()
 			var r struct{ Nodes []hubAddr }
-			errs[k] = p.call(map[string]any{"op": "start", "nodes": g, "url": s.url, "raw": raw, "room": roomCfgJSON(o.Room)}, &r)
+			errs[k] = p.Call(map[string]any{"op": "start", "nodes": g, "url": s.url, "raw": raw, "room": roomCfgJSON(o.Room)}, &r)
 			mu.Lock()
 			for j, a := range r.Nodes {
 				s.addrs[g[j]] = a
@@ -452,7 +425,7 @@ func startSide(ctx context.Context, o HubOptions, env *hubEnv, name string, N, p
 				defer wg.Done()
 				defer func() { <-sem }()
 				b := s.addrs[e[1]]
-				errs[k] = s.of[e[0]].call(map[string]any{"op": "connect", "i": e[0], "peer": b.ID, "addrs": b.Addrs}, nil)
+				errs[k] = s.of[e[0]].Call(map[string]any{"op": "connect", "i": e[0], "peer": b.ID, "addrs": b.Addrs}, nil)
 			}()
 		}
 		wg.Wait()
@@ -488,8 +461,8 @@ func (s *hubSide) await(procs []*hproc, want [][2]uint32, d time.Duration) error
 		go func() {
 			defer wg.Done()
 			var r struct{ OK bool }
-			if errs[k] = p.call(map[string]any{"op": "await", "want": want, "timeout_ms": d.Milliseconds()}, &r); errs[k] == nil && !r.OK {
-				errs[k] = fmt.Errorf("%s: not every wanted cursor within %v", p.name, d)
+			if errs[k] = p.Call(map[string]any{"op": "await", "want": want, "timeout_ms": d.Milliseconds()}, &r); errs[k] == nil && !r.OK {
+				errs[k] = fmt.Errorf("%s: not every wanted cursor within %v", p.Name(), d)
 			}
 		}()
 	}
@@ -512,7 +485,7 @@ func (s *hubSide) stats() (cpu time.Duration, bytes int64, err error) {
 	var wg sync.WaitGroup
 	for k, p := range all {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[k] = p.call(map[string]any{"op": "stats"}, &res[k]) }()
+		go func() { defer wg.Done(); errs[k] = p.Call(map[string]any{"op": "stats"}, &res[k]) }()
 	}
 	wg.Wait()
 	for _, r := range res {
@@ -538,7 +511,7 @@ func (s *hubSide) dump(tmp string) ([]hubRecord, error) {
 	var out []hubRecord
 	for k, p := range s.procs {
 		f := filepath.Join(tmp, fmt.Sprintf("%s-%d.log", s.name, k))
-		if err := p.call(map[string]any{"op": "dump", "file": f}, nil); err != nil {
+		if err := p.Call(map[string]any{"op": "dump", "file": f}, nil); err != nil {
 			return nil, err
 		}
 		b, err := os.ReadFile(f)
@@ -654,11 +627,11 @@ func hubRunN(ctx context.Context, o HubOptions, env *hubEnv, N, procs int) (*Hub
 			if kind != nil {
 				kind[[2]uint32{uint32(i), sq[i]}] = mode
 			}
-			replies = append(replies, s.of[i].send(map[string]any{"op": "set", "i": i, "mode": mode, "seq": sq[i]}))
+			replies = append(replies, s.of[i].Send(map[string]any{"op": "set", "i": i, "mode": mode, "seq": sq[i]}))
 		}
 		for _, ch := range replies {
-			if rep := <-ch; rep.err != nil {
-				return false, rep.err
+			if rep := <-ch; rep.Err != nil {
+				return false, rep.Err
 			}
 		}
 		err = s.await(nil, want, timeout)
@@ -866,7 +839,7 @@ func leaveTrials(ctx context.Context, o HubOptions, s *hubSide, N int, seq []uin
 		w := newHubWatch("gone", k, members(N))
 		s.setWatch(w)
 		var r struct{ T int64 }
-		if err := s.of[k].call(map[string]any{"op": "leave", "i": k}, &r); err != nil {
+		if err := s.of[k].Call(map[string]any{"op": "leave", "i": k}, &r); err != nil {
 			// An overloaded machine can time the leave's ack out; the
 			// goodbye may still go out. Counted as an incomplete trial.
 			o.logf("%s leave trial: %v", s.name, err)
@@ -876,7 +849,7 @@ func leaveTrials(ctx context.Context, o HubOptions, s *hubSide, N int, seq []uin
 		s.setWatch(nil)
 		rec.add(d, r.T, at, ok, N-1)
 		seq[k]++
-		if err := s.of[k].call(map[string]any{"op": "rejoin", "i": k, "seq": seq[k]}, nil); err != nil {
+		if err := s.of[k].Call(map[string]any{"op": "rejoin", "i": k, "seq": seq[k]}, nil); err != nil {
 			return err
 		}
 		// Everyone moves once more: a y-websocket client that reconnects
@@ -888,7 +861,7 @@ func leaveTrials(ctx context.Context, o HubOptions, s *hubSide, N int, seq []uin
 		for i := range N {
 			if i != k {
 				seq[i]++
-				if err := s.of[i].call(map[string]any{"op": "set", "i": i, "mode": s.name, "seq": seq[i]}, nil); err != nil {
+				if err := s.of[i].Call(map[string]any{"op": "set", "i": i, "mode": s.name, "seq": seq[i]}, nil); err != nil {
 					return err
 				}
 			}
@@ -918,7 +891,7 @@ func joinTrials(ctx context.Context, o HubOptions, s *hubSide, N int, rng *rand.
 			TConn int64 `json:"t_conn"`
 			TAll  int64 `json:"t_all"`
 		}
-		err := s.procs[0].call(map[string]any{"op": "join", "i": v, "url": s.url, "dial": s.dialTargets(rng, N, o.JoinDegree), "want": wantAll(N), "timeout_ms": wait.Milliseconds()}, &r)
+		err := s.procs[0].Call(map[string]any{"op": "join", "i": v, "url": s.url, "dial": s.dialTargets(rng, N, o.JoinDegree), "want": wantAll(N), "timeout_ms": wait.Milliseconds()}, &r)
 		if err != nil {
 			s.setWatch(nil)
 			return err
@@ -938,7 +911,7 @@ func joinTrials(ctx context.Context, o HubOptions, s *hubSide, N int, rng *rand.
 		}
 		wl := newHubWatch("gone", v, members(N))
 		s.setWatch(wl)
-		if err := s.procs[0].call(map[string]any{"op": "close", "i": v}, nil); err != nil {
+		if err := s.procs[0].Call(map[string]any{"op": "close", "i": v}, nil); err != nil {
 			return err
 		}
 		if _, ok := wl.wait(ctx, o.Room.Timeout+o.Room.HeartbeatInterval+5*time.Second); !ok {
@@ -988,7 +961,7 @@ func victimTrials(ctx context.Context, o HubOptions, s *hubSide, N int, rng *ran
 		w := newHubWatch("seen", v, members(N))
 		s.setWatch(w)
 		var r struct{ OK bool }
-		err = p.call(map[string]any{"op": "join", "i": v, "url": s.url, "dial": s.dialTargets(rng, N, o.JoinDegree), "want": wantAll(N), "timeout_ms": wait.Milliseconds(), "room": roomCfgJSON(o.Room)}, &r)
+		err = p.Call(map[string]any{"op": "join", "i": v, "url": s.url, "dial": s.dialTargets(rng, N, o.JoinDegree), "want": wantAll(N), "timeout_ms": wait.Milliseconds(), "room": roomCfgJSON(o.Room)}, &r)
 		if err == nil && !r.OK {
 			err = errors.New("victim did not see every member")
 		}
@@ -1005,13 +978,13 @@ func victimTrials(ctx context.Context, o HubOptions, s *hubSide, N int, rng *ran
 		wl := newHubWatch("gone", v, members(N))
 		s.setWatch(wl)
 		t0 := mono()
-		if err := p.signal(sig); err != nil {
+		if err := p.Signal(sig); err != nil {
 			return err
 		}
 		at, ok := wl.wait(ctx, bound)
 		s.setWatch(nil)
 		rec.add(d, t0, at, ok, N)
-		_ = p.signal(syscall.SIGKILL)
+		_ = p.Signal(syscall.SIGKILL)
 		sleepCtx(ctx, o.Settle)
 	}
 	return nil
@@ -1052,7 +1025,7 @@ func hubLoadRun(ctx context.Context, o HubOptions, env *hubEnv, name string) (*H
 				Sent int
 				Last map[string]uint32
 			}
-			err := p.call(map[string]any{"op": "load", "nodes": g, "hz": o.LoadHz, "dur_ms": o.LoadDur.Milliseconds(), "seq": seq0}, &r)
+			err := p.Call(map[string]any{"op": "load", "nodes": g, "hz": o.LoadHz, "dur_ms": o.LoadDur.Milliseconds(), "seq": seq0}, &r)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
