@@ -166,6 +166,9 @@ type cluster struct {
 	byPeer  map[room.PeerID]int
 	edges   [][2]int
 	rawSize int
+	// routerOpts are added to every Convene router's pubsub options
+	// (gossip.Config.Options; the hub node process's diagnostics).
+	routerOpts []pubsub.Option
 	// connected is when the last edge was dialled (buildCluster).
 	connected time.Time
 
@@ -208,7 +211,7 @@ func (c *cluster) newNode(ctx context.Context, i int, withRaw bool) (*node, erro
 		n.wg.Add(1)
 		go n.rawLoop()
 	}
-	if n.router, err = gossip.New(ctx, n.h, gossip.Config{}); err != nil {
+	if n.router, err = gossip.New(ctx, n.h, gossip.Config{Options: c.routerOpts}); err != nil {
 		n.close()
 		return nil, err
 	}

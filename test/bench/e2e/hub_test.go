@@ -105,3 +105,19 @@ func TestHubSmoke(t *testing.T) {
 		}
 	}
 }
+
+// TestHubReportWithoutRaw checks that a run without the raw GossipSub mode
+// (-raw=false) is reported, with "–" in the raw column, instead of
+// panicking on the missing mode.
+func TestHubReportWithoutRaw(t *testing.T) {
+	mode := func(d int) *HubMode {
+		return &HubMode{Sent: 10, Expected: 10, Delivered: d, Bytes: 1000, BytesNet: 900, CPU: 5e6, Lat: Dist{Count: d, P50: 1, P99: 2}}
+	}
+	res := &HubResults{Runs: []HubRun{{N: 2, Procs: 2, Layout: "2 procs", Modes: map[string]*HubMode{"hub": mode(10), "convene": mode(10)}}}}
+	var out bytes.Buffer
+	writeHubReport(&out, res, "test")
+	row := regexp.MustCompile(`(?m)^\| 2 \| 2 procs \| bytes per delivery \| 100 B \| 100 B \| – \| 1\.00× \| – \|$`)
+	if !row.MatchString(out.String()) {
+		t.Errorf("no bytes row with an empty raw column in\n%s", out.String())
+	}
+}

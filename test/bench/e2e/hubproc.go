@@ -38,7 +38,17 @@ const hubProcEnv = "CONVENE_E2E_HUB_PROC"
 
 func init() {
 	if os.Getenv(hubProcEnv) == "1" {
-		os.Exit(hubProcMain(os.Stdin, os.Stdout))
+		d, err := startHubDiag()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "hub node process: diagnostics:", err)
+			os.Exit(1)
+		}
+		code := hubProcMain(os.Stdin, os.Stdout, d)
+		if err := d.stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "hub node process: diagnostics:", err)
+			code = 1
+		}
+		os.Exit(code)
 	}
 }
 
@@ -90,6 +100,8 @@ type gproc struct {
 	log    []byte
 	last   map[int]map[int]uint32 // receiver → sender → newest seq held
 	waiter *heldWaiter
+
+	diag *hubDiag
 }
 
 // heldWaiter waits until every receiver in recvs holds, from every sender
@@ -101,10 +113,13 @@ type heldWaiter struct {
 	done  chan struct{}
 }
 
-func hubProcMain(in io.Reader, out io.Writer) int {
+// hubProcMain serves the line protocol on in and out, with the
+// diagnostics d (hubprof.go; nil: none).
+func hubProcMain(in io.Reader, out io.Writer, d *hubDiag) int {
 	p := &gproc{
 		ctx:   context.Background(),
-		c:     &cluster{start: time.Now(), byPeer: map[room.PeerID]int{}},
+		c:     &cluster{start: time.Now(), byPeer: map[room.PeerID]int{}, routerOpts: d.options()},
+		diag:  d,
 		out:   bufio.NewWriter(out),
 		nodes: map[int]*node{}, names: map[room.PeerID]int{},
 		last: map[int]map[int]uint32{},
@@ -218,6 +233,7 @@ func (p *gproc) handle(req hubReq) (map[string]any, error) {
 		ok := p.awaitHeld(req.Recvs, req.Want, time.Duration(req.TimeoutMs)*time.Millisecond)
 		return map[string]any{"ok": ok}, nil
 	case "set":
+		p.diag.firstSet()
 		n, err := p.node(req.I)
 		if err != nil {
 			return nil, err

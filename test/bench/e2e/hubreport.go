@@ -166,15 +166,19 @@ func writeHubReport(w io.Writer, res *HubResults, command string) {
 			}
 			return float64(m.Delivered) / float64(m.Expected), true
 		}, "ratio")
-		row("bytes per delivery", func(m *HubMode) (float64, bool) {
-			return m.perDelivery(float64(m.Bytes)), m != nil && m.Delivered > 0
-		}, "B")
-		row("bytes per delivery, background subtracted", func(m *HubMode) (float64, bool) {
-			return m.perDelivery(m.BytesNet), m != nil && m.Delivered > 0
-		}, "B")
-		row("CPU per delivery (all processes)", func(m *HubMode) (float64, bool) {
-			return m.perDelivery(float64(m.CPU) / 1e3), m != nil && m.Delivered > 0
-		}, "µs")
+		// per is a figure per delivery; a mode not run (nil: -raw=false)
+		// or that delivered nothing has none.
+		per := func(v func(*HubMode) float64) func(*HubMode) (float64, bool) {
+			return func(m *HubMode) (float64, bool) {
+				if m == nil || m.Delivered == 0 {
+					return 0, false
+				}
+				return m.perDelivery(v(m)), true
+			}
+		}
+		row("bytes per delivery", per(func(m *HubMode) float64 { return float64(m.Bytes) }), "B")
+		row("bytes per delivery, background subtracted", per(func(m *HubMode) float64 { return m.BytesNet }), "B")
+		row("CPU per delivery (all processes)", per(func(m *HubMode) float64 { return float64(m.CPU) / 1e3 }), "µs")
 		side := func(fig string, f func(*HubSide) (float64, bool), unit string) {
 			hv, hok := f(r.Sides["hub"])
 			cv, cok := f(r.Sides["convene"])
