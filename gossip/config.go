@@ -43,13 +43,6 @@ type Config struct {
 	// docs/PROTOCOL.md (250 ms heartbeat, default mesh degrees).
 	Params *pubsub.GossipSubParams
 
-	// DisableFloodPublish turns GossipSub flood publishing off, so that own
-	// messages go only to mesh peers. Only for benchmarks against raw
-	// GossipSub: without flood publishing a message published before the
-	// mesh forms is silently lost. The zero value (flood publishing on) is
-	// what the join guarantees in docs/PROTOCOL.md rely on.
-	DisableFloodPublish bool
-
 	// MaxMessageSize bounds one encoded envelope (the pubsub message data),
 	// in bytes, for published, received and fetched messages. Zero means
 	// DefaultMaxMessageSize (64 KiB); at most 1 MiB - 4 KiB.
@@ -109,7 +102,10 @@ type Config struct {
 
 	// Options are passed to pubsub.NewGossipSub after Convene's own, so they
 	// may override tunables (e.g. WithDirectPeers, WithRawTracer,
-	// WithEventTracer, WithValidateQueueSize). The signature policy is
+	// WithEventTracer, WithValidateQueueSize). Flood publishing is on
+	// (docs/PROTOCOL.md 2.6.1): the join and goodbye guarantees of 2.7.1
+	// rely on it, and pubsub.WithFloodPublish(false) here gives them up (a
+	// message published before the mesh forms is then lost). The signature policy is
 	// always StrictSign (re-applied last); WithPeerScore,
 	// WithPeerScoreInspect, WithSubscriptionFilter and
 	// WithAppSpecificRpcInspector (the pre-check, precheck.go) must not be

@@ -13,6 +13,12 @@
 // returns a Topic, which implements roomnet.Network. The wire format and every
 // GossipSub parameter choice are documented in docs/PROTOCOL.md.
 //
+// Router and Topic stop like net/http's Server: Shutdown(ctx) waits,
+// bounded by ctx, until own messages already published (a goodbye) are
+// routed (Topic) and written to the peers' streams (Router), then closes;
+// Close closes at once. The first call of either decides the result that
+// every later call of either returns (docs/PROTOCOL.md 2.10).
+//
 // Logging goes to the go-log subsystems "convene/gossip" and "pubsub" unless
 // Config.Logger is set.
 package gossip

@@ -11,12 +11,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
-// flushTimeout bounds how long Topic.Close waits for its own messages to be
-// routed by GossipSub, and how long Router.Close waits for own messages
-// still in GossipSub's outbound queues (docs/PROTOCOL.md,
-// "Lifecycle").
-const flushTimeout = time.Second
-
 // leaveFlushTimeout bounds how long a goodbye waits for this peer's earlier
 // messages to be written before it is sent directly (flushOwn).
 const leaveFlushTimeout = 250 * time.Millisecond
@@ -34,19 +28,20 @@ func (r *Router) flushOwn(ctx context.Context, d time.Duration) {
 	}
 }
 
-// Own messages are followed through GossipSub so that closing does not
-// discard them (best effort, bounded by flushTimeout):
+// Own messages are followed through GossipSub so that a graceful close
+// (Shutdown) does not discard them (best effort, bounded by its ctx;
+// docs/PROTOCOL.md, "Lifecycle"):
 //
 //  1. Topic.Publish counts each own message it hands to pubsub; the
 //     subscription's message filter, which pubsub calls on its event loop
 //     right before routing the message to the peers' queues, counts it as
-//     routed (and drops it: Next never returns own messages). Topic.Close
+//     routed (and drops it: Next never returns own messages). Topic.Shutdown
 //     waits until every published message was routed before it cancels the
 //     subscription; its next request to pubsub's event loop returns only
 //     after that routing step.
 //  2. sendTracker (a pubsub.RawTracer) counts, per peer, queued RPCs that
 //     carry an own message and are not written to the peer's stream yet.
-//     Router.Close waits until there are none before it stops GossipSub.
+//     Router.Shutdown waits until there are none before it stops GossipSub.
 //
 // Data written to a stream can still be lost below pubsub, for example if
 // the host closes its connections right after.

@@ -15,6 +15,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/convene-p2p/convene/internal/stop"
 )
 
 var (
@@ -63,7 +65,7 @@ type Router struct {
 	streams  map[network.Stream]struct{}
 	handlers sync.WaitGroup // in-flight Fetch and goodbye handlers
 
-	closeOnce sync.Once
+	stop stop.Once // Shutdown, Close
 }
 
 // New starts a GossipSub router on h with the options documented in
@@ -131,16 +133,16 @@ func runsPubSub(h host.Host) bool {
 // published before the mesh forms may be lost (the join still works, by
 // the direct Fetch of each connected peer), and without peer scoring on ps
 // invalid or over-rate messages are dropped but cost their sender nothing.
-// cfg.Params, cfg.DisableFloodPublish and cfg.Options configure a router
-// Convene starts and are refused here. Close leaves ps running.
+// cfg.Params and cfg.Options configure a router Convene starts and are
+// refused here. Close and Shutdown leave ps running.
 func Attach(h host.Host, ps *pubsub.PubSub, cfg Config) (*Router, error) {
 	switch {
 	case h == nil:
 		return nil, errors.New("gossip: nil host")
 	case ps == nil:
 		return nil, errors.New("gossip: nil pubsub")
-	case cfg.Params != nil || cfg.DisableFloodPublish || len(cfg.Options) > 0:
-		return nil, errors.New("gossip: Attach: Params, DisableFloodPublish and Options configure a router that New starts; set them on the app's pubsub instead")
+	case cfg.Params != nil || len(cfg.Options) > 0:
+		return nil, errors.New("gossip: Attach: Params and Options configure a router that New starts; set them on the app's pubsub instead")
 	}
 	r, err := newRouter(h, cfg)
 	if err != nil {
@@ -186,7 +188,7 @@ func (r *Router) start(ctx context.Context) error {
 	scoreParams, thresholds := peerScoreParams(func(p peer.ID) float64 { return r.rateViol.score(p) + r.bans.score(p) })
 	opts := []pubsub.Option{
 		pubsub.WithGossipSubParams(*cfg.Params),
-		pubsub.WithFloodPublish(!cfg.DisableFloodPublish),
+		pubsub.WithFloodPublish(true), // Options may turn it off (Config.Options)
 		pubsub.WithPeerExchange(false),
 		pubsub.WithSeenMessagesTTL(seenTTL),
 		pubsub.WithValidateQueueSize(validateQueueSize),
@@ -281,72 +283,102 @@ func (r *Router) Peers(roomID string) []peer.ID {
 	return r.ps.ListPeers(TopicName(roomID))
 }
 
-// Close closes every open Topic, waits (at most a second) until own
-// messages still queued in GossipSub, such as a goodbye, are written to the
-// peers' streams, stops serving Fetch and goodbyes, stops GossipSub, closes
-// its outbound streams (so the peers still read what was written) and
-// resets its inbound ones. It does not close the host. It is idempotent.
-func (r *Router) Close() error {
-	r.closeOnce.Do(func() {
-		r.mu.Lock()
-		r.closed = true
-		topics := make([]*Topic, 0, len(r.topics))
-		for _, t := range r.topics {
-			topics = append(topics, t)
-		}
-		streams := make([]network.Stream, 0, len(r.streams))
-		for s := range r.streams {
-			streams = append(streams, s)
-		}
-		r.mu.Unlock()
+// Shutdown stops the Router gracefully: it shuts every open Topic down
+// (Topic.Shutdown), then waits, bounded by ctx, until every own message
+// queued in GossipSub for a peer (a goodbye) is written to that peer's
+// stream, and then stops as Close does. If ctx ends first (or had ended
+// already), the waits end at once and Shutdown returns ctx's error, joined
+// with the Topics' close errors. Shutdown and Close stop the Router once;
+// every later call of either returns the first one's result. A Close
+// during a Shutdown cuts its waits short.
+func (r *Router) Shutdown(ctx context.Context) error {
+	return r.stop.Shutdown(ctx, r.shutdown)
+}
 
-		for _, t := range topics {
-			_ = t.Close()
+// Close stops the Router at once: it closes every open Topic (without
+// waiting for their own messages, see Topic.Close), stops serving Fetch
+// and goodbyes, stops GossipSub, closes its outbound streams (so the
+// peers still read what was already written) and resets its inbound ones.
+// It does not close the host. It returns the Topics' close errors, joined;
+// it is idempotent and returns the same result every time (see Shutdown).
+func (r *Router) Close() error {
+	return r.stop.Close(r.shutdown)
+}
+
+// shutdown is the Router's stop (Shutdown, Close).
+func (r *Router) shutdown(ctx context.Context, graceful bool) error {
+	r.mu.Lock()
+	r.closed = true
+	topics := make([]*Topic, 0, len(r.topics))
+	for _, t := range r.topics {
+		topics = append(topics, t)
+	}
+	streams := make([]network.Stream, 0, len(r.streams))
+	for s := range r.streams {
+		streams = append(streams, s)
+	}
+	r.mu.Unlock()
+
+	errs := make([]error, 0, len(topics))
+	for _, t := range topics {
+		if graceful {
+			errs = append(errs, t.Shutdown(ctx))
+		} else {
+			errs = append(errs, t.Close())
 		}
-		// Every own message is routed (Topic.Close); this request to
+	}
+	late := false
+	if graceful {
+		// Every own message is routed (Topic.Shutdown); this request to
 		// pubsub's event loop returns after that routing step, so every
 		// peer queue it went to is counted. Then wait until written.
-		r.flushOwn(context.Background(), flushTimeout)
+		if late = ctx.Err() != nil; !late {
+			r.ps.ListPeers("")
+			late = !r.sent.waitWritten(ctx)
+		}
+		if late {
+			r.log.Debug("shutdown: own messages still queued when ctx ended", "err", ctx.Err())
+		}
+	}
 
-		r.live.close()
-		r.conns.close()
-		r.h.RemoveStreamHandler(FetchProtocol)
-		r.h.RemoveStreamHandler(LeaveProtocol)
-		r.h.RemoveStreamHandler(LeaveProtocolV1)
-		for _, s := range streams {
-			_ = s.Reset()
-		}
-		r.handlers.Wait()
-		if r.shared {
-			return // the app's pubsub, its handlers and streams stay
-		}
+	r.live.close()
+	r.conns.close()
+	r.h.RemoveStreamHandler(FetchProtocol)
+	r.h.RemoveStreamHandler(LeaveProtocol)
+	r.h.RemoveStreamHandler(LeaveProtocolV1)
+	for _, s := range streams {
+		_ = s.Reset()
+	}
+	r.handlers.Wait()
+	if r.shared {
+		return stop.Result(ctx, late, errs...) // the app's pubsub, its handlers and streams stay
+	}
 
-		r.cancel()
-		// pubsub never unregisters its protocols and leaves its streams to
-		// the host; without this its reader goroutines would live until the
-		// remote side or the host closes them. Outbound streams are closed,
-		// not reset: a reset makes the peer discard data it has not read
-		// yet (the last RPCs, a goodbye), a close delivers it before EOF.
-		// Closing also ends pubsub's goroutine reading that stream.
-		gsProtos := make(map[protocol.ID]bool)
-		for _, id := range pubsub.GossipSubDefaultProtocols {
-			gsProtos[id] = true
-			r.h.RemoveStreamHandler(id)
-		}
-		for _, c := range r.h.Network().Conns() {
-			for _, s := range c.GetStreams() {
-				if !gsProtos[s.Protocol()] {
-					continue
-				}
-				if s.Stat().Direction == network.DirOutbound {
-					_ = s.Close()
-				} else {
-					_ = s.Reset()
-				}
+	r.cancel()
+	// pubsub never unregisters its protocols and leaves its streams to
+	// the host; without this its reader goroutines would live until the
+	// remote side or the host closes them. Outbound streams are closed,
+	// not reset: a reset makes the peer discard data it has not read
+	// yet (the last RPCs, a goodbye), a close delivers it before EOF.
+	// Closing also ends pubsub's goroutine reading that stream.
+	gsProtos := make(map[protocol.ID]bool)
+	for _, id := range pubsub.GossipSubDefaultProtocols {
+		gsProtos[id] = true
+		r.h.RemoveStreamHandler(id)
+	}
+	for _, c := range r.h.Network().Conns() {
+		for _, s := range c.GetStreams() {
+			if !gsProtos[s.Protocol()] {
+				continue
+			}
+			if s.Stat().Direction == network.DirOutbound {
+				_ = s.Close()
+			} else {
+				_ = s.Reset()
 			}
 		}
-	})
-	return nil
+	}
+	return stop.Result(ctx, late, errs...)
 }
 
 func (r *Router) inspectScores(m map[peer.ID]float64) {

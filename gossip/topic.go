@@ -12,11 +12,15 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/convene-p2p/convene/ephemeral"
+	"github.com/convene-p2p/convene/internal/stop"
 
 	"github.com/convene-p2p/convene/room/roomnet"
 )
 
-var _ roomnet.Network = (*Topic)(nil)
+var (
+	_ roomnet.Network    = (*Topic)(nil)
+	_ roomnet.Shutdowner = (*Topic)(nil)
+)
 
 const (
 	// subBufferSize is pubsub's per-subscription buffer; the reader goroutine
@@ -56,9 +60,8 @@ type Topic struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	closed    atomic.Bool
-	closeOnce sync.Once
-	closeErr  error
+	closed atomic.Bool
+	stop   stop.Once // Shutdown, Close
 }
 
 // openTopic is Join's body; r.mu is held.
@@ -219,42 +222,61 @@ func (t *Topic) serve() (roomnet.Served, bool) {
 	return (*f)()
 }
 
-// Close leaves the room: it cancels the subscription and the event handler,
-// waits for the reader goroutines, closes the pubsub topic and removes the
-// validator. In-flight Fetch calls and direct goodbye deliveries on this
-// Topic are aborted. Own messages already handed to GossipSub stay queued
-// and are still sent (GossipSub keeps running until Router.Close, which
-// waits for them). It is idempotent.
+// Shutdown leaves the room gracefully: it waits, bounded by ctx, until
+// every own message handed to GossipSub (a goodbye) has been routed by
+// pubsub's event loop, that is queued for each peer it goes to (normally
+// microseconds; the Router keeps writing those queues while it runs, and
+// Router.Shutdown waits until they are written), then closes the Topic as
+// Close does. If ctx ends first (or had ended already), Shutdown closes at
+// once and returns ctx's error, joined with any close error. Shutdown and
+// Close stop the Topic once; every later call of either returns the first
+// one's result. A Close during a Shutdown cuts its wait short.
+func (t *Topic) Shutdown(ctx context.Context) error {
+	return t.stop.Shutdown(ctx, t.shutdown)
+}
+
+// Close leaves the room at once: it cancels the subscription and the event
+// handler, waits for the reader goroutines, closes the pubsub topic and
+// removes the validator. In-flight Fetch calls and direct goodbye
+// deliveries on this Topic are aborted. Own messages that pubsub's event
+// loop has not routed yet are not waited for (Shutdown does); GossipSub
+// may still send them while the Router runs. Close is idempotent and
+// returns the same result every time (see Shutdown).
 func (t *Topic) Close() error {
-	t.closeOnce.Do(func() {
-		t.closed.Store(true)
-		t.q.close()
-		t.cancel()
+	return t.stop.Close(t.shutdown)
+}
+
+// shutdown is the Topic's stop (Shutdown, Close).
+func (t *Topic) shutdown(ctx context.Context, graceful bool) error {
+	t.closed.Store(true)
+	t.q.close()
+	t.cancel()
+	late := false
+	if graceful {
 		// Own messages still on their way into pubsub's event loop are
 		// routed before the subscription goes (flush.go).
-		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
-		if !t.own.waitRouted(ctx) {
-			t.r.log.Debug("close: own messages not routed after flush timeout", "room", t.roomID, "timeout", flushTimeout)
+		late = ctx.Err() != nil || !t.own.waitRouted(ctx)
+		if late {
+			t.r.log.Debug("shutdown: own messages not routed before ctx ended", "room", t.roomID, "err", ctx.Err())
 		}
-		cancel()
-		t.sub.Cancel()
-		t.evh.Cancel()
-		t.wg.Wait()
-		t.fwdMu.Lock()
-		t.fwdClosed = true
-		t.fwdMu.Unlock()
-		t.fwdWG.Wait() // aborted by t.ctx
-		err := t.pt.Close()
-		if verr := t.r.ps.UnregisterTopicValidator(t.name); err == nil {
-			err = verr
-		}
-		t.r.pre.track(t.name, nil)
-		t.r.removeTopic(t)
-		if err != nil {
-			t.closeErr = fmt.Errorf("gossip: close %q: %w", t.roomID, err)
-		}
-	})
-	return t.closeErr
+	}
+	t.sub.Cancel()
+	t.evh.Cancel()
+	t.wg.Wait()
+	t.fwdMu.Lock()
+	t.fwdClosed = true
+	t.fwdMu.Unlock()
+	t.fwdWG.Wait() // aborted by t.ctx
+	err := t.pt.Close()
+	if verr := t.r.ps.UnregisterTopicValidator(t.name); err == nil {
+		err = verr
+	}
+	t.r.pre.track(t.name, nil)
+	t.r.removeTopic(t)
+	if err != nil {
+		err = fmt.Errorf("gossip: close %q: %w", t.roomID, err)
+	}
+	return stop.Result(ctx, late, err)
 }
 
 func (t *Topic) count(c counter) {

@@ -183,6 +183,9 @@ type hooks struct {
 	peerFound func(source, ns string, p peer.ID)
 	// findDone is called after each completed rendezvous FindPeers round.
 	findDone func(ns string)
+	// closed is called at the end of the first Close; its error is one
+	// of Close's (libp2p's own close steps never fail in a test).
+	closed func() error
 }
 
 // settings is a validated Config with defaults filled in.

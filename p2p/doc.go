@@ -156,6 +156,10 @@
 //
 // [Host.Close] stops mDNS, cancels the rendezvous and bootstrap loops and
 // in-flight discovery dials and waits for them, then closes the DHT and the
-// libp2p host, in that order. It is idempotent and leaves no goroutine
-// behind.
+// libp2p host, in that order. It is idempotent (every call returns the
+// first one's result) and leaves no goroutine behind. There is no
+// Shutdown(ctx): nothing in closing a host is worth waiting for (libp2p
+// says no goodbye on a connection, and the mDNS goodbye is one multicast
+// sent without waiting; see [Host.Close]). The graceful stops are above
+// it: gossip.Router.Shutdown and repo.Repo.Shutdown.
 package p2p

@@ -305,11 +305,19 @@ func Connect(ctx context.Context, h host.Host, addr string) error {
 }
 
 // Close stops discovery and rendezvous loops, waits for them, then closes
-// the DHT and the libp2p host. It is idempotent; later calls return nil.
+// the DHT and the libp2p host. It is idempotent: every call returns the
+// first one's result.
+//
+// A Host has no Shutdown(ctx): nothing in its close is worth waiting for.
+// libp2p has no goodbye on a connection (closing the host closes every
+// connection at once, and the peers learn of it from the transport: TCP's
+// FIN, QUIC's CONNECTION_CLOSE); the mDNS goodbye (the service's records
+// with TTL 0) is one multicast that Close sends without waiting; the DHT
+// says nothing when it stops. Goodbyes that need waiting for live above
+// the host: gossip.Router.Shutdown and repo.Repo.Shutdown, which close the
+// host only after them.
 func (h *Host) Close() error {
-	first := false
 	h.closeOnce.Do(func() {
-		first = true
 		h.mu.Lock()
 		h.closed = true
 		h.mu.Unlock()
@@ -336,13 +344,13 @@ func (h *Host) Close() error {
 		if err := h.h.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("host: %w", err))
 		}
+		if h.hooks != nil && h.hooks.closed != nil {
+			errs = append(errs, h.hooks.closed())
+		}
 		if err := errors.Join(errs...); err != nil {
 			h.closeErr = fmt.Errorf("p2p: close: %w", err)
 		}
 	})
-	if !first {
-		return nil
-	}
 	return h.closeErr
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,6 +58,34 @@ func TestCloseIsIdempotentAndRefusesWork(t *testing.T) {
 		t.Fatalf("Connect after Close: err = %v, want ErrClosed", err)
 	}
 	a.Rendezvous("room")() // no DHT, closed: a no-op stop
+}
+
+// Close returns the first call's result every time, a failure included
+// (the one close step a test can make fail is the hook's: libp2p's own
+// never fail); before, later calls returned nil.
+func TestCloseReturnsTheFirstResultEveryTime(t *testing.T) {
+	stepErr := errors.New("a close step failed")
+	cfg := LocalConfig()
+	cfg.hooks = &hooks{closed: func() error { return stepErr }}
+	h, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := h.Close()
+	if !errors.Is(first, stepErr) {
+		t.Fatalf("first Close = %v, want it to wrap %v", first, stepErr)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() { errs[i] = h.Close() })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != first {
+			t.Errorf("Close #%d = %v, want the first result %v", i+2, err, first)
+		}
+	}
 }
 
 func TestRendezvousWithoutDHTIsNoop(t *testing.T) {

@@ -10,7 +10,11 @@
 //		Host: p2p.Config{KeyFile: "alice.key"},        // keep the peer ID across restarts
 //	})
 //	if err != nil { ... }
-//	defer r.Close() // says goodbye in every room, then stops everything
+//	defer func() {
+//		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+//		defer cancel()
+//		r.Shutdown(ctx) // says goodbye in every room (bounded by ctx), then stops everything
+//	}()
 //
 //	// Peers on the same LAN find each other by mDNS; others by address
 //	// (r.Connect) or through the DHT (p2p.Config.Bootstrap).
@@ -122,11 +126,25 @@
 // Config.DisableAnnouncements turns them off. docs/PROTOCOL.md part 4
 // ("Announcements") is the specification.
 //
+// # Stopping
+//
+// Shutdown and Close are net/http's pair. Shutdown(ctx) is the graceful
+// stop: a goodbye in every joined room (others see the member leave with
+// reason left at once), then everything is released; every wait on the
+// network is bounded by ctx, and should ctx end first, the rest happens at
+// once and ctx's error is returned. Close is the immediate stop: no
+// goodbyes, nothing waited for on the network (others see reason timeout,
+// about half a second after the connections close). Both save and close
+// every open document: storage is local, so an immediate stop loses
+// nothing that was written. Both are idempotent; the first call of either
+// decides the result that every later call of either returns, and a Close
+// during a Shutdown cuts its waits short (the CLI's second Ctrl-C).
+//
 // # Hosts
 //
 // By default New builds the libp2p host from Config.Host (package p2p:
 // identity key, TCP and QUIC on all interfaces, mDNS, optional DHT) and
-// closes it in Close. An application that already runs libp2p passes its
+// closes it in Shutdown and Close. An application that already runs libp2p passes its
 // host as Config.Libp2pHost: the Repo then starts only GossipSub and the
 // rooms on it, and leaves the host (and discovery) to the application.
 // LocalConfig is the preset for tests and demos on one machine (loopback
@@ -152,7 +170,7 @@
 //
 // # Errors
 //
-// ErrClosed after Close; ErrUnknownRoom from LeaveRoom for a room that
+// ErrClosed after Shutdown or Close; ErrUnknownRoom from LeaveRoom for a room that
 // does not exist; ErrDeleted from Doc for a deleted document; room.ErrInvalidID for a bad room ID; room errors
 // (room.ErrNotJoined, room.ErrClosed, presence limits) from the handle.
 package repo

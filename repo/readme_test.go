@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/convene-p2p/convene/repo"
 	"github.com/convene-p2p/convene/room"
@@ -21,7 +22,11 @@ func readmeSnippet(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer r.Close() // says goodbye in every room
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = r.Shutdown(ctx) // a goodbye in every room, bounded by ctx; r.Close() stops at once
+	}()
 
 	lobby, err := r.JoinRoom(ctx, "lobby", room.Config{}) // zero Config = room.DefaultConfig()
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"slices"
 	"sync"
-	"time"
 
 	golog "github.com/ipfs/go-log/v2"
 	"github.com/libp2p/go-libp2p"
@@ -21,6 +20,7 @@ import (
 	"github.com/convene-p2p/convene/doc"
 	"github.com/convene-p2p/convene/docsync"
 	"github.com/convene-p2p/convene/gossip"
+	"github.com/convene-p2p/convene/internal/stop"
 	"github.com/convene-p2p/convene/internal/watch"
 	"github.com/convene-p2p/convene/p2p"
 	"github.com/convene-p2p/convene/room"
@@ -32,9 +32,6 @@ var (
 	ErrClosed      = errors.New("repo: closed")
 	ErrUnknownRoom = errors.New("repo: unknown room")
 )
-
-// closeTimeout bounds the goodbyes Close sends.
-const closeTimeout = 2 * time.Second
 
 // Config configures a Repo. The zero value is usable: an ephemeral identity
 // (set Host.KeyFile to keep one), mDNS on, TCP and QUIC on random ports, and
@@ -54,7 +51,7 @@ type Config struct {
 	// PubSub, if set, is the app's own GossipSub router on Libp2pHost
 	// (which it requires): the Repo runs its rooms on it (gossip.Attach)
 	// instead of starting a second router, which would take over the
-	// app's GossipSub streams; Close leaves it running. It must use the
+	// app's GossipSub streams; Shutdown and Close leave it running. It must use the
 	// default StrictSign policy and message IDs; turn flood publishing
 	// and peer scoring on in it for the join and scoring guarantees of
 	// docs/PROTOCOL.md ("Embedding"). Without it, New on a host that
@@ -84,15 +81,15 @@ type Config struct {
 	// Metrics, if set, is where the Repo registers its Prometheus metrics
 	// (prefix convene_: gossip counters, peer scores, rooms, members and
 	// presence keys per room; see docs/METRICS.md) and, on a host the Repo
-	// builds, libp2p's own (libp2p.PrometheusRegisterer). Close
-	// unregisters Convene's. Nil means no metrics.
+	// builds, libp2p's own (libp2p.PrometheusRegisterer). Shutdown and
+	// Close unregister Convene's. Nil means no metrics.
 	Metrics prometheus.Registerer
 	// EventBuffer is how many events each Watcher buffers before it lags
 	// (see Watch). Zero means 256.
 	EventBuffer int
 	// Storage is where documents are kept (see Doc). Nil means memory
-	// only (storage.NewMemory, closed by Close); a caller's adapter is
-	// flushed by Close but not closed. It never sees room data.
+	// only (storage.NewMemory, closed by Shutdown and Close); a caller's
+	// adapter is flushed by them but not closed. It never sees room data.
 	Storage storage.Adapter
 	// Docs are the defaults of every document (save debounce, size limit,
 	// schema Init, event buffer; see doc.Options). Its Storage must be
@@ -187,6 +184,8 @@ type Repo struct {
 	// the host forget it (p2p.Host.Forget).
 	memberOf map[room.PeerID]map[string]bool
 	wg       sync.WaitGroup
+
+	stop stop.Once // Shutdown, Close
 }
 
 // entry is one room of the Repo, joined or lingering. Its forward
@@ -203,7 +202,7 @@ type entry struct {
 }
 
 // New builds a Repo: the host (unless cfg.Libp2pHost is set), GossipSub and
-// discovery. Close releases everything.
+// discovery. Shutdown (graceful) or Close (immediate) releases everything.
 func New(ctx context.Context, cfg Config) (*Repo, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -528,7 +527,8 @@ func (r *Repo) forward(e *entry) {
 // LeaveRoom sends a goodbye in room id (waiting, bounded by ctx, until it is
 // handed to the network); the room lingers for its Linger (default: its
 // Timeout) and is then destroyed unless rejoined. It is room.Leave on
-// Room(id); ErrUnknownRoom if there is no such room, ErrClosed after Close.
+// Room(id); ErrUnknownRoom if there is no such room, ErrClosed after
+// Shutdown or Close.
 func (r *Repo) LeaveRoom(ctx context.Context, id string) error {
 	r.mu.Lock()
 	closed := r.closed
@@ -583,16 +583,36 @@ func (r *Repo) Rooms() []*room.Room {
 // the room produced them.
 func (r *Repo) Watch() *Watcher { return &Watcher{w: r.events.Watch()} }
 
-// Close leaves every joined room (goodbyes bounded by a short timeout),
-// stops every room, saves and closes every open document (bounded by 10 s),
-// then stops the GossipSub router and, if the Repo built it, the host.
-// It is idempotent.
+// Shutdown stops the Repo gracefully (net/http's Shutdown): it leaves
+// every joined room with a goodbye (room.Room.Shutdown, in every room at
+// once), saves and closes every open document (as Close does), shuts the
+// GossipSub router down (waiting until the goodbyes are written to the
+// peers' streams) and then closes the host, if the Repo built it. Every
+// wait on the network is bounded by ctx: if ctx ends first (or had ended
+// already: no goodbye is sent then), the rest is done at once as by Close,
+// everything is still released (no goroutine is left behind), and
+// Shutdown returns ctx's error, joined with any other. Shutdown and Close
+// stop the Repo once; every later call of either returns the first one's
+// result. A Close during a Shutdown cuts its waits short.
+func (r *Repo) Shutdown(ctx context.Context) error {
+	return r.stop.Shutdown(ctx, r.shutdown)
+}
+
+// Close stops the Repo at once (net/http's Close): no goodbyes and no
+// waiting on the network. Others drop the local peer from every room with
+// reason timeout (at once where the closed connections are noticed,
+// within the room's Timeout at the latest). Documents are still saved
+// (bounded by 10 s; local storage, so nothing written is lost) and
+// closed; the rooms, the GossipSub router and, if the Repo built it, the
+// host are closed. It is idempotent and returns the same result every
+// time (see Shutdown).
 func (r *Repo) Close() error {
+	return r.stop.Close(r.shutdown)
+}
+
+// shutdown is the Repo's stop (Shutdown, Close).
+func (r *Repo) shutdown(ctx context.Context, graceful bool) error {
 	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return nil
-	}
 	r.closed = true
 	entries := make([]*entry, 0, len(r.rooms))
 	for _, e := range r.rooms {
@@ -600,32 +620,32 @@ func (r *Repo) Close() error {
 	}
 	r.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-	defer cancel()
+	errs := make([]error, len(entries), len(entries)+3)
 	var wg sync.WaitGroup
-	for _, e := range entries {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if e.room.Status() == room.Joined {
-				if err := e.room.Leave(ctx); err != nil {
-					r.cfg.Logger.Debug("goodbye failed", "room", e.room.ID(), "err", err)
-				}
+	for i, e := range entries {
+		wg.Go(func() {
+			if graceful {
+				errs[i] = e.room.Shutdown(ctx)
+			} else {
+				errs[i] = e.room.Close()
 			}
-			_ = e.room.Close()
-		}()
+		})
 	}
 	wg.Wait()
 	r.wg.Wait()
 	_ = r.sync.Close()
-	err := r.closeDocs()
+	errs = append(errs, r.closeDocs())
 	r.events.Close()
 	if r.metrics != nil {
 		r.cfg.Metrics.Unregister(r.metrics)
 	}
-	err = errors.Join(err, r.router.Close())
-	if r.p2p != nil {
-		err = errors.Join(err, r.p2p.Close())
+	if graceful {
+		errs = append(errs, r.router.Shutdown(ctx))
+	} else {
+		errs = append(errs, r.router.Close())
 	}
-	return err
+	if r.p2p != nil {
+		errs = append(errs, r.p2p.Close())
+	}
+	return stop.Result(ctx, false, errs...)
 }

@@ -85,6 +85,15 @@ type Config struct {
 	// logger named "convene/room", quiet unless GOLOG_LOG_LEVEL says
 	// otherwise.
 	Logger *slog.Logger
+	// Clock is where the room reads time (tests, simulations). Nil means
+	// the real clock, steady against wall-clock jumps.
+	Clock Clock
+	// Seed fixes the seed of the room's jitter source (heartbeat jitter,
+	// reproducible tests). Zero means a random seed.
+	Seed uint64
+	// WatchBuffer is how many events each Watcher buffers before newer
+	// ones are dropped (see Watcher). Zero means DefaultWatchBuffer (256).
+	WatchBuffer int
 }
 
 // DefaultConfig returns the production defaults: Timeout 30s, heartbeat
@@ -136,8 +145,17 @@ func (c Config) validate() (Config, error) {
 	if c.Limits.MaxKeyLen < 0 || c.Limits.MaxValueSize < 0 || c.Limits.MaxKeysPerPeer < 0 || c.Limits.MaxPeers < 0 {
 		return c, errors.New("room: config: negative limit")
 	}
+	if c.WatchBuffer < 0 {
+		return c, fmt.Errorf("room: config: negative WatchBuffer %d", c.WatchBuffer)
+	}
+	if c.WatchBuffer == 0 {
+		c.WatchBuffer = DefaultWatchBuffer
+	}
 	if c.Logger == nil {
 		c.Logger = defaultLogger()
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
 	}
 	return c, nil
 }
@@ -179,7 +197,8 @@ func (c Config) quarantine() time.Duration { return min(time.Second, c.Timeout) 
 // back. It outlives GossipSub's default 2-minute seen-message cache.
 func (c Config) goneRetention() time.Duration { return max(2*c.Timeout, 3*time.Minute) }
 
-// Clock is the only way a Room reads time. Nil means the real clock.
+// Clock is the only way a Room reads time (Config.Clock). Nil means the
+// real clock.
 // Network timeouts (roomnet.Network's Fetch and Publish) use context
 // deadlines and so the runtime's clock, not this one.
 type Clock interface {
@@ -199,40 +218,6 @@ var clockBase = time.Now()
 
 func (realClock) Now() time.Time                         { return clockBase.Add(time.Since(clockBase)) }
 func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
-// Option adjusts how New builds a Room.
-type Option func(*options)
-
-type options struct {
-	clock       Clock
-	watchBuffer int
-	seed        uint64
-	seeded      bool
-}
-
-// WithClock makes the room read time from c (tests, simulations).
-func WithClock(c Clock) Option {
-	return func(o *options) {
-		if c != nil {
-			o.clock = c
-		}
-	}
-}
-
-// WithWatchBuffer sets how many events each Watcher buffers before it
-// starts dropping (see Watcher). Values below 1 keep the default, 256.
-func WithWatchBuffer(n int) Option {
-	return func(o *options) {
-		if n > 0 {
-			o.watchBuffer = n
-		}
-	}
-}
-
-// WithSeed fixes the seed of the room's jitter source (tests).
-func WithSeed(seed uint64) Option {
-	return func(o *options) { o.seed, o.seeded = seed, true }
-}
 
 // DefaultWatchBuffer is how many events a Watcher buffers by default.
 const DefaultWatchBuffer = 256

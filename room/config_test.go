@@ -41,7 +41,8 @@ func TestConfigValidate(t *testing.T) {
 	}
 	def := DefaultConfig()
 	if zero.Timeout != def.Timeout || zero.HeartbeatInterval != def.HeartbeatInterval ||
-		zero.PublishInterval != def.PublishInterval || zero.Linger != def.Linger || zero.Logger == nil {
+		zero.PublishInterval != def.PublishInterval || zero.Linger != def.Linger || zero.Logger == nil ||
+		zero.Clock != (realClock{}) || zero.WatchBuffer != DefaultWatchBuffer || zero.Seed != 0 {
 		t.Errorf("zero config = %+v, want the defaults %+v", zero, def)
 	}
 	if _, err := LocalConfig().validate(); err != nil {
@@ -56,6 +57,7 @@ func TestConfigValidate(t *testing.T) {
 		"publish >= heartbeat": {HeartbeatInterval: time.Second, PublishInterval: time.Second},
 		"negative publish":     {PublishInterval: -time.Millisecond},
 		"negative limit":       {Limits: ephemeral.Limits{MaxPeers: -1}},
+		"negative WatchBuffer": {WatchBuffer: -1},
 	} {
 		if _, err := c.validate(); err == nil || !strings.HasPrefix(err.Error(), "room: ") {
 			t.Errorf("%s: validate() = %v", name, err)

@@ -5,8 +5,9 @@
 // roomnet.Network (the gossip package implements it on a GossipSub topic;
 // this package has no libp2p import). The user holds the *Room: Set/Delete
 // the local presence, read anyone's with Get/State/States, list Members,
-// Broadcast, Watch events, and finally Leave (graceful) or Close
-// (immediate). All methods are safe for concurrent use.
+// Broadcast, Watch events, and finally Leave (goodbye, then a linger),
+// Shutdown (goodbye, then destroyed) or Close (destroyed at once). All
+// methods are safe for concurrent use.
 //
 // The protocol behind it, with the reasons and the measurements, is
 // docs/PROTOCOL.md, Part 1; this comment is what a user of the package can
@@ -66,10 +67,17 @@
 // room, the network is closed before RoomDestroyed is delivered, so a
 // watcher that sees it may join the same room on the same network at
 // once. Rejoin during the linger starts a new epoch, publishes a hello and
-// moves back to Joined (MemberJoined for self). Close destroys the room at
-// once without a goodbye; it is idempotent and waits for every goroutine
-// of the room. If the network ends by itself, the room is destroyed as by
-// Close.
+// moves back to Joined (MemberJoined for self).
+//
+// Shutdown and Close are net/http's pair. Shutdown(ctx) says goodbye as
+// Leave does (unless the room has left already), waits until the network
+// has it on its way, and destroys the room without a linger; every wait is
+// bounded by ctx, and a ctx that ends first (or had ended) makes it Close
+// plus ctx's error. Close destroys the room at once without a goodbye:
+// others drop the local peer with reason timeout. Both wait for every
+// goroutine of the room; the first call of either decides the result,
+// which every later call of either returns. If the network ends by
+// itself, the room is destroyed as by Close.
 //
 // # Events
 //
@@ -100,7 +108,7 @@
 //
 // # Time
 //
-// The room reads time only through a Clock (the real one unless WithClock
-// says otherwise). Timeouts of network calls (Fetch, the drain of the
-// final publishes) use context deadlines.
+// The room reads time only through a Clock (the real one unless
+// Config.Clock says otherwise). Timeouts of network calls (Fetch, the
+// drain of the final publishes) use context deadlines.
 package room

@@ -198,7 +198,7 @@ func (r *Room) handle(m *machine, ev roomnet.Event) {
 
 // teardown destroys the room. After a graceful end (linger over) queued
 // publishes (a goodbye) are still handed to the network first. Then every
-// goroutine is stopped, the network closed, the goroutines waited for, and
+// goroutine is stopped, the network closed (closeNet), the goroutines waited for, and
 // only then the watchers told (RoomDestroyed, on every destroy path: the
 // flush that ended the room held it back) and Done closed.
 func (r *Room) teardown(m *machine, graceful bool) {
@@ -206,7 +206,7 @@ func (r *Room) teardown(m *machine, graceful bool) {
 		r.send.drain(r.ctx, drainTimeout)
 	}
 	r.cancel()
-	err := r.net.Close() // also unblocks a Fetch that ignores ctx
+	err := r.closeNet(graceful) // also unblocks a Fetch that ignores ctx
 	r.wg.Wait()
 	m.destroy()
 	r.view.Store(m.view(r.view.Load()))

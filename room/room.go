@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/convene-p2p/convene/internal/stop"
 	"github.com/convene-p2p/convene/room/roomnet"
 )
 
@@ -40,6 +41,14 @@ type Room struct {
 
 	done     chan struct{} // closed when the room is destroyed
 	closeErr error         // set before done is closed
+
+	stop stop.Once // Shutdown, Close
+	// netCtx is the ctx of Shutdown, set before it stops the loop: the
+	// teardown then shuts the network down with it (closeNet).
+	netCtx atomic.Pointer[context.Context]
+	// netLate: the network's Shutdown was cut short by its ctx (set by
+	// the teardown before done is closed).
+	netLate bool
 }
 
 // New joins room id as self over net and returns the live room (status
@@ -48,7 +57,7 @@ type Room struct {
 // destroyed; on error net is untouched and still the caller's.
 // self.Peer must be the network's local peer. The zero Config means
 // DefaultConfig.
-func New(id string, self Identity, cfg Config, net roomnet.Network, opts ...Option) (*Room, error) {
+func New(id string, self Identity, cfg Config, net roomnet.Network) (*Room, error) {
 	if err := ValidateID(id); err != nil {
 		return nil, err
 	}
@@ -70,17 +79,14 @@ func New(id string, self Identity, cfg Config, net roomnet.Network, opts ...Opti
 			return nil, fmt.Errorf("room: config: %w", err)
 		}
 	}
-	o := options{clock: realClock{}, watchBuffer: DefaultWatchBuffer}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if !o.seeded {
+	seed := cfg.Seed
+	if seed == 0 {
 		var b [8]byte
 		_, _ = crand.Read(b[:])
-		o.seed = binary.LittleEndian.Uint64(b[:])
+		seed = binary.LittleEndian.Uint64(b[:])
 	}
-	now := o.clock.Now()
-	m, err := newMachine(now, id, self, cfg, nextEpoch(now), o.seed)
+	now := cfg.Clock.Now()
+	m, err := newMachine(now, id, self, cfg, nextEpoch(now), seed)
 	if err != nil {
 		return nil, err
 	}
@@ -90,9 +96,9 @@ func New(id string, self Identity, cfg Config, net roomnet.Network, opts ...Opti
 		self:     cloneIdentity(self),
 		cfg:      cfg,
 		net:      net,
-		clock:    o.clock,
+		clock:    cfg.Clock,
 		log:      cfg.Logger,
-		hub:      newHub(id, o.watchBuffer),
+		hub:      newHub(id, cfg.WatchBuffer),
 		reqs:     make(chan request),
 		fetchRes: make(chan fetchResult),
 		ctx:      ctx,
@@ -324,13 +330,81 @@ func (r *Room) waitAck(ctx context.Context, ack <-chan error, what string) error
 	}
 }
 
+// Shutdown leaves the room gracefully and destroys it: the goodbye as
+// Leave sends it (unless the room has left already), waited for until it
+// is handed to the network, then, over a network that can close
+// gracefully (a roomnet.Shutdowner, such as the gossip package's topic),
+// until the network has it on its way; then the room is destroyed as by
+// Close. Every wait is bounded by ctx: if ctx ends first, or had ended
+// when Shutdown was called (no goodbye is sent then), the room is
+// destroyed at once and Shutdown returns ctx's error, joined with any
+// other (the goodbye's publish error, the network's close error).
+// Shutdown and Close destroy the room once; every later call of either
+// returns the first one's result. A Close during a Shutdown cuts its
+// waits short.
+func (r *Room) Shutdown(ctx context.Context) error {
+	return r.stop.Shutdown(ctx, r.shutdown)
+}
+
 // Close destroys the room at once, without a goodbye (others drop the
 // local peer when it times out, or sooner when its connection closes):
 // it stops and waits for every goroutine of the room, closes the network,
-// delivers RoomDestroyed and closes Done. It is idempotent; it returns the
-// network's close error, if any, every time.
+// delivers RoomDestroyed and closes Done. It is idempotent and returns the
+// same result every time: the network's close error, if any (see
+// Shutdown), also when the room was destroyed before (the linger after
+// Leave ran out, or the network ended).
 func (r *Room) Close() error {
+	return r.stop.Close(r.shutdown)
+}
+
+// shutdown is the room's stop (Shutdown, Close).
+func (r *Room) shutdown(ctx context.Context, graceful bool) error {
+	late := false
+	var errs []error
+	if graceful {
+		if late = ctx.Err() != nil; !late {
+			err := r.Leave(ctx)
+			switch {
+			case err == nil, errors.Is(err, ErrNotJoined), errors.Is(err, ErrClosed):
+			case stop.IsContext(err):
+				late = true
+			default:
+				errs = append(errs, err)
+			}
+		}
+		r.netCtx.Store(&ctx)
+	}
 	r.cancel()
 	<-r.done
-	return r.closeErr
+	return stop.Result(ctx, late || r.netLate, append(errs, r.closeErr)...)
+}
+
+// closeNet closes the room's network (teardown): with Shutdown's ctx if
+// Shutdown is destroying the room, or bounded by drainTimeout after a
+// graceful end (the linger after Leave is over), over a network that can
+// close gracefully; with Close otherwise. It returns the network's close
+// error; a graceful close cut short by its ctx sets netLate.
+func (r *Room) closeNet(lingered bool) error {
+	s, ok := r.net.(roomnet.Shutdowner)
+	if !ok {
+		return r.net.Close()
+	}
+	var ctx context.Context
+	p := r.netCtx.Load()
+	switch {
+	case p != nil:
+		ctx = *p
+	case lingered:
+		c, cancel := context.WithTimeout(context.Background(), drainTimeout)
+		defer cancel()
+		ctx = c
+	default:
+		return r.net.Close()
+	}
+	late, err := stop.Split(s.Shutdown(ctx))
+	r.netLate = late && p != nil // after the linger, lateness is only logged
+	if late {
+		r.log.Debug("room: network shutdown cut short", "room", r.id, "err", ctx.Err())
+	}
+	return err
 }

@@ -23,9 +23,9 @@ func shellConfig() Config {
 	return cfg
 }
 
-func newRoom(t *testing.T, b *bus, peer string, cfg Config, opts ...Option) *Room {
+func newRoom(t *testing.T, b *bus, peer string, cfg Config) *Room {
 	t.Helper()
-	r, err := New("lobby", Identity{Peer: PeerID(peer), Name: "name-" + peer}, cfg, b.join(PeerID(peer)), opts...)
+	r, err := New("lobby", Identity{Peer: PeerID(peer), Name: "name-" + peer}, cfg, b.join(PeerID(peer)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,9 @@ func TestRoomWatcherOrder(t *testing.T) {
 func TestRoomLaggedOnSlowWatcher(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBus()
-		a := newRoom(t, b, "a", shellConfig(), WithWatchBuffer(4))
+		cfg := shellConfig()
+		cfg.WatchBuffer = 4
+		a := newRoom(t, b, "a", cfg)
 		slow := a.Watch()
 		defer slow.Close()
 		fast := a.Watch()
@@ -780,8 +782,9 @@ func TestRoomUsesItsClock(t *testing.T) {
 		clock := &manualClock{now: t0}
 		b := newBus()
 		cfg := shellConfig()
+		cfg.Clock, cfg.Seed = clock, 7
 		net := b.join("a")
-		a, err := New("lobby", Identity{Peer: "a"}, cfg, net, WithClock(clock), WithSeed(7))
+		a, err := New("lobby", Identity{Peer: "a"}, cfg, net)
 		if err != nil {
 			t.Fatal(err)
 		}

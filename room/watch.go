@@ -44,7 +44,7 @@ func (h *hub) close() { h.b.CloseWith(Event{Type: RoomDestroyed, Room: h.room}) 
 // Watch, then call Next in a loop.
 //
 // Each watcher buffers up to a fixed number of events (DefaultWatchBuffer
-// unless WithWatchBuffer says otherwise); the room never waits for a
+// unless Config.WatchBuffer says otherwise); the room never waits for a
 // watcher. When the buffer is full, newer events are dropped and counted;
 // once the consumer has read what was buffered, it receives one Lagged
 // event with the number dropped at that point, then the events that came

@@ -93,8 +93,9 @@ Flags:
   --json              print one JSON object
 `
 
-// runContext dispatches the subcommand. ctx is cancelled on SIGINT/SIGTERM.
-func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// runContext dispatches the subcommand. ctx is cancelled on the first
+// SIGINT/SIGTERM (a graceful stop), abort on the second (stop at once).
+func runContext(ctx, abort context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usageText)
 		return exitUsage
@@ -106,7 +107,7 @@ func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		if err != nil {
 			return reportParse(err, runUsageText, stdout, stderr)
 		}
-		return runNode(ctx, o, stdin, stdout, stderr)
+		return runNode(ctx, abort, o, stdin, stdout, stderr)
 	case "id":
 		o, err := parseIDFlags(rest, os.UserConfigDir)
 		if err != nil {

@@ -35,7 +35,7 @@ func assertOneLineError(t *testing.T, stdout, stderr string, want string) {
 func runCapture(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code = runContext(context.Background(), args, strings.NewReader(""), &out, &errOut)
+	code = runContext(context.Background(), context.Background(), args, strings.NewReader(""), &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 
@@ -216,7 +216,8 @@ type inProcess struct {
 	*eventLog
 	stdin  *io.PipeWriter
 	code   chan int
-	cancel context.CancelFunc
+	cancel context.CancelFunc // what the first SIGINT/SIGTERM does
+	abort  context.CancelFunc // what a second one does
 	cursor int
 }
 
@@ -225,12 +226,13 @@ func startInProcess(t *testing.T, args ...string) *inProcess {
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &inProcess{eventLog: newEventLog(t, "in-process peer"), stdin: inW, code: make(chan int, 1), cancel: cancel}
+	abort, cancelAbort := context.WithCancel(context.Background())
+	p := &inProcess{eventLog: newEventLog(t, "in-process peer"), stdin: inW, code: make(chan int, 1), cancel: cancel, abort: cancelAbort}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		code := runContext(ctx, append([]string{"run"}, args...), inR, outW, p.stderr)
+		code := runContext(ctx, abort, append([]string{"run"}, args...), inR, outW, p.stderr)
 		outW.Close()
 		inR.Close()
 		p.code <- code
@@ -241,6 +243,7 @@ func startInProcess(t *testing.T, args ...string) *inProcess {
 	}()
 	t.Cleanup(func() {
 		cancel()
+		cancelAbort()
 		inW.Close()
 		wg.Wait()
 	})

@@ -27,19 +27,43 @@ func main() {
 }
 
 // run is the whole program minus os.Exit: it returns the exit code.
-// SIGINT and SIGTERM cancel the context that `peer run` watches, which
-// then shuts down cleanly; after the first signal the default handling is
-// restored, so a second Ctrl-C kills the process at once.
+// The first SIGINT or SIGTERM cancels ctx, which `peer run` watches: it
+// then shuts down gracefully (goodbyes, bounded). A second one cancels
+// abort, which ends that shutdown at once (no more goodbyes or waiting on
+// the network; documents are still saved). After the second, the default
+// handling is restored, so a third kills the process.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	abort, cancelAbort := context.WithCancel(context.Background())
+	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		<-ctx.Done()
-		stop()
+		if forwardSignals(sigs, done, cancel, cancelAbort) {
+			signal.Stop(sigs)
+		}
 	}()
 	defer wg.Wait()
-	defer stop()
-	return runContext(ctx, args, stdin, stdout, stderr)
+	defer close(done)
+	defer signal.Stop(sigs)
+	defer cancelAbort()
+	defer cancel()
+	return runContext(ctx, abort, args, stdin, stdout, stderr)
+}
+
+// forwardSignals calls stops in turn, one for each signal received on
+// sigs, until done is closed; it reports whether every stop was called.
+func forwardSignals(sigs <-chan os.Signal, done <-chan struct{}, stops ...context.CancelFunc) bool {
+	for _, stop := range stops {
+		select {
+		case <-sigs:
+			stop()
+		case <-done:
+			return false
+		}
+	}
+	return true
 }

@@ -15,6 +15,7 @@ import (
 	golog "github.com/ipfs/go-log/v2"
 
 	"github.com/convene-p2p/convene/internal/meet"
+	"github.com/convene-p2p/convene/internal/stop"
 	"github.com/convene-p2p/convene/p2p"
 	"github.com/convene-p2p/convene/repo"
 	"github.com/convene-p2p/convene/room"
@@ -24,7 +25,7 @@ import (
 const (
 	commandTimeout   = 10 * time.Second // one stdin command (join, leave, say)
 	bootstrapTimeout = 10 * time.Second // one --bootstrap connection
-	shutdownTimeout  = 5 * time.Second  // goodbyes in every room at exit
+	shutdownTimeout  = 5 * time.Second  // the graceful shutdown at exit: goodbyes in every room
 )
 
 // node is a running `peer run`: the Repo and the shell around it. The
@@ -32,9 +33,11 @@ const (
 // only print, and report a room that vanished through gone.
 type node struct {
 	opts runOptions
-	repo *repo.Repo
-	out  *printer
-	self room.PeerID
+	// abort is cancelled by a second signal: shutdown then stops at once.
+	abort context.Context
+	repo  *repo.Repo
+	out   *printer
+	self  room.PeerID
 
 	rooms   map[string]*joinedRoom
 	order   []string // joined rooms, in join order
@@ -64,7 +67,7 @@ type line struct {
 }
 
 // runNode runs `peer run` until EOF, quit or ctx is cancelled.
-func runNode(ctx context.Context, o runOptions, stdin io.Reader, stdout, stderr io.Writer) int {
+func runNode(ctx, abort context.Context, o runOptions, stdin io.Reader, stdout, stderr io.Writer) int {
 	for _, id := range o.Rooms {
 		if err := room.ValidateID(id); err != nil {
 			return fail(stderr, exitUsage, "peer run: --room: %v", err)
@@ -123,6 +126,7 @@ func runNode(ctx context.Context, o runOptions, stdin io.Reader, stdout, stderr 
 	}
 	n := &node{
 		opts:  o,
+		abort: abort,
 		repo:  r,
 		out:   newPrinter(stdout, stderr, o.JSON),
 		self:  r.Self().Peer,
@@ -637,14 +641,20 @@ func (n *node) stopWatchers() {
 	n.wg.Wait()
 }
 
-// shutdown leaves every joined room (goodbye), closes the Repo and prints
-// the stopped event.
+// shutdown leaves every joined room (goodbye), shuts the Repo down
+// (Repo.Shutdown) and prints the stopped event; everything is bounded by
+// shutdownTimeout together. A second signal (abort) ends it at once: the
+// Repo is closed (Repo.Close), without the goodbyes not yet sent. Only
+// errors other than the bound running out make the exit code non-zero.
 func (n *node) shutdown(reason string) int {
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	ctx, cancel := context.WithTimeout(n.abort, shutdownTimeout)
 	defer cancel()
 	code := exitOK
 	n.stopping = true
 	for _, id := range slices.Clone(n.order) {
+		if n.abort.Err() != nil {
+			break // the Repo's Close below says nothing to anyone
+		}
 		if jr, ok := n.rooms[id]; ok {
 			if err := n.leave(ctx, jr); err != nil {
 				n.out.emit(errorEvent{Error: oneLine(fmt.Sprintf("leave %s: %v", id, err))})
@@ -653,9 +663,17 @@ func (n *node) shutdown(reason string) int {
 		}
 	}
 	n.stopWatchers()
-	if err := n.repo.Close(); err != nil {
-		n.out.emit(errorEvent{Error: oneLine(fmt.Sprintf("close: %v", err))})
-		code = exitRuntime
+	var err error
+	if n.abort.Err() != nil {
+		err = n.repo.Close()
+	} else {
+		err = n.repo.Shutdown(ctx) // a second signal now cancels ctx: its waits end at once
+	}
+	if err != nil {
+		n.out.emit(errorEvent{Error: oneLine(fmt.Sprintf("shutdown: %v", err))})
+		if _, rest := stop.Split(err); rest != nil {
+			code = exitRuntime
+		}
 	}
 	n.stopDocWatchers()
 	n.out.emit(stoppedEvent{Reason: reason})

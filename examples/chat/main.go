@@ -81,7 +81,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "chat: %v\n", err)
 		return 1
 	}
-	defer rp.Close()
+	defer node.Shutdown(rp) // says goodbye: the others see us leave at once
 
 	opt := Options{Room: nf.Room, Doc: *docID, History: *history, TypingTTL: typingTTL, WaitMembers: *waitMembers, WaitTimeout: waitTimeout}
 	if opt.History == 0 {

@@ -47,7 +47,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "cursors: %v\n", err)
 		return 1
 	}
-	defer rp.Close() // leaves the room: the others see us go at once
+	defer node.Shutdown(rp) // leaves the room: the others see us go at once
 	rm, err := rp.JoinRoom(ctx, nf.Room, room.Config{})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cursors: %v\n", err)

@@ -53,7 +53,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "lobby: %v\n", err)
 		return 1
 	}
-	defer rp.Close() // says goodbye: the others see us leave at once
+	defer node.Shutdown(rp) // says goodbye: the others see us leave at once
 	rm, err := rp.JoinRoom(ctx, nf.Room, room.Config{})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lobby: %v\n", err)

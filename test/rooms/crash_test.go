@@ -1,6 +1,7 @@
 package rooms_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -13,10 +14,11 @@ import (
 	"github.com/convene-p2p/convene/room/roomnet"
 )
 
-// Repo.Close leaves every joined room with a goodbye: the other members
-// drop the closed peer with reason left, not timeout. Five peers close in
-// turn while two others watch.
-func TestRepoCloseSaysGoodbyeOthersSeeReasonLeft(t *testing.T) {
+// Repo.Shutdown leaves every joined room with a goodbye: the other members
+// drop the peer with reason left, not timeout. Five peers shut down in
+// turn while two others watch. (Repo.Close says no goodbye:
+// TestRepoCloseSaysNoGoodbyeOthersSeeReasonTimeout.)
+func TestRepoShutdownSaysGoodbyeOthersSeeReasonLeft(t *testing.T) {
 	b := tn.Loopback(t, tn.Config("B"))
 	c := tn.Loopback(t, tn.Config("C"))
 	rb, rc := tn.Join(t, b, "bye"), tn.Join(t, c, "bye")
@@ -29,18 +31,49 @@ func TestRepoCloseSaysGoodbyeOthersSeeReasonLeft(t *testing.T) {
 		tn.ConnectAll(t, a.Host(), b.Host(), c.Host())
 		pa := tn.Peer(a)
 		tn.Eventually(t, tn.Wait, "B and C list A", func() bool { return tn.CountMember(rb, pa) == 1 && tn.CountMember(rc, pa) == 1 })
-		if err := a.Close(); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), tn.Wait)
+		err := a.Shutdown(ctx)
+		cancel()
+		if err != nil {
 			t.Fatal(err)
 		}
 		for name, rec := range map[string]*tn.Recorder[room.Event]{"B": recB, "C": recC} {
 			s := rec.WaitFor(t, tn.Wait, name+" drops A", tn.MemberLeft(pa))
 			reasons = append(reasons, fmt.Sprintf("A%d@%s:%v", k, name, s.Ev.Reason))
 			if s.Ev.Reason != room.ReasonLeft {
-				t.Errorf("%s dropped A%d (closed with Repo.Close) with reason %v, want left", name, k, s.Ev.Reason)
+				t.Errorf("%s dropped A%d (stopped with Repo.Shutdown) with reason %v, want left", name, k, s.Ev.Reason)
 			}
 		}
 	}
 	t.Logf("reasons: %v", reasons)
+}
+
+// Repo.Close stops at once, without a goodbye: the other members drop the
+// closed peer with reason timeout (once its closed connections are
+// noticed), never left. Three peers close in turn while two others watch.
+// Before Shutdown existed, Close sent the goodbyes (this test failed).
+func TestRepoCloseSaysNoGoodbyeOthersSeeReasonTimeout(t *testing.T) {
+	b := tn.Loopback(t, tn.Config("B"))
+	c := tn.Loopback(t, tn.Config("C"))
+	rb, rc := tn.Join(t, b, "bye"), tn.Join(t, c, "bye")
+	tn.Connect(t, b.Host(), c.Host())
+	recB, recC := tn.RecordRoom(t, rb), tn.RecordRoom(t, rc)
+	for k := range 3 {
+		a := tn.Loopback(t, tn.Config(fmt.Sprintf("A%d", k)))
+		tn.Join(t, a, "bye")
+		tn.ConnectAll(t, a.Host(), b.Host(), c.Host())
+		pa := tn.Peer(a)
+		tn.Eventually(t, tn.Wait, "B and C list A", func() bool { return tn.CountMember(rb, pa) == 1 && tn.CountMember(rc, pa) == 1 })
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for name, rec := range map[string]*tn.Recorder[room.Event]{"B": recB, "C": recC} {
+			s := rec.WaitFor(t, room.LocalConfig().Timeout+tn.Wait, name+" drops A", tn.MemberLeft(pa))
+			if s.Ev.Reason != room.ReasonTimeout {
+				t.Errorf("%s dropped A%d (closed with Repo.Close) with reason %v, want timeout", name, k, s.Ev.Reason)
+			}
+		}
+	}
 }
 
 // A peer whose host closes under it (no goodbye: the connections just

@@ -1,6 +1,6 @@
 // Package node is what the example programs share: the flags that make a
-// peer (--name, --room, --timeout, --no-mdns, --listen, --bootstrap) and
-// starting a repo from them.
+// peer (--name, --room, --timeout, --no-mdns, --listen, --bootstrap),
+// starting a repo from them, and stopping it with goodbyes (Shutdown).
 package node
 
 import (
@@ -95,6 +95,18 @@ func (f *Flags) Start(ctx context.Context, w io.Writer, prefix string) (*repo.Re
 		}
 	}
 	return rp, nil
+}
+
+// ShutdownTimeout bounds Shutdown: the peer CLI's bound.
+const ShutdownTimeout = 5 * time.Second
+
+// Shutdown stops rp gracefully (repo.Repo.Shutdown: a goodbye in every
+// room, so the others see this peer leave at once), bounded by
+// ShutdownTimeout.
+func Shutdown(rp *repo.Repo) error {
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	return rp.Shutdown(ctx)
 }
 
 func defaultName() string {

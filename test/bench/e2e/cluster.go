@@ -228,7 +228,8 @@ func (n *node) joinRoom(cfg room.Config) error {
 	self := room.Identity{Peer: room.PeerID(n.h.ID()), Name: "n" + strconv.Itoa(n.i)}
 	// A deep watcher buffer: the harness's own event reader must not be
 	// what loses events when the process is saturated.
-	rm, err := room.New(roomID, self, cfg, t, room.WithWatchBuffer(1<<14))
+	cfg.WatchBuffer = 1 << 14
+	rm, err := room.New(roomID, self, cfg, t)
 	if err != nil {
 		_ = t.Close()
 		return err
