@@ -102,7 +102,6 @@ func New(id string, self Identity, cfg Config, net roomnet.Network, opts ...Opti
 		stats:    m.stats,
 	}
 	r.view.Store(m.view(nil))
-	net.Serve(r.serve)
 	r.wg.Add(1)
 	go r.send.run(ctx, &r.wg, net, r.log)
 	go r.run(m)
