@@ -49,7 +49,10 @@ func (r *Router) flushOwn(ctx context.Context, d time.Duration) {
 //     Router.Close waits until there are none before it stops GossipSub.
 //
 // Data written to a stream can still be lost below pubsub, for example if
-// the host closes its connections right after.
+// the host closes its connections right after. Neither is what carries the
+// goodbye to directly connected peers: the acknowledged direct goodbye
+// (leave.go) does; docs/PROTOCOL.md 2.10 says what each mechanism is for
+// and what removing it showed.
 
 // waitCond is a condition on state guarded by mu that goroutines can
 // wait for, bounded by a context.
