@@ -73,8 +73,9 @@ type Config struct {
 	QueueSize int
 
 	// FetchTimeout bounds one Fetch exchange, on the client (unless the
-	// caller's context ends earlier) and on the server. Zero means
-	// DefaultFetchTimeout (5 s).
+	// caller's context ends earlier) and on the server, where the room has
+	// FetchTimeout/2 to answer the request (an EventFetch) before it is
+	// refused as busy. Zero means DefaultFetchTimeout (5 s).
 	FetchTimeout time.Duration
 
 	// MaxConcurrentFetches bounds the Fetch requests this peer serves at

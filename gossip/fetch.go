@@ -258,29 +258,10 @@ func (t *Topic) openRelayed(b []byte) (roomnet.Event, error) {
 // fetch runs the client side of one exchange and returns the envelope and
 // the relayed messages (unverified).
 func (r *Router) fetch(ctx context.Context, pid peer.ID, roomID string) ([]byte, [][]byte, error) {
-	s, err := r.h.NewStream(ctx, pid, FetchProtocol)
+	b, err := r.roundTrip(ctx, pid, maxFetchReply(r.cfg.MaxMessageSize), offer{FetchProtocol, encodeFetchRequest(roomID)})
 	if err != nil {
 		return nil, nil, err
 	}
-	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
-	defer stop()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = s.SetDeadline(dl)
-	}
-	if _, err := s.Write(encodeFetchRequest(roomID)); err != nil {
-		_ = s.Reset()
-		return nil, nil, ctxErr(ctx, err)
-	}
-	if err := s.CloseWrite(); err != nil {
-		_ = s.Reset()
-		return nil, nil, ctxErr(ctx, err)
-	}
-	b, err := readAll(s, maxFetchReply(r.cfg.MaxMessageSize))
-	if err != nil {
-		_ = s.Reset()
-		return nil, nil, ctxErr(ctx, err)
-	}
-	_ = s.Close()
 	status, envelope, relayed, err := decodeFetchReply(b, r.cfg.MaxMessageSize)
 	if err != nil {
 		return nil, nil, err
@@ -296,58 +277,40 @@ func (r *Router) fetch(ctx context.Context, pid peer.ID, roomID string) ([]byte,
 	return envelope, relayed, nil
 }
 
-// ctxErr prefers the context's error to the stream error it caused (a reset
-// by the AfterFunc, or the stream deadline, which is the context's).
-func ctxErr(ctx context.Context, err error) error {
-	if cerr := ctx.Err(); cerr != nil {
-		return cerr
-	}
-	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
-		return context.DeadlineExceeded
-	}
-	return err
+// handleFetch serves one Fetch stream (handle's preamble, then
+// serveFetch).
+func (r *Router) handleFetch(s network.Stream) {
+	r.handle(s, service{
+		timeout: r.cfg.FetchTimeout,
+		sem:     r.fetchSem,
+		busy:    fetchBusy,
+		onBusy:  func() { r.stats[cFetchRefused].Add(1) },
+		limit:   func(protocol.ID) int { return maxFetchRequest },
+		serve:   r.serveFetch,
+		bad: func(from peer.ID, err error) {
+			r.log.Debug("bad fetch request", "from", from, "err", err)
+		},
+	})
 }
 
-// handleFetch serves one Fetch stream. The host runs it in its own
-// goroutine; Router.Close resets the stream and waits for it.
-func (r *Router) handleFetch(s network.Stream) {
-	if !r.trackStream(s) {
-		_ = s.Reset()
-		return
-	}
-	defer r.untrackStream(s)
-	_ = s.SetDeadline(time.Now().Add(r.cfg.FetchTimeout))
-
-	select {
-	case r.fetchSem <- struct{}{}:
-		defer func() { <-r.fetchSem }()
-	default:
-		r.stats[cFetchRefused].Add(1)
-		r.reply(s, encodeFetchReply(fetchBusy, nil, nil, 0))
-		return
-	}
-	b, err := readAll(s, maxFetchRequest)
+// serveFetch answers one Fetch request: the room's answer to the
+// EventFetch it is handed (askRoom), or a refusal.
+func (r *Router) serveFetch(s network.Stream, req []byte) error {
+	roomID, err := decodeFetchRequest(req)
 	if err != nil {
-		_ = s.Reset()
-		return
-	}
-	roomID, err := decodeFetchRequest(b)
-	if err != nil {
-		r.log.Debug("bad fetch request", "from", s.Conn().RemotePeer(), "err", err)
-		_ = s.Reset()
-		return
+		return err
 	}
 	t := r.topic(roomID)
 	if t == nil {
 		r.stats[cFetchRefused].Add(1)
 		r.reply(s, encodeFetchReply(fetchNotInRoom, nil, nil, 0))
-		return
+		return nil
 	}
-	served, ok := t.serve()
-	if !ok {
+	served, status := t.askRoom(s.Conn().RemotePeer())
+	if status != fetchOK {
 		t.count(cFetchRefused)
-		r.reply(s, encodeFetchReply(fetchRefused, nil, nil, 0))
-		return
+		r.reply(s, encodeFetchReply(status, nil, nil, 0))
+		return nil
 	}
 	data, err := EncodeMessage(served.State)
 	if err == nil && len(data) > r.cfg.MaxMessageSize {
@@ -357,16 +320,43 @@ func (r *Router) handleFetch(s network.Stream) {
 		r.log.Warn("cannot serve fetch: bad local state", "room", roomID, "err", err)
 		t.count(cFetchRefused)
 		r.reply(s, encodeFetchReply(fetchRefused, nil, nil, 0))
-		return
+		return nil
 	}
 	t.count(cFetchServed)
 	r.reply(s, encodeFetchReply(fetchOK, data, served.Relayed, r.cfg.MaxMessageSize))
+	return nil
 }
 
-func (r *Router) reply(s network.Stream, b []byte) {
-	if _, err := s.Write(b); err != nil {
-		_ = s.Reset()
-		return
+// serveWait is how long a Fetch handler waits for the room's answer:
+// half the stream's deadline, so that the refusal still reaches a client
+// whose own deadline (FetchTimeout too, from a moment earlier) is near.
+func (cfg Config) serveWait() time.Duration { return cfg.FetchTimeout / 2 }
+
+// askRoom hands a Fetch request of from to the room as an EventFetch and
+// waits for the room's answer: at most serveWait (the room is stuck or
+// nobody polls this Topic: status busy), or until the Topic is closed
+// (refused). An unanswered request is taken out of the queue again. The
+// room answers into a 1-buffered channel, so it never waits for this
+// goroutine. Requests are never dropped by the queue's bound: the
+// handlers' concurrency bound (MaxConcurrentFetches) bounds them.
+func (t *Topic) askRoom(from peer.ID) (roomnet.Served, byte) {
+	reply := make(chan roomnet.FetchAnswer, 1)
+	if !t.q.pushFetch(roomnet.Event{Kind: roomnet.EventFetch, From: roomnet.PeerID(from), Reply: reply}) {
+		return roomnet.Served{}, fetchRefused // closed
 	}
-	_ = s.Close()
+	wait := time.NewTimer(t.r.cfg.serveWait())
+	defer wait.Stop()
+	status := fetchRefused
+	select {
+	case a := <-reply:
+		if a.OK {
+			return a.Served, fetchOK
+		}
+		return roomnet.Served{}, fetchRefused
+	case <-wait.C:
+		status = fetchBusy
+	case <-t.ctx.Done():
+	}
+	t.q.dropFetch(reply) // an answer that comes after this is discarded
+	return roomnet.Served{}, status
 }

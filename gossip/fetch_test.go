@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -71,7 +72,7 @@ func TestFetchReturnsServedState(t *testing.T) {
 		Kind: roomnet.KindHeartbeat, Epoch: stateEpoch, Name: "Bob", Meta: map[string]string{"color": "blue"},
 		State: presence(t, b.id(), "cursor", `{"x":1,"y":2}`),
 	}
-	mb.t.Serve(func() (roomnet.Served, bool) { return roomnet.Served{State: hb}, true })
+	mb.serve(func() (roomnet.Served, bool) { return roomnet.Served{State: hb}, true })
 	got, err := ma.t.Fetch(ctx, roomnet.PeerID(b.id()))
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
@@ -80,11 +81,11 @@ func TestFetchReturnsServedState(t *testing.T) {
 		t.Fatalf("Fetch = %+v, want %+v", got, hb)
 	}
 
-	mb.t.Serve(func() (roomnet.Served, bool) { return roomnet.Served{}, false })
+	mb.serve(func() (roomnet.Served, bool) { return roomnet.Served{}, false })
 	if _, err := ma.t.Fetch(ctx, roomnet.PeerID(b.id())); !errors.Is(err, ErrRefused) {
 		t.Fatalf("Fetch with Serve refusing = %v, want ErrRefused", err)
 	}
-	mb.t.Serve(nil)
+	mb.serve(nil)
 	if _, err := ma.t.Fetch(ctx, roomnet.PeerID(b.id())); !errors.Is(err, ErrRefused) {
 		t.Fatalf("Fetch with no Serve = %v, want ErrRefused", err)
 	}
@@ -188,5 +189,129 @@ func TestFetchTimeoutAndCloseAbort(t *testing.T) {
 	ma.close()
 	if err := <-done; !errors.Is(err, roomnet.ErrNetworkClosed) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Fetch during Close = %v", err)
+	}
+}
+
+// nextOf returns t's next event of kind, failing after d; the events
+// skipped are returned too.
+func nextOf(tb testing.TB, t *Topic, d time.Duration, kind roomnet.EventKind) (roomnet.Event, []roomnet.Event) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var skipped []roomnet.Event
+	for {
+		ev, err := t.Next(ctx)
+		if err != nil {
+			tb.Fatalf("no event of kind %d within %v: %v", kind, d, err)
+		}
+		if ev.Kind == kind {
+			return ev, skipped
+		}
+		skipped = append(skipped, ev)
+	}
+}
+
+// queuedFetches is the number of Fetch requests waiting in t's queue.
+func queuedFetches(t *Topic) int {
+	t.q.mu.Lock()
+	defer t.q.mu.Unlock()
+	return len(t.q.fetches)
+}
+
+// A Fetch request reaches the room as an event even when the room's queue
+// is full of messages (the bound that drops messages never drops it), and
+// comes out ahead of that backlog; the backlog stays as it was.
+func TestFetchIsAnsweredWhileTheQueueIsFull(t *testing.T) {
+	const queueSize = 4
+	a, b := newNode(t, Config{}), newNode(t, Config{QueueSize: queueSize})
+	ma := join(t, a, "lobby")
+	tb, err := b.r.Join("lobby") // not read until the fetch
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	connect(t, a.h, b.h)
+	eventually(t, 5*time.Second, "a reaches b", func() bool { return len(ma.t.Peers()) == 1 })
+	for i := range 2 * queueSize {
+		if err := ma.t.Publish(context.Background(), roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: fmt.Appendf(nil, "m%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, "b's queue full and dropping", func() bool { return tb.Stats().Dropped > 0 })
+
+	fetched := make(chan error, 1)
+	go func() {
+		_, err := ma.t.Fetch(context.Background(), roomnet.PeerID(b.id()))
+		fetched <- err
+	}()
+	eventually(t, 5*time.Second, "the Fetch request queued at b", func() bool { return queuedFetches(tb) == 1 })
+	ev, skipped := nextOf(t, tb, 5*time.Second, roomnet.EventFetch)
+	for _, s := range skipped {
+		if s.Kind == roomnet.EventMessage {
+			t.Fatalf("a queued message came out before the Fetch request: %s", eventString(s))
+		}
+	}
+	if peer.ID(ev.From) != a.id() {
+		t.Fatalf("Fetch request from %s, want a", peer.ID(ev.From))
+	}
+	ev.Reply <- roomnet.FetchAnswer{Served: roomnet.Served{State: heartbeatOf(t, b.id())}, OK: true}
+	if err := <-fetched; err != nil {
+		t.Fatalf("Fetch while b's queue was full: %v", err)
+	}
+	if msgs, _ := queued(tb); msgs != queueSize {
+		t.Fatalf("%d messages queued after the fetch, want the %d of the backlog", msgs, queueSize)
+	}
+}
+
+// A Fetch request that the room does not answer (nobody polls the Topic)
+// is refused as busy after half the server's FetchTimeout, well before the
+// client's own deadline, and taken out of the queue; one in flight when
+// the Topic closes is refused at once.
+func TestUnansweredFetchIsRefusedAtTheServersDeadline(t *testing.T) {
+	const serverTimeout = 400 * time.Millisecond
+	a := newNode(t, Config{})
+	b := newNode(t, Config{FetchTimeout: serverTimeout})
+	c := newNode(t, Config{FetchTimeout: time.Minute}) // waits 30 s for its room
+	ma := join(t, a, "lobby")
+	tb, err := b.r.Join("lobby")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	tc, err := c.r.Join("lobby")
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect(t, a.h, b.h)
+	connect(t, a.h, c.h)
+
+	start := time.Now()
+	_, err = ma.t.Fetch(context.Background(), roomnet.PeerID(b.id()))
+	if !errors.Is(err, ErrRefused) {
+		t.Fatalf("Fetch of a room that never answers = %v, want ErrRefused", err)
+	}
+	if d := time.Since(start); d < b.r.cfg.serveWait() || d >= DefaultFetchTimeout {
+		t.Fatalf("refused after %v; want after the server's wait %v, before the client's deadline %v", d, b.r.cfg.serveWait(), DefaultFetchTimeout)
+	}
+	if n := queuedFetches(tb); n != 0 {
+		t.Fatalf("%d unanswered Fetch requests left in the queue", n)
+	}
+	if st := tb.Stats(); st.FetchRefused != 1 || st.FetchServed != 0 {
+		t.Fatalf("b's stats %+v, want 1 refused", st)
+	}
+
+	fetched := make(chan error, 1)
+	go func() {
+		_, err := ma.t.Fetch(context.Background(), roomnet.PeerID(c.id()))
+		fetched <- err
+	}()
+	eventually(t, 5*time.Second, "c's room asked", func() bool { return queuedFetches(tc) == 1 })
+	closed := time.Now()
+	_ = tc.Close()
+	if err := <-fetched; !errors.Is(err, ErrRefused) {
+		t.Fatalf("Fetch of a room closed meanwhile = %v, want ErrRefused", err)
+	}
+	if d := time.Since(closed); d >= c.r.cfg.serveWait()/2 {
+		t.Fatalf("refused %v after the close: it waited for the deadline", d)
 	}
 }

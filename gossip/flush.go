@@ -44,7 +44,10 @@ func (r *Router) flushOwn(ctx context.Context, d time.Duration) {
 //     Router.Shutdown waits until there are none before it stops GossipSub.
 //
 // Data written to a stream can still be lost below pubsub, for example if
-// the host closes its connections right after.
+// the host closes its connections right after. Neither is what carries the
+// goodbye to directly connected peers: the acknowledged direct goodbye
+// (leave.go) does; docs/PROTOCOL.md 2.10 says what each mechanism is for
+// and what removing it showed.
 
 // waitCond is a condition on state guarded by mu that goroutines can
 // wait for, bounded by a context.
@@ -113,6 +116,7 @@ func (c *ownCount) waitRouted(ctx context.Context) bool {
 // zero for a moment: the writer can finish an RPC before pubsub reports
 // queueing it.
 type sendTracker struct {
+	nopTracer
 	waitCond
 	self   []byte
 	queued map[peer.ID]int
@@ -178,16 +182,25 @@ func (st *sendTracker) OnClosedOutboundStream(p peer.ID) {
 	st.notifyLocked()
 }
 
-func (*sendTracker) OnNewOutboundStream(peer.ID, protocol.ID) {}
-func (*sendTracker) Join(string)                              {}
-func (*sendTracker) Leave(string)                             {}
-func (*sendTracker) Graft(peer.ID, string)                    {}
-func (*sendTracker) Prune(peer.ID, string)                    {}
-func (*sendTracker) ValidateMessage(*pubsub.Message)          {}
-func (*sendTracker) DeliverMessage(*pubsub.Message)           {}
-func (*sendTracker) RejectMessage(*pubsub.Message, string)    {}
-func (*sendTracker) DuplicateMessage(*pubsub.Message)         {}
-func (*sendTracker) ThrottlePeer(peer.ID)                     {}
-func (*sendTracker) RecvRPC(*pubsub.RPC)                      {}
-func (*sendTracker) DropRPC(*pubsub.RPC, peer.ID)             {}
-func (*sendTracker) UndeliverableMessage(*pubsub.Message)     {}
+// nopTracer is a pubsub.RawTracer that ignores every callback; a tracer
+// embeds it and implements the callbacks it needs.
+type nopTracer struct{}
+
+var _ pubsub.RawTracer = nopTracer{}
+
+func (nopTracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
+func (nopTracer) OnClosedOutboundStream(peer.ID)                       {}
+func (nopTracer) Join(string)                                          {}
+func (nopTracer) Leave(string)                                         {}
+func (nopTracer) Graft(peer.ID, string)                                {}
+func (nopTracer) Prune(peer.ID, string)                                {}
+func (nopTracer) ValidateMessage(*pubsub.Message)                      {}
+func (nopTracer) DeliverMessage(*pubsub.Message)                       {}
+func (nopTracer) RejectMessage(*pubsub.Message, string)                {}
+func (nopTracer) DuplicateMessage(*pubsub.Message)                     {}
+func (nopTracer) ThrottlePeer(peer.ID)                                 {}
+func (nopTracer) RecvRPC(*pubsub.RPC)                                  {}
+func (nopTracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
+func (nopTracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
+func (nopTracer) DropRPC(*pubsub.RPC, peer.ID)                         {}
+func (nopTracer) UndeliverableMessage(*pubsub.Message)                 {}

@@ -396,17 +396,29 @@ func TestRouterCloseLeavesHostRunningAndClean(t *testing.T) {
 		}
 	}
 	eventually(t, 5*time.Second, "subscriptions", func() bool { return len(routers[0].Peers("lobby")) == 1 })
-	topics[1].Serve(func() (roomnet.Served, bool) {
-		return roomnet.Served{State: roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: stateEpoch, State: presence(t, hb.ID())}}, true
-	})
-	if _, err := topics[0].Fetch(context.Background(), roomnet.PeerID(hb.ID())); err != nil {
+	fetched := make(chan error, 1)
+	go func() {
+		_, err := topics[0].Fetch(context.Background(), roomnet.PeerID(hb.ID()))
+		fetched <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		ev, err := topics[1].Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Kind == roomnet.EventFetch {
+			ev.Reply <- roomnet.FetchAnswer{Served: roomnet.Served{State: roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: stateEpoch, State: presence(t, hb.ID())}}, OK: true}
+			break
+		}
+	}
+	if err := <-fetched; err != nil {
 		t.Fatal(err)
 	}
 	if err := topics[0].Publish(context.Background(), roomnet.Message{Kind: roomnet.KindBroadcast, Epoch: 1, Payload: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	for {
 		ev, err := topics[1].Next(ctx)
 		if err != nil {
@@ -425,4 +437,48 @@ func TestRouterCloseLeavesHostRunningAndClean(t *testing.T) {
 	if len(ha.Network().ConnsToPeer(hb.ID())) == 0 {
 		t.Fatal("Router.Close closed the host's connection")
 	}
+}
+
+// A PeerUp comes only once a Publish reaches the peer: when it is
+// returned, the peer is in Peers() (its subscription arrived and the send
+// queue to it exists). pubsub's PeerJoin can come before that queue (it is
+// counted in deferredUps); such a peer is reported when GossipSub opens
+// its stream, not after the peerUpWait fallback.
+func TestPeerUpWaitsForTheSendQueue(t *testing.T) {
+	const trials = 20
+	var deferred uint64
+	var took []time.Duration
+	for trial := range trials {
+		t.Run(fmt.Sprint("trial", trial), func(t *testing.T) {
+			a, b := newNode(t, Config{}), newNode(t, Config{})
+			ta, err := a.r.Join("lobby")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ta.Close()
+			join(t, b, "lobby")
+			start := time.Now()
+			if trial%2 == 0 {
+				connect(t, a.h, b.h)
+			} else {
+				connect(t, b.h, a.h)
+			}
+			nextOf(t, ta, 5*time.Second, roomnet.EventPeerUp)
+			d := time.Since(start)
+			if !slices.Contains(ta.Peers(), b.id()) {
+				t.Fatalf("PeerUp of b before a could publish to it (deferred: %d)", ta.deferredUps.Load())
+			}
+			if d >= peerUpWait {
+				t.Fatalf("PeerUp after %v: it waited for the %v fallback (deferred: %d)", d, peerUpWait, ta.deferredUps.Load())
+			}
+			deferred += ta.deferredUps.Load()
+			took = append(took, d)
+		})
+	}
+	if t.Failed() {
+		return
+	}
+	slices.Sort(took)
+	t.Logf("%d trials: PeerJoin before the send queue in %d; connect -> PeerUp median %v, max %v",
+		trials, deferred, took[len(took)/2], took[len(took)-1])
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,7 +12,6 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 
 	"github.com/convene-p2p/convene/room/roomnet"
@@ -77,12 +77,33 @@ func connect(t testing.TB, a, b host.Host) {
 }
 
 // member is a joined Topic with a goroutine draining Next into events.
+// It answers Fetch requests itself, with the function set by serve (none:
+// refused), as a room would on its loop.
 type member struct {
 	n      *node
 	t      *Topic
 	events chan roomnet.Event
 	stop   chan struct{}
 	done   chan struct{}
+	server atomic.Pointer[func() (roomnet.Served, bool)]
+}
+
+// serve sets what m answers to Fetch requests; nil refuses them.
+func (m *member) serve(f func() (roomnet.Served, bool)) {
+	if f == nil {
+		m.server.Store(nil)
+		return
+	}
+	m.server.Store(&f)
+}
+
+// answer answers an EventFetch with the function set by serve.
+func (m *member) answer(ev roomnet.Event) {
+	var a roomnet.FetchAnswer
+	if f := m.server.Load(); f != nil {
+		a.Served, a.OK = (*f)()
+	}
+	ev.Reply <- a
 }
 
 func join(t testing.TB, n *node, roomID string) *member {
@@ -98,6 +119,10 @@ func join(t testing.TB, n *node, roomID string) *member {
 			ev, err := tp.Next(context.Background())
 			if err != nil {
 				return
+			}
+			if ev.Kind == roomnet.EventFetch {
+				m.answer(ev)
+				continue
 			}
 			select {
 			case m.events <- ev:
@@ -178,6 +203,7 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 
 // tracer records grafts and received RPCs (pubsub.RawTracer).
 type tracer struct {
+	nopTracer
 	mu       sync.Mutex
 	grafts   []graft
 	rpcs     []*pubsub.RPC
@@ -263,22 +289,5 @@ func (tr *tracer) meshSize(topic string) int {
 	}
 	return n
 }
-
-func (*tracer) AddPeer(peer.ID, protocol.ID)                         {}
-func (*tracer) RemovePeer(peer.ID)                                   {}
-func (*tracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
-func (*tracer) OnClosedOutboundStream(peer.ID)                       {}
-func (*tracer) Join(string)                                          {}
-func (*tracer) Leave(string)                                         {}
-func (*tracer) Prune(peer.ID, string)                                {}
-func (*tracer) ValidateMessage(*pubsub.Message)                      {}
-func (*tracer) DeliverMessage(*pubsub.Message)                       {}
-func (*tracer) RejectMessage(*pubsub.Message, string)                {}
-func (*tracer) DuplicateMessage(*pubsub.Message)                     {}
-func (*tracer) ThrottlePeer(peer.ID)                                 {}
-func (*tracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
-func (*tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
-func (*tracer) DropRPC(*pubsub.RPC, peer.ID)                         {}
-func (*tracer) UndeliverableMessage(*pubsub.Message)                 {}
 
 var _ pubsub.RawTracer = (*tracer)(nil)

@@ -365,106 +365,61 @@ func (t *Topic) sendGoodbyes(ctx context.Context, peers []peer.ID, req2, req1 []
 // LeaveProtocol, or req1 over LeaveProtocolV1 if the peer only has that
 // (either may be nil: that protocol is not tried).
 func (r *Router) sendLeave(ctx context.Context, pid peer.ID, req2, req1 []byte) (byte, error) {
-	var protos []protocol.ID
-	if req2 != nil {
-		protos = append(protos, LeaveProtocol)
-	}
-	if req1 != nil {
-		protos = append(protos, LeaveProtocolV1)
-	}
-	if len(protos) == 0 {
-		return 0, errors.New("gossip: no goodbye request")
-	}
-	s, err := r.h.NewStream(ctx, pid, protos...)
+	b, err := r.roundTrip(ctx, pid, 1, offer{LeaveProtocol, req2}, offer{LeaveProtocolV1, req1})
 	if err != nil {
 		return 0, err
 	}
-	req := req1
-	if s.Protocol() == LeaveProtocol {
-		req = req2
-	}
-	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
-	defer stop()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = s.SetDeadline(dl)
-	}
-	if _, err := s.Write(req); err != nil {
-		_ = s.Reset()
-		return 0, ctxErr(ctx, err)
-	}
-	if err := s.CloseWrite(); err != nil {
-		_ = s.Reset()
-		return 0, ctxErr(ctx, err)
-	}
-	b, err := readAll(s, 1)
-	if err != nil {
-		_ = s.Reset()
-		return 0, ctxErr(ctx, err)
-	}
-	_ = s.Close()
 	return decodeLeaveReply(b)
 }
 
-// handleLeave serves one goodbye stream of either version. The host runs
-// it in its own goroutine; Router.Close resets the stream and waits for
-// it.
+// handleLeave serves one goodbye stream of either version (handle's
+// preamble, then serveLeave).
 func (r *Router) handleLeave(s network.Stream) {
-	if !r.trackStream(s) {
-		_ = s.Reset()
-		return
-	}
-	defer r.untrackStream(s)
-	_ = s.SetDeadline(time.Now().Add(leaveTimeout))
+	r.handle(s, service{
+		timeout: leaveTimeout,
+		sem:     r.leaveSem,
+		busy:    leaveBusy,
+		limit: func(p protocol.ID) int {
+			if p == LeaveProtocol {
+				return maxLeaveRequest2(r.cfg.MaxMessageSize)
+			}
+			return maxLeaveRequest(r.cfg.MaxMessageSize)
+		},
+		serve: r.serveLeave,
+		bad: func(from peer.ID, err error) {
+			r.stats[cLeaveInvalid].Add(1)
+			r.log.Debug("bad goodbye request", "from", from, "err", err)
+		},
+	})
+}
 
-	select {
-	case r.leaveSem <- struct{}{}:
-		defer func() { <-r.leaveSem }()
-	default:
-		r.reply(s, []byte{leaveBusy})
-		return
-	}
+// serveLeave answers one goodbye request of the stream's version.
+func (r *Router) serveLeave(s network.Stream, req []byte) error {
 	from := s.Conn().RemotePeer()
-	v2 := s.Protocol() == LeaveProtocol
-	limit := maxLeaveRequest(r.cfg.MaxMessageSize)
-	if v2 {
-		limit = maxLeaveRequest2(r.cfg.MaxMessageSize)
-	}
-	b, err := readAll(s, limit)
-	if err == nil {
-		var roomID string
-		var status byte
-		if v2 {
-			var flags byte
-			var signed []byte
-			if roomID, flags, signed, err = decodeLeaveRequest2(b, r.cfg.MaxMessageSize); err == nil {
-				t := r.topic(roomID)
-				if t == nil {
-					r.reply(s, []byte{leaveNotInRoom})
-					return
-				}
-				status = t.receiveSignedLeave(from, flags, signed)
-			}
+	var status byte
+	if s.Protocol() == LeaveProtocol {
+		roomID, flags, signed, err := decodeLeaveRequest2(req, r.cfg.MaxMessageSize)
+		if err != nil {
+			return err
+		}
+		if t := r.topic(roomID); t == nil {
+			status = leaveNotInRoom
 		} else {
-			var data []byte
-			if roomID, data, err = decodeLeaveRequest(b, r.cfg.MaxMessageSize); err == nil {
-				t := r.topic(roomID)
-				if t == nil {
-					r.reply(s, []byte{leaveNotInRoom})
-					return
-				}
-				status = t.receiveLeave(from, data)
-			}
+			status = t.receiveSignedLeave(from, flags, signed)
 		}
-		if err == nil {
-			r.reply(s, []byte{status})
-			return
+	} else {
+		roomID, data, err := decodeLeaveRequest(req, r.cfg.MaxMessageSize)
+		if err != nil {
+			return err
+		}
+		if t := r.topic(roomID); t == nil {
+			status = leaveNotInRoom
+		} else {
+			status = t.receiveLeave(from, data)
 		}
 	}
-	if errors.Is(err, ErrMalformed) || errors.Is(err, ErrTooLarge) {
-		r.stats[cLeaveInvalid].Add(1)
-		r.log.Debug("bad goodbye request", "from", from, "err", err)
-	}
-	_ = s.Reset()
+	r.reply(s, []byte{status})
+	return nil
 }
 
 // receiveSignedLeave handles a version 2 goodbye given to us by from: the

@@ -22,6 +22,10 @@ import (
 // backlog). When a peer event replaces a pending one, it takes the new
 // event's place: after every message of that peer queued so far.
 //
+// Fetch requests (EventFetch) are kept apart, never dropped (the Fetch
+// handlers' concurrency bound bounds them) and come out first, ahead of
+// everything else: the peer asking waits for the answer.
+//
 // Memory: the ring starts empty, doubles when full up to size, and is
 // released when it drains from more than minQueueRing slots, so an idle
 // room holds no ring and a burst does not pin its peak.
@@ -39,8 +43,9 @@ type queue struct {
 	lastMsg map[roomnet.PeerID]uint64
 	peers   []peer.ID // peers with a pending event, oldest first
 	pending map[peer.ID]peerEvent
-	wake    chan struct{} // capacity 1
-	done    chan struct{} // closed by close
+	fetches []roomnet.Event // EventFetch requests, oldest first
+	wake    chan struct{}   // capacity 1
+	done    chan struct{}   // closed by close
 }
 
 // peerEvent is a pending transport event: returned once popped >= after,
@@ -117,11 +122,45 @@ func (q *queue) pushPeer(p peer.ID, kind roomnet.EventKind) {
 	q.signal()
 }
 
-// popLocked returns the next event: the oldest pending peer event whose
-// peer has no earlier message left in the ring, else the oldest message.
-// A pending peer event that must wait always has a message ahead of it, so
-// an empty ring means every pending peer event is ready.
+// pushFetch appends a Fetch request; it returns false once the queue is
+// closed (nobody will answer it).
+func (q *queue) pushFetch(ev roomnet.Event) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return false
+	}
+	q.fetches = append(q.fetches, ev)
+	q.signal()
+	return true
+}
+
+// dropFetch removes the Fetch request that answers into reply, if it is
+// still queued.
+func (q *queue) dropFetch(reply chan roomnet.FetchAnswer) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.fetches = slices.DeleteFunc(q.fetches, func(ev roomnet.Event) bool { return ev.Reply == reply })
+}
+
+// more reports whether an event is queued.
+func (q *queue) more() bool { return q.n > 0 || len(q.peers) > 0 || len(q.fetches) > 0 }
+
+// popLocked returns the next event: the oldest Fetch request, else the
+// oldest pending peer event whose peer has no earlier message left in the
+// ring, else the oldest message. A pending peer event that must wait
+// always has a message ahead of it, so an empty ring means every pending
+// peer event is ready.
 func (q *queue) popLocked() (roomnet.Event, bool) {
+	if len(q.fetches) > 0 {
+		ev := q.fetches[0]
+		q.fetches[0] = roomnet.Event{}
+		q.fetches = q.fetches[1:]
+		if len(q.fetches) == 0 {
+			q.fetches = nil
+		}
+		return ev, true
+	}
 	for i, p := range q.peers {
 		pe := q.pending[p]
 		if pe.after > q.popped {
@@ -157,7 +196,7 @@ func (q *queue) tryNext() (roomnet.Event, bool, error) {
 		return roomnet.Event{}, false, roomnet.ErrNetworkClosed
 	}
 	ev, ok := q.popLocked()
-	if ok && (q.n > 0 || len(q.peers) > 0) {
+	if ok && q.more() {
 		q.signal()
 	}
 	return ev, ok, nil
@@ -171,7 +210,7 @@ func (q *queue) next(ctx context.Context) (roomnet.Event, error) {
 			return roomnet.Event{}, roomnet.ErrNetworkClosed
 		}
 		ev, ok := q.popLocked()
-		if ok && (q.n > 0 || len(q.peers) > 0) {
+		if ok && q.more() {
 			q.signal() // let another waiting Next proceed
 		}
 		q.mu.Unlock()
@@ -192,6 +231,7 @@ func (q *queue) close() {
 	defer q.mu.Unlock()
 	if !q.closed {
 		q.closed = true
+		q.fetches = nil // their handlers refuse once the Topic is closed
 		close(q.done)
 		q.signal() // a poller learns of the close through wake
 	}

@@ -219,7 +219,7 @@ func TestGoodbyeIsPassedOnToMembersKnownOnlyThroughTheJoinSnapshot(t *testing.T)
 	// knows M from the fetch reply only.
 	mKey := m.h.Peerstore().PrivKey(m.id())
 	hb := signAs(t, m.id(), mKey, TopicName("lobby"), mustEncode(t, heartbeatOf(t, m.id())), false)
-	mn.t.Serve(func() (roomnet.Served, bool) {
+	mn.serve(func() (roomnet.Served, bool) {
 		return roomnet.Served{State: heartbeatOf(t, n.id()), Relayed: [][]byte{hb}}, true
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -108,7 +108,7 @@ func TestFetchRelaysOnlyVerifiedSignedMessages(t *testing.T) {
 		signAs(t, evil, evilKey, lobby, forged, false),                                                            // signed by its author, but about c
 		signAs(t, evil, evilKey, lobby, mustEncode(t, roomnet.Message{Kind: roomnet.KindLeave, Epoch: 1}), false), // valid, wrong kind
 	}
-	mb.t.Serve(func() (roomnet.Served, bool) {
+	mb.serve(func() (roomnet.Served, bool) {
 		return roomnet.Served{State: roomnet.Message{Kind: roomnet.KindHeartbeat, Epoch: stateEpoch, State: presence(t, b.id())}, Relayed: relayed}, true
 	})
 	reply, err := ma.t.Fetch(ctx, roomnet.PeerID(b.id()))

@@ -52,6 +52,7 @@ type Router struct {
 	pre      *precheck
 	bans     *bans
 	sent     *sendTracker
+	opened   *streamWatch // new GossipSub outbound streams (peers.go)
 	conns    *connWatch
 	live     *liveness
 	extra    *extraTopics // nil: none (extra.go)
@@ -168,6 +169,7 @@ func newRouter(h host.Host, cfg Config) (*Router, error) {
 		fetchSem: make(chan struct{}, cfg.MaxConcurrentFetches),
 		leaveSem: make(chan struct{}, cfg.MaxConcurrentFetches),
 		sent:     newSendTracker(h.ID()),
+		opened:   newStreamWatch(false), // start installs it as a tracer
 		topics:   make(map[string]*Topic),
 		streams:  make(map[network.Stream]struct{}),
 		rateViol: newRateViolations(pubsub.ScoreParameterDecay(invalidDecayWindow), 4096),
@@ -185,6 +187,7 @@ func newRouter(h host.Host, cfg Config) (*Router, error) {
 func (r *Router) start(ctx context.Context) error {
 	cfg, h := r.cfg, r.h
 	_, psLog := cfg.loggers()
+	r.opened = newStreamWatch(true)
 	scoreParams, thresholds := peerScoreParams(func(p peer.ID) float64 { return r.rateViol.score(p) + r.bans.score(p) })
 	opts := []pubsub.Option{
 		pubsub.WithGossipSubParams(*cfg.Params),
@@ -199,6 +202,7 @@ func (r *Router) start(ctx context.Context) error {
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(r.inspectScores), scoreInspectInterval),
 		pubsub.WithLogger(psLog),
 		pubsub.WithRawTracer(r.sent),
+		pubsub.WithRawTracer(r.opened),
 	}
 	opts = append(opts, cfg.Options...)
 	opts = append(opts, pubsub.WithMessageSignaturePolicy(pubsub.StrictSign))

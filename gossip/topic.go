@@ -26,11 +26,6 @@ const (
 	// subBufferSize is pubsub's per-subscription buffer; the reader goroutine
 	// drains it into the Topic's own queue at once.
 	subBufferSize = 256
-	// peerUpPoll and peerUpWait: a PeerJoin is reported as EventPeerUp once
-	// the peer is in the topic's peer list (its subscription arrived and our
-	// send queue to it exists), polled every peerUpPoll, or after peerUpWait.
-	peerUpPoll = 5 * time.Millisecond
-	peerUpWait = 2 * time.Second
 )
 
 // Topic is one joined room: it implements roomnet.Network over a GossipSub
@@ -42,10 +37,12 @@ type Topic struct {
 	self   peer.ID
 	lim    *limiters[peer.ID]
 	stats  counters
-	server atomic.Pointer[func() (roomnet.Served, bool)]
 	q      *queue
 	own    ownCount  // own messages published and routed (flush.go)
 	bye    *goodbyes // goodbyes seen, authors heard (leave.go)
+	// deferredUps counts PeerJoins that came before the peer was listed
+	// (peers.go).
+	deferredUps atomic.Uint64
 
 	// Goroutines passing goodbyes on (leave.go); Close waits for them.
 	fwdMu     sync.Mutex
@@ -181,12 +178,14 @@ func (t *Topic) Publish(ctx context.Context, m roomnet.Message) error {
 }
 
 // Next returns the next inbound event: a validated message from another peer
-// (never an own one), or a PeerUp/PeerDown transport hint. Peer events are
-// coalesced per peer (the latest wins) and never dropped. A peer event is
-// returned after every message from the same peer that was queued before
-// it (a PeerDown never overtakes that peer's goodbye), and ahead of other
-// peers' queued messages. Messages are returned in the order they were
-// queued. After Close it returns roomnet.ErrNetworkClosed. Next is the
+// (never an own one), a PeerUp/PeerDown transport hint, or another peer's
+// Fetch request (EventFetch: answer it on its Reply, or it is refused as
+// busy after FetchTimeout/2). Fetch requests come first and are never
+// dropped. Peer events are coalesced per peer (the latest wins) and never
+// dropped. A peer event is returned after every message from the same
+// peer that was queued before it (a PeerDown never overtakes that peer's
+// goodbye), and ahead of other peers' queued messages. Messages are
+// returned in the order they were queued. After Close it returns roomnet.ErrNetworkClosed. Next is the
 // blocking form of TryNext, for tests and tools that read a Topic without
 // a room; a room polls (Ready, TryNext).
 func (t *Topic) Next(ctx context.Context) (roomnet.Event, error) {
@@ -202,25 +201,6 @@ func (t *Topic) Ready() <-chan struct{} { return t.q.wake }
 
 // TryNext: see Ready.
 func (t *Topic) TryNext() (roomnet.Event, bool, error) { return t.q.tryNext() }
-
-// Serve sets the function that answers Fetch requests for this room; nil (or
-// never calling Serve) refuses them.
-func (t *Topic) Serve(state func() (s roomnet.Served, ok bool)) {
-	if state == nil {
-		t.server.Store(nil)
-		return
-	}
-	t.server.Store(&state)
-}
-
-// serve answers one Fetch request with the function set by Serve.
-func (t *Topic) serve() (roomnet.Served, bool) {
-	f := t.server.Load()
-	if f == nil {
-		return roomnet.Served{}, false
-	}
-	return (*f)()
-}
 
 // Shutdown leaves the room gracefully: it waits, bounded by ctx, until
 // every own message handed to GossipSub (a goodbye) has been routed by
@@ -413,53 +393,6 @@ func (t *Topic) readLoop() {
 		}
 		if !t.q.pushMessage(ev) {
 			t.count(cDropped)
-		}
-	}
-}
-
-// peerLoop turns pubsub's PeerJoin/PeerLeave into EventPeerUp/EventPeerDown.
-// A PeerUp waits until the peer is in the topic's peer list, so that a
-// Publish right after it reaches the peer.
-func (t *Topic) peerLoop() {
-	defer t.wg.Done()
-	pending := make(map[peer.ID]time.Time) // joined, not yet reported
-	for {
-		ctx, cancel := t.ctx, context.CancelFunc(nil)
-		if len(pending) > 0 {
-			ctx, cancel = context.WithTimeout(t.ctx, peerUpPoll)
-		}
-		ev, err := t.evh.NextPeerEvent(ctx)
-		if cancel != nil {
-			cancel()
-		}
-		if t.ctx.Err() != nil {
-			return
-		}
-		if err == nil && ev.Peer != t.self {
-			switch ev.Type {
-			case pubsub.PeerJoin:
-				pending[ev.Peer] = time.Now()
-			case pubsub.PeerLeave:
-				if _, ok := pending[ev.Peer]; ok {
-					delete(pending, ev.Peer) // never reported up
-				} else {
-					t.q.pushPeer(ev.Peer, roomnet.EventPeerDown)
-				}
-			}
-		}
-		if len(pending) == 0 {
-			continue
-		}
-		listed := make(map[peer.ID]bool)
-		for _, p := range t.pt.ListPeers() {
-			listed[p] = true
-		}
-		now := time.Now()
-		for p, since := range pending {
-			if listed[p] || now.Sub(since) >= peerUpWait {
-				delete(pending, p)
-				t.q.pushPeer(p, roomnet.EventPeerUp)
-			}
 		}
 	}
 }

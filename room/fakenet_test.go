@@ -12,7 +12,8 @@ import (
 // An in-memory network for the shell tests: a bus that connects every
 // joined fakeNet with every other one, unless a link is cut. Publishing
 // delivers to every linked peer at once (or to none, with dropPublish);
-// Fetch calls the target's Serve function directly. A published hello,
+// Fetch queues an EventFetch at the target, as the gossip package does,
+// and waits for the target room's answer. A published hello,
 // heartbeat or delta carries an opaque "signed" token that the bus maps
 // back to the message and its author, so relayed messages in a fetch
 // reply arrive as the author's (the bus is the fake's signature check).
@@ -41,7 +42,7 @@ func link(a, b PeerID) [2]PeerID {
 // join attaches a new network for self; it and every linked peer see each
 // other come up.
 func (b *bus) join(self PeerID) *fakeNet {
-	n := &fakeNet{bus: b, self: self, wake: make(chan struct{}, 1)}
+	n := &fakeNet{bus: b, self: self, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, o := range b.nets {
@@ -83,11 +84,11 @@ type fakeNet struct {
 	bus  *bus
 	self PeerID
 	wake chan struct{}
+	done chan struct{} // closed by Close
 
 	mu        sync.Mutex
 	q         []roomnet.Event
 	closed    bool
-	serve     func() (roomnet.Served, bool)
 	published []roomnet.Message
 }
 
@@ -170,16 +171,20 @@ func (n *fakeNet) Fetch(ctx context.Context, p PeerID) (roomnet.FetchReply, erro
 	if o == nil || cut || n.isClosed() {
 		return roomnet.FetchReply{}, errUnreachable
 	}
-	o.mu.Lock()
-	serve, closed := o.serve, o.closed
-	o.mu.Unlock()
-	if closed || serve == nil {
+	answer := make(chan roomnet.FetchAnswer, 1)
+	o.push(roomnet.Event{Kind: roomnet.EventFetch, From: n.self, Reply: answer})
+	var a roomnet.FetchAnswer
+	select {
+	case a = <-answer:
+	case <-o.done:
 		return roomnet.FetchReply{}, errUnreachable
+	case <-ctx.Done():
+		return roomnet.FetchReply{}, ctx.Err()
 	}
-	s, ok := serve()
-	if !ok {
+	if !a.OK {
 		return roomnet.FetchReply{}, errors.New("fakenet: refused")
 	}
+	s := a.Served
 	reply := roomnet.FetchReply{State: s.State}
 	b.mu.Lock()
 	for _, tok := range s.Relayed {
@@ -189,12 +194,6 @@ func (n *fakeNet) Fetch(ctx context.Context, p PeerID) (roomnet.FetchReply, erro
 	}
 	b.mu.Unlock()
 	return reply, nil
-}
-
-func (n *fakeNet) Serve(f func() (roomnet.Served, bool)) {
-	n.mu.Lock()
-	n.serve = f
-	n.mu.Unlock()
 }
 
 func (n *fakeNet) isClosed() bool {
@@ -212,6 +211,7 @@ func (n *fakeNet) Close() error {
 	}
 	n.closed = true
 	n.q = nil
+	close(n.done)
 	n.mu.Unlock()
 	select {
 	case n.wake <- struct{}{}:

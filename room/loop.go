@@ -36,26 +36,6 @@ type fetchResult struct {
 	err   error
 }
 
-// serve answers other peers' Fetch, while joined: our own state, and the
-// other members' signed messages (from the loop; a fetch is rare, one
-// round trip through the loop is cheap).
-func (r *Room) serve() (roomnet.Served, bool) {
-	if v := r.view.Load(); v.status != Joined {
-		return roomnet.Served{}, false
-	}
-	var (
-		s  roomnet.Served
-		ok bool
-	)
-	if err := r.do(func(m *machine, now time.Time) error {
-		s, ok = m.serve(now)
-		return nil
-	}); err != nil {
-		return roomnet.Served{}, false
-	}
-	return s, ok
-}
-
 func (r *Room) networkEnded(err error) {
 	if !errors.Is(err, roomnet.ErrNetworkClosed) {
 		r.log.Warn("room: network failed", "room", r.id, "err", err)
@@ -193,6 +173,16 @@ func (r *Room) handle(m *machine, ev roomnet.Event) {
 		m.peerUp(now, ev.From)
 	case roomnet.EventPeerDown:
 		m.peerDown(now, ev.From)
+	case roomnet.EventFetch:
+		// Another peer's Fetch: our own state and the members' signed
+		// messages while joined, a refusal otherwise. The reply has room
+		// for the answer; the loop never waits for the network goroutine.
+		var a roomnet.FetchAnswer
+		a.Served, a.OK = m.serve(now)
+		select {
+		case ev.Reply <- a:
+		default:
+		}
 	}
 }
 

@@ -108,7 +108,6 @@ func New(id string, self Identity, cfg Config, net roomnet.Network) (*Room, erro
 		stats:    m.stats,
 	}
 	r.view.Store(m.view(nil))
-	net.Serve(r.serve)
 	r.wg.Add(1)
 	go r.send.run(ctx, &r.wg, net, r.log)
 	go r.run(m)

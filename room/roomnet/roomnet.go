@@ -130,14 +130,22 @@ const (
 	// EventPeerDown is a transport hint: From unsubscribed or its connection
 	// to us closed. It is not membership: From may still be reachable.
 	EventPeerDown
+	// EventFetch is another peer's Fetch request (From asks for this
+	// room's state): the room answers it on Reply.
+	EventFetch
 )
 
 // Event is what the network hands to the room (Network.TryNext): an
-// inbound message or a transport hint.
+// inbound message, a transport hint, or a Fetch request to answer.
 type Event struct {
 	Kind EventKind
 	From PeerID
 	Msg  Message // only for EventMessage
+	// Reply is where the room answers an EventFetch, once: the network
+	// gives it a buffer of one, and the room never waits on it (a send
+	// that would block is dropped). A room that is not Joined refuses
+	// (FetchAnswer.OK false).
+	Reply chan<- FetchAnswer
 	// Signed is the message exactly as its author signed it, opaque to the
 	// room (nil if the network cannot relay it). The room keeps its
 	// members' latest signed hellos, heartbeats and deltas and relays them
@@ -157,6 +165,13 @@ type Served struct {
 	// newest value of some key. The network may send only a prefix of it
 	// (a size bound).
 	Relayed [][]byte
+}
+
+// FetchAnswer is a room's answer to an EventFetch: what it serves, or OK
+// false to refuse.
+type FetchAnswer struct {
+	Served Served
+	OK     bool
 }
 
 // FetchReply is what Fetch returns.
@@ -223,14 +238,13 @@ type Network interface {
 	// current state in this room (a KindHeartbeat message) and the other
 	// members' signed messages it relays. It fails if the peer cannot be
 	// reached or is not in the room.
+	//
+	// Other peers' Fetch requests reach the room as events (EventFetch,
+	// returned by TryNext ahead of everything else and never dropped by
+	// a bound on queued messages), which the room answers on its loop;
+	// the network refuses a request that the room does not answer in
+	// time, or that arrives once the network is closed.
 	Fetch(ctx context.Context, peer PeerID) (FetchReply, error)
-	// Serve sets the function that answers other peers' Fetch requests. It
-	// is called from network goroutines, may wait briefly for the room's
-	// loop, and must be safe for concurrent use; returning ok=false
-	// refuses the request. A room calls Serve once, before it starts
-	// polling events; requests that arrive before that should be refused
-	// (the asking room retries a failed join-snapshot fetch a few times).
-	Serve(state func() (s Served, ok bool))
 	// Close leaves the topic and releases everything; it is idempotent.
 	Close() error
 }
