@@ -274,14 +274,7 @@ func TestRoomCloseIsIdempotent(t *testing.T) {
 		if err := a.Close(); err != nil {
 			t.Fatalf("second Close: %v", err)
 		}
-		select {
-		case <-a.Done():
-		default:
-			t.Fatal("Done not closed after Close")
-		}
-		if a.Status() != Closed {
-			t.Errorf("status %v", a.Status())
-		}
+		mustBeDestroyed(t, a, "Close")
 		if ev, err := w.Next(context.Background()); err != nil || ev.Type != RoomDestroyed {
 			t.Errorf("last event %+v %v", ev, err)
 		}

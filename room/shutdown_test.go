@@ -88,14 +88,7 @@ func TestRoomShutdownSaysGoodbyeAndDestroysAtOnce(t *testing.T) {
 		if d := time.Since(start); d != 0 {
 			t.Errorf("Shutdown took %v of virtual time: it waited for the linger", d)
 		}
-		select {
-		case <-a.Done():
-		default:
-			t.Fatal("Done not closed after Shutdown")
-		}
-		if a.Status() != Closed {
-			t.Errorf("status %v after Shutdown", a.Status())
-		}
+		mustBeDestroyed(t, a, "Shutdown")
 		if ev := next(t, w, time.Millisecond, isType(MemberLeft, "a")); ev.Reason != ReasonLeft {
 			t.Errorf("c saw a go with reason %v, want left", ev.Reason)
 		}
@@ -127,11 +120,7 @@ func TestRoomShutdownWithAnEndedCtxIsCloseWithItsError(t *testing.T) {
 		if err := a.Shutdown(ctx); err != context.Canceled {
 			t.Fatalf("Shutdown(ended ctx) = %v, want context.Canceled", err)
 		}
-		select {
-		case <-a.Done():
-		default:
-			t.Fatal("Done not closed after Shutdown")
-		}
+		mustBeDestroyed(t, a, "Shutdown")
 		if slices.Contains(net.sent(), roomnet.KindLeave) {
 			t.Errorf("published %v: a goodbye despite the ended ctx", net.sent())
 		}
