@@ -215,6 +215,10 @@ func TestGoodbyeIsPassedOnToMembersKnownOnlyThroughTheJoinSnapshot(t *testing.T)
 	connect(t, n.h, m.h)
 	ml.waitPeerUp(t, 5*time.Second, n.id())
 	mm.waitPeerUp(t, 5*time.Second, n.id())
+	// N passes the goodbye on to the room peers it lists: it must list M
+	// (and L) first, or under load it may pass it to no one (seen at load
+	// average 6: M's PeerUp of N came before N's of M).
+	mn.waitPeerUp(t, 5*time.Second, m.id(), l.id())
 	// N relays a heartbeat of M, signed by M but never published, so L
 	// knows M from the fetch reply only.
 	mKey := m.h.Peerstore().PrivKey(m.id())
