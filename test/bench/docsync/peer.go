@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/convene-p2p/convene/doc"
 	"github.com/convene-p2p/convene/repo"
+	"github.com/convene-p2p/convene/test/bench/internal/benchproc"
 )
 
 // peerEnv, set to 1, makes this binary a Convene peer process (runPeer)
@@ -127,38 +127,11 @@ func runPeer(in io.Reader, out io.Writer) error {
 	p := &goPeer{ctx: ctx, r: r, gate: gate, watches: make(map[string]*watchState)}
 	var outMu sync.Mutex
 	enc := json.NewEncoder(out)
-	reply := func(id int, v map[string]any, err error) {
-		if v == nil {
-			v = map[string]any{}
-		}
-		v["id"] = id
-		if err != nil {
-			v["error"] = err.Error()
-		}
+	benchproc.Serve(in, p.serve, func(v map[string]any) {
 		outMu.Lock()
 		_ = enc.Encode(v)
 		outMu.Unlock()
-	}
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 1<<20), 1<<26)
-	var wg sync.WaitGroup
-	for sc.Scan() {
-		var req request
-		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
-			reply(-1, nil, err)
-			continue
-		}
-		if req.Op == "quit" {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			v, err := p.serve(req)
-			reply(req.ID, v, err)
-		}()
-	}
-	wg.Wait()
+	})()
 	return nil
 }
 

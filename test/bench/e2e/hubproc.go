@@ -30,6 +30,7 @@ import (
 
 	"github.com/convene-p2p/convene/ephemeral"
 	"github.com/convene-p2p/convene/room"
+	"github.com/convene-p2p/convene/test/bench/internal/benchproc"
 )
 
 // hubProcEnv, set to 1, makes this binary a Convene node process
@@ -132,31 +133,9 @@ func hubProcMain(in io.Reader, out io.Writer, d *hubDiag) int {
 	p.c.rawSize = size
 	p.c.roomCfg = room.DefaultConfig()
 	p.c.setSink(nil, rawSinkFunc(p.arrivedRaw))
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	var wg sync.WaitGroup
-	for sc.Scan() {
-		var req hubReq
-		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
-			continue
-		}
-		if req.Op == "quit" {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res, err := p.handle(req)
-			if res == nil {
-				res = map[string]any{}
-			}
-			res["id"] = req.ID
-			if err != nil {
-				res = map[string]any{"id": req.ID, "error": err.Error()}
-			}
-			p.emit(res)
-		}()
-	}
+	// Answers still in flight at quit are not waited for (as before):
+	// the nodes close under them.
+	benchproc.Serve(in, p.handle, func(res map[string]any) { p.emit(res) })
 	p.mu.Lock()
 	nodes := make([]*node, 0, len(p.nodes))
 	for _, n := range p.nodes {

@@ -1,8 +1,8 @@
 package benchproc
 
 import (
-	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,41 +16,40 @@ import (
 const childEnv = "BENCHPROC_TEST_CHILD"
 
 // TestMain runs the child process when the test binary is started again
-// with childEnv: it echoes "echo" requests, fails "fail" ones, prints an
-// event line and a non-JSON line before each reply to "event", exits
-// without answering "die", and quits on "quit".
+// with childEnv, on Serve: it echoes "echo" requests, fails "fail" ones,
+// prints an event line and a non-JSON line before each reply to "event",
+// exits without answering "die", and quits on "quit".
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "" {
 		os.Exit(m.Run())
 	}
-	sc := bufio.NewScanner(os.Stdin)
+	var mu sync.Mutex
 	out := json.NewEncoder(os.Stdout)
-	for sc.Scan() {
-		var req struct {
-			ID  int    `json:"id"`
-			Op  string `json:"op"`
-			Arg string `json:"arg"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
-			continue
-		}
+	write := func(v any) {
+		mu.Lock()
+		_ = out.Encode(v)
+		mu.Unlock()
+	}
+	type request struct{ Op, Arg string }
+	Serve(os.Stdin, func(req request) (map[string]any, error) {
 		switch req.Op {
 		case "echo":
-			_ = out.Encode(map[string]any{"id": req.ID, "arg": req.Arg})
+			return map[string]any{"arg": req.Arg}, nil
 		case "fail":
-			_ = out.Encode(map[string]any{"id": req.ID, "error": "it failed"})
+			return nil, errors.New("it failed")
 		case "event":
+			mu.Lock()
 			fmt.Println("a library printing to stdout")
-			_ = out.Encode(map[string]any{"ev": "seen", "arg": req.Arg})
-			_ = out.Encode(map[string]any{"id": req.ID})
+			mu.Unlock()
+			write(map[string]any{"ev": "seen", "arg": req.Arg})
+			return nil, nil
 		case "die":
 			fmt.Fprintln(os.Stderr, "dying on purpose")
 			os.Exit(3)
-		case "quit":
-			_ = out.Encode(map[string]any{"id": req.ID})
-			os.Exit(0)
 		}
-	}
+		return nil, fmt.Errorf("unknown op %q", req.Op)
+	}, func(v map[string]any) { write(v) })()
+	os.Exit(0)
 }
 
 func startChild(t *testing.T, onEvent func([]byte)) *Proc {
